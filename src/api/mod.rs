@@ -1,0 +1,11 @@
+//! REST API routes.
+
+pub mod health;
+pub mod rooms;
+
+use crate::state::AppState;
+use axum::Router;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(health::routes()).merge(rooms::routes())
+}

@@ -1,0 +1,15 @@
+//! Parlor: a self-hostable real-time media server.
+//!
+//! The server crate assembles the member crates (`parlor-media`, `parlor-signaling`, `parlor-turn`)
+//! into one binary: REST API, signaling WebSocket, SFU media workers, embedded TURN, storage.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,0 +1,138 @@
+//! Process-wide counters rendered in Prometheus text format at `/metrics`.
+//! Plain atomics: cheap enough for the media path (Relaxed increments, no locks).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub http_requests: AtomicU64,
+    pub http_errors: AtomicU64,
+    pub websocket_connections: AtomicU64,
+    pub rooms: AtomicU64,
+    pub participants: AtomicU64,
+    pub rtp_packets_in: AtomicU64,
+    pub rtp_packets_out: AtomicU64,
+    pub rtp_bytes_in: AtomicU64,
+    pub rtp_bytes_out: AtomicU64,
+    pub rtp_send_failures: AtomicU64,
+    pub rtp_dropped: AtomicU64,
+    pub nacks_received: AtomicU64,
+    pub retransmits: AtomicU64,
+    pub plis_forwarded: AtomicU64,
+    pub signal_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+    pub fn dec(c: &AtomicU64) {
+        let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+    }
+
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut out = String::with_capacity(2048);
+        let counters: [(&str, &str, &AtomicU64, &str); 15] = [
+            (
+                "parlor_http_requests_total",
+                "HTTP requests served",
+                &self.http_requests,
+                "counter",
+            ),
+            (
+                "parlor_http_errors_total",
+                "HTTP responses with status >= 400",
+                &self.http_errors,
+                "counter",
+            ),
+            (
+                "parlor_websocket_connections",
+                "Open signaling WebSocket connections",
+                &self.websocket_connections,
+                "gauge",
+            ),
+            ("parlor_rooms", "Open rooms", &self.rooms, "gauge"),
+            (
+                "parlor_participants",
+                "Connected participants",
+                &self.participants,
+                "gauge",
+            ),
+            (
+                "parlor_rtp_packets_in_total",
+                "RTP packets received from publishers",
+                &self.rtp_packets_in,
+                "counter",
+            ),
+            (
+                "parlor_rtp_packets_out_total",
+                "RTP packets forwarded to subscribers",
+                &self.rtp_packets_out,
+                "counter",
+            ),
+            (
+                "parlor_rtp_bytes_in_total",
+                "RTP payload bytes received",
+                &self.rtp_bytes_in,
+                "counter",
+            ),
+            (
+                "parlor_rtp_bytes_out_total",
+                "RTP payload bytes forwarded",
+                &self.rtp_bytes_out,
+                "counter",
+            ),
+            (
+                "parlor_rtp_send_failures_total",
+                "RTP packets the transport refused",
+                &self.rtp_send_failures,
+                "counter",
+            ),
+            (
+                "parlor_rtp_dropped_total",
+                "RTP packets dropped by the forwarder",
+                &self.rtp_dropped,
+                "counter",
+            ),
+            (
+                "parlor_nacks_received_total",
+                "NACKs received from subscribers",
+                &self.nacks_received,
+                "counter",
+            ),
+            (
+                "parlor_retransmits_total",
+                "Packets retransmitted from the cache",
+                &self.retransmits,
+                "counter",
+            ),
+            (
+                "parlor_plis_forwarded_total",
+                "PLI/FIR requests forwarded to publishers",
+                &self.plis_forwarded,
+                "counter",
+            ),
+            (
+                "parlor_signal_errors_total",
+                "Signal connections closed for bad input",
+                &self.signal_errors,
+                "counter",
+            ),
+        ];
+        for (name, help, v, kind) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        for (name, help, v) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}

@@ -1,0 +1,162 @@
+//! Server assembly: state, router, listeners and graceful shutdown.
+
+use crate::auth::{load_or_create_dev_keys, KeyRing};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::error::json_errors;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+use tower_http::trace::TraceLayer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("dev keys: {0}")]
+    Keys(std::io::Error),
+}
+
+/// A running server.
+pub struct ServerHandle {
+    pub http_addr: SocketAddr,
+    pub state: AppState,
+    /// Dev key generated at start-up (None when keys came from config).
+    pub dev_key: Option<(String, String)>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Begin graceful shutdown and wait for it to complete.
+    pub async fn shutdown(self) {
+        self.state.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Wait until the server stops (after `state.shutdown` is cancelled).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.http_addr)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .merge(crate::api::routes())
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(CorsLayer::permissive())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    Metrics::inc(&state.metrics.http_requests);
+    let resp = next.run(req).await;
+    if resp.status().as_u16() >= 400 {
+        Metrics::inc(&state.metrics.http_errors);
+    }
+    resp
+}
+
+/// Start every subsystem on `config`; returns once listeners are bound.
+pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandle, StartError> {
+    let mut dev_key = None;
+    if config.keys.is_empty() {
+        config.keys =
+            load_or_create_dev_keys(&config.storage.data_dir).map_err(StartError::Keys)?;
+        dev_key = config
+            .keys
+            .iter()
+            .next()
+            .map(|(k, s)| (k.clone(), s.clone()));
+    }
+    let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
+    let listener = TcpListener::bind(&config.server.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: config.server.bind.clone(),
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        what: "HTTP",
+        addr: config.server.bind.clone(),
+        source,
+    })?;
+    // With port 0 (tests), the public URL follows the real port.
+    if config.server.public_url.is_empty() {
+        config.server.public_url = format!("ws://{http_addr}");
+    }
+    let shutdown = CancellationToken::new();
+    let state = AppState {
+        keys: Arc::new(KeyRing::new(config.keys.clone())),
+        config: Arc::new(config),
+        store,
+        metrics: Arc::new(Metrics::default()),
+        clock,
+        started: Instant::now(),
+        shutdown: shutdown.clone(),
+    };
+    let app = router(state.clone());
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let store = state.store.clone();
+    let task = tokio::spawn(async move {
+        let stop = shutdown.clone();
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+        // In-flight requests get `grace` to finish once shutdown starts.
+        let serve = async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        };
+        tokio::pin!(serve);
+        tokio::select! {
+            _ = &mut serve => {}
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("shutdown grace period elapsed; dropping remaining connections");
+            }
+        }
+        store.close().await;
+        tracing::info!("server stopped");
+    });
+    Ok(ServerHandle {
+        http_addr,
+        state,
+        dev_key,
+        task,
+    })
+}

@@ -1,0 +1,22 @@
+//! Shared application state handed to every handler.
+
+use crate::auth::KeyRing;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
+    pub started: Instant,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+}

@@ -1,0 +1,165 @@
+//! Test support: start a real Parlor server on ephemeral ports with a fresh database.
+#![allow(dead_code)]
+
+use parlor::config::Config;
+use parlor::server::ServerHandle;
+use parlor_signaling::{AccessToken, Claims, VideoGrant};
+use sqlx::Connection;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const KEY: &str = "APItestkey";
+pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnop";
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Which databases the suite must cover. PostgreSQL is required under CI (`CI` set) and used whenever
+/// it is reachable; `PARLOR_TEST_PG_URL` points at an admin connection (default: local `test` db).
+pub fn pg_admin_url() -> String {
+    std::env::var("PARLOR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        TestDb {
+            url,
+            pg_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh PostgreSQL database, or None (with a printed note) when PostgreSQL is unreachable
+    /// outside CI. Under CI an unreachable PostgreSQL fails the test.
+    pub async fn postgres() -> Option<TestDb> {
+        let admin = pg_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => {
+                if std::env::var_os("CI").is_some() {
+                    panic!("PostgreSQL at {admin} is required under CI: {e}");
+                }
+                eprintln!("SKIP postgres: {admin} unreachable: {e}");
+                return None;
+            }
+        };
+        let name = format!("parlor_t_{}", parlor::ids::new_id("").to_lowercase());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+        Some(TestDb {
+            url: format!("{base}/{name}"),
+            pg_name: Some(name),
+            _dir: None,
+        })
+    }
+
+    pub async fn drop_db(self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        if self.pg_name.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+}
+
+/// Every database the suite runs on in this environment.
+pub async fn all_dbs() -> Vec<TestDb> {
+    let mut v = vec![TestDb::sqlite()];
+    if let Some(pg) = TestDb::postgres().await {
+        v.push(pg);
+    }
+    v
+}
+
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub http: String,
+    pub ws: String,
+    pub client: reqwest::Client,
+    _data: tempfile::TempDir,
+}
+
+pub fn test_config(db_url: &str, data: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.server.bind = "127.0.0.1:0".into();
+    c.server.shutdown_grace_secs = 2;
+    c.database.url = db_url.to_string();
+    c.storage.data_dir = data.to_path_buf();
+    c.rtc.udp_port = 0;
+    c.turn.enabled = false;
+    c.room.empty_timeout_secs = 1;
+    c.keys.insert(KEY.into(), SECRET.into());
+    c
+}
+
+impl TestServer {
+    pub async fn start(db: &TestDb) -> TestServer {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = test_config(&db.url, data.path());
+        tweak(&mut config);
+        let handle = parlor::server::start(config, parlor::clock::system())
+            .await
+            .unwrap();
+        TestServer {
+            http: handle.http_url(),
+            ws: handle.ws_url(),
+            handle,
+            client: reqwest::Client::new(),
+            _data: data,
+        }
+    }
+
+    pub fn token(&self, identity: &str, grant: VideoGrant) -> String {
+        AccessToken::for_join(KEY, SECRET, identity, grant, now_unix(), 3600)
+    }
+
+    /// A plain API token for `user` (no room).
+    pub fn user_token(&self, user: &str) -> String {
+        let claims = Claims {
+            iss: KEY.into(),
+            sub: user.into(),
+            nbf: now_unix() - 1,
+            exp: now_unix() + 3600,
+            name: Some(user.into()),
+            ..Default::default()
+        };
+        AccessToken::encode(&claims, SECRET)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.http, path)
+    }
+
+    pub async fn stop(self) {
+        self.handle.shutdown().await;
+    }
+}
