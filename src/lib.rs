@@ -11,5 +11,6 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod server;
+pub mod sfu;
 pub mod state;
 pub mod store;

@@ -126,6 +126,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         clock,
         started: Instant::now(),
         shutdown: shutdown.clone(),
+        sfu: crate::sfu::SfuHandle::new(),
     };
     let app = router(state.clone());
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);

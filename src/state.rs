@@ -4,6 +4,7 @@ use crate::auth::KeyRing;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::sfu::SfuHandle;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,4 +20,6 @@ pub struct AppState {
     pub started: Instant,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
+    /// Live rooms and participants.
+    pub sfu: SfuHandle,
 }
