@@ -1,6 +1,7 @@
 //! Parlor signaling: access tokens (LiveKit-compatible JWTs), the LiveKit signal protocol glue and
 //! ICE-server configuration. Pure library: no networking, time is always passed in.
 
+pub mod protocol;
 pub mod token;
 
 pub use token::{AccessToken, Claims, TokenError, VideoGrant};

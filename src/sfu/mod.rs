@@ -3,6 +3,8 @@
 //! This module's public surface (`SfuHandle`, `SfuEvent`, `ParticipantSnapshot`) is what the product
 //! APIs use: live participant state per room and a stream of lifecycle events.
 
+pub mod forwarder;
+
 use serde::Serialize;
 use tokio::sync::broadcast;
 
