@@ -4,6 +4,8 @@
 //! APIs use: live participant state per room and a stream of lifecycle events.
 
 pub mod forwarder;
+pub mod peer;
+pub mod worker;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -73,6 +75,33 @@ impl SfuHandle {
             .rooms
             .read()
             .map(|r| r.get(room).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Publish a lifecycle event (used by the media worker).
+    #[doc(hidden)]
+    pub fn emit(&self, ev: SfuEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    pub(crate) fn set_room(&self, room: &str, participants: Vec<ParticipantSnapshot>) {
+        if let Ok(mut r) = self.inner.rooms.write() {
+            r.insert(room.to_string(), participants);
+        }
+    }
+
+    pub(crate) fn remove_room(&self, room: &str) {
+        if let Ok(mut r) = self.inner.rooms.write() {
+            r.remove(room);
+        }
+    }
+
+    /// Names of open rooms.
+    pub fn rooms(&self) -> Vec<String> {
+        self.inner
+            .rooms
+            .read()
+            .map(|r| r.keys().cloned().collect())
             .unwrap_or_default()
     }
 

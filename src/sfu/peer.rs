@@ -1,0 +1,164 @@
+//! Building `rtc` (Sans-I/O webrtc-rs) peer connections for the shared UDP socket: ICE-lite with
+//! per-connection ICE credentials (so the worker can route STUN by USERNAME), our host candidate with the
+//! public IP, mDNS off, default interceptors (NACK responder/generator, RTCP reports, TWCC receiver).
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+const SDES_MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const SDES_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+const SDES_RRID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("webrtc: {0}")]
+    Rtc(#[from] rtc::shared::error::Error),
+}
+
+pub fn random_string(n: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+/// A new peer connection whose local ICE ufrag is `ufrag`, announcing `candidate_addr` as its only
+/// (host) candidate.
+pub fn build(
+    now: Instant,
+    ufrag: &str,
+    candidate_addr: SocketAddr,
+    publisher: bool,
+) -> Result<RTCPeerConnection, PeerError> {
+    let setting_engine = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_ice_credentials(ufrag.to_string(), random_string(24))
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_default_codecs()?;
+    if publisher {
+        // Receive audio levels (active speakers) and simulcast rids.
+        for (uri, kind) in [
+            (AUDIO_LEVEL_URI, RtpCodecKind::Audio),
+            (SDES_MID_URI, RtpCodecKind::Audio),
+            (SDES_MID_URI, RtpCodecKind::Video),
+            (SDES_RID_URI, RtpCodecKind::Video),
+            (SDES_RRID_URI, RtpCodecKind::Video),
+        ] {
+            media_engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: uri.to_string(),
+                },
+                kind,
+                None,
+            )?;
+        }
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+    let config = RTCConfigurationBuilder::new().build();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_setting_engine(setting_engine)
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)?;
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: candidate_addr.ip().to_string(),
+            port: candidate_addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+    Ok(pc)
+}
+
+/// Local ICE ufrag from a STUN Binding request's USERNAME (`<our ufrag>:<their ufrag>`), without
+/// allocating. Returns None for anything that is not a well-formed STUN message with a USERNAME.
+pub fn stun_local_ufrag(buf: &[u8]) -> Option<&str> {
+    // STUN: first two bits zero, magic cookie at 4..8, length at 2..4.
+    if buf.len() < 20 || buf[0] & 0xC0 != 0 || buf[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+        return None;
+    }
+    let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
+    let body = buf.get(20..20 + len)?;
+    let mut i = 0;
+    while i + 4 <= body.len() {
+        let typ = u16::from_be_bytes([body[i], body[i + 1]]);
+        let alen = u16::from_be_bytes([body[i + 2], body[i + 3]]) as usize;
+        let val = body.get(i + 4..i + 4 + alen)?;
+        if typ == 0x0006 {
+            let s = std::str::from_utf8(val).ok()?;
+            return s.split(':').next();
+        }
+        i += 4 + alen.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// Is this datagram a STUN message (RFC 7983 demultiplexing: first byte 0..3)?
+pub fn is_stun(buf: &[u8]) -> bool {
+    buf.first().is_some_and(|b| *b < 4)
+}
+
+/// Audio level (RFC 6464, 0 = loudest, 127 = silence) from a one-byte-header extension value.
+pub fn audio_level(value: &[u8]) -> Option<u8> {
+    value.first().map(|b| b & 0x7f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stun_with_username(user: &str) -> Vec<u8> {
+        let mut attr = vec![0x00, 0x06];
+        attr.extend_from_slice(&(user.len() as u16).to_be_bytes());
+        attr.extend_from_slice(user.as_bytes());
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut m = vec![0x00, 0x01];
+        m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        m.extend_from_slice(&[7u8; 12]);
+        m.extend_from_slice(&attr);
+        m
+    }
+
+    #[test]
+    fn parses_username_and_rejects_garbage() {
+        let m = stun_with_username("abcd:efgh");
+        assert_eq!(stun_local_ufrag(&m), Some("abcd"));
+        assert!(is_stun(&m));
+        assert_eq!(stun_local_ufrag(&m[..m.len() - 3]), None);
+        assert_eq!(stun_local_ufrag(&[0u8; 19]), None);
+        let mut bad_cookie = m.clone();
+        bad_cookie[5] = 0;
+        assert_eq!(stun_local_ufrag(&bad_cookie), None);
+        // Attribute length pointing past the end.
+        let mut long = m.clone();
+        long[22] = 0xff;
+        assert_eq!(stun_local_ufrag(&long), None);
+        for n in 0..64 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            let _ = stun_local_ufrag(&junk);
+        }
+    }
+}

@@ -1,0 +1,1434 @@
+//! The media worker: one task that owns a UDP socket, every peer connection on it and the rooms they
+//! belong to. Signaling sessions talk to it only through `Cmd`s on a bounded channel and receive `Out`
+//! messages on their own bounded channel; a full session queue disconnects that session instead of
+//! blocking the worker. No locks on the packet path: the worker is the single owner of room state.
+
+use super::forwarder::{is_keyframe, Decision, Forwarder, PacketMeta};
+use super::peer::{self, AUDIO_LEVEL_URI};
+use super::{ParticipantSnapshot, SfuEvent, SfuHandle};
+use crate::metrics::Metrics;
+use bytes::BytesMut;
+use parlor_signaling::protocol::{proto, subscriber_stream_id, CandidateInit, Target};
+use proto::signal_response::Message as Resp;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+pub type Pid = u64;
+type PcId = u64;
+
+/// Permissions a participant joined with (from its token).
+#[derive(Debug, Clone, Copy)]
+pub struct Perms {
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub can_publish_data: bool,
+}
+
+pub struct JoinReq {
+    pub room: String,
+    pub identity: String,
+    pub name: String,
+    pub metadata: String,
+    pub perms: Perms,
+    pub auto_subscribe: bool,
+    pub events: mpsc::Sender<Out>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("room is full")]
+    RoomFull,
+    #[error("too many rooms on this server")]
+    TooManyRooms,
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("webrtc: {0}")]
+    Peer(#[from] peer::PeerError),
+}
+
+pub struct Joined {
+    pub pid: Pid,
+    pub join: proto::JoinResponse,
+}
+
+/// Client → worker.
+pub enum Cmd {
+    Join(Box<JoinReq>, oneshot::Sender<Result<Joined, JoinError>>),
+    Signal(Pid, SignalIn),
+    Leave(Pid),
+}
+
+pub enum SignalIn {
+    Offer(proto::SessionDescription),
+    Answer(proto::SessionDescription),
+    Trickle(Target, CandidateInit),
+    AddTrack(proto::AddTrackRequest),
+    Mute(proto::MuteTrackRequest),
+    Subscription(proto::UpdateSubscription),
+    TrackSetting(proto::UpdateTrackSettings),
+}
+
+/// Worker → session.
+#[derive(Debug)]
+pub enum Out {
+    Signal(Resp),
+    /// Close the session with this reason (already sent a LeaveRequest when appropriate).
+    Close(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub candidate_ip: std::net::IpAddr,
+    pub max_participants: usize,
+    pub max_rooms: usize,
+    pub empty_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct WorkerHandle {
+    pub tx: mpsc::Sender<Cmd>,
+    pub udp_addr: SocketAddr,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Publisher,
+    Subscriber,
+}
+
+struct Pc {
+    rtc: RTCPeerConnection,
+    owner: Pid,
+    role: Role,
+    ufrag: String,
+    addrs: Vec<SocketAddr>,
+    next_timeout: Option<Instant>,
+    connected: bool,
+    /// rtc track id → (track sid) for inbound tracks (publisher PCs).
+    inbound: HashMap<String, String>,
+    /// Data channels by label (publisher PCs).
+    reliable_dc: Option<rtc::data_channel::RTCDataChannelId>,
+    lossy_dc: Option<rtc::data_channel::RTCDataChannelId>,
+}
+
+struct SubOut {
+    sender_id: RTCRtpSenderId,
+    ssrc: u32,
+    /// Payload type negotiated on this subscriber's sender (None until the answer arrives).
+    pt: Option<u8>,
+    forwarder: Forwarder,
+}
+
+struct Participant {
+    pid: Pid,
+    sid: String,
+    identity: String,
+    name: String,
+    metadata: String,
+    room: String,
+    perms: Perms,
+    auto_subscribe: bool,
+    events: mpsc::Sender<Out>,
+    pub_pc: PcId,
+    sub_pc: PcId,
+    version: u32,
+    joined_at_ms: i64,
+    media_connected_at_ms: Option<i64>,
+    /// AddTrack requests waiting for their media (cid → TrackInfo).
+    pending: HashMap<String, proto::TrackInfo>,
+    /// Published tracks by sid.
+    tracks: Vec<String>,
+    /// Subscriptions by track sid.
+    subs: HashMap<String, SubOut>,
+    /// Subscriber PC negotiation.
+    sub_offer_id: u32,
+    sub_awaiting_answer: bool,
+    sub_needs_offer: bool,
+    data_seq: u32,
+    level: Option<(u8, Instant)>,
+}
+
+struct TrackIn {
+    sid: String,
+    owner: Pid,
+    info: proto::TrackInfo,
+    kind: RtpCodecKind,
+    codec: Option<RTCRtpCodec>,
+    receiver_id: Option<RTCRtpReceiverId>,
+    /// ssrc → simulcast layer.
+    layers: Vec<(u32, u8)>,
+    is_vp8: bool,
+    is_h264: bool,
+    subscribers: Vec<Pid>,
+    audio_level_ext: Option<u8>,
+    last_pli: Option<Instant>,
+}
+
+struct Room {
+    name: String,
+    sid: String,
+    created_at_ms: i64,
+    participants: Vec<Pid>,
+    tracks: HashMap<String, TrackIn>,
+    empty_since: Option<Instant>,
+    last_speakers: Vec<String>,
+}
+
+pub struct Worker {
+    socket: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    candidate_addr: SocketAddr,
+    cfg: WorkerConfig,
+    pcs: HashMap<PcId, Pc>,
+    by_addr: HashMap<SocketAddr, PcId>,
+    by_ufrag: HashMap<String, PcId>,
+    rooms: HashMap<String, Room>,
+    parts: HashMap<Pid, Participant>,
+    next_id: u64,
+    sfu: SfuHandle,
+    metrics: Arc<Metrics>,
+    clock: crate::clock::SharedClock,
+    /// Scratch space reused on every forwarded packet (no per-packet allocation).
+    scratch: Vec<(PcId, RTCRtpSenderId, u32, u8, u16, u32)>,
+    earliest: Option<Instant>,
+}
+
+const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Worker {
+    pub async fn spawn(
+        bind: SocketAddr,
+        cfg: WorkerConfig,
+        sfu: SfuHandle,
+        metrics: Arc<Metrics>,
+        clock: crate::clock::SharedClock,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<WorkerHandle> {
+        let socket = UdpSocket::bind(bind).await?;
+        let local_addr = socket.local_addr()?;
+        let candidate_addr = SocketAddr::new(cfg.candidate_ip, local_addr.port());
+        let (tx, rx) = mpsc::channel(1024);
+        let w = Worker {
+            socket: Arc::new(socket),
+            local_addr,
+            candidate_addr,
+            cfg,
+            pcs: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            rooms: HashMap::new(),
+            parts: HashMap::new(),
+            next_id: 1,
+            sfu,
+            metrics,
+            clock,
+            scratch: Vec::with_capacity(64),
+            earliest: None,
+        };
+        tokio::spawn(w.run(rx, shutdown));
+        Ok(WorkerHandle {
+            tx,
+            udp_addr: local_addr,
+        })
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, shutdown: tokio_util::sync::CancellationToken) {
+        info!(udp = %self.local_addr, candidate = %self.candidate_addr, "media worker started");
+        let mut buf = vec![0u8; 1500 * 2];
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let sleep_until = self
+                .earliest
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                res = self.socket.recv_from(&mut buf) => {
+                    match res {
+                        Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                        Err(e) => debug!(error = %e, "udp recv error"),
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd),
+                    None => break,
+                },
+                _ = timer => self.on_timers(),
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+        }
+        let pids: Vec<Pid> = self.parts.keys().copied().collect();
+        for pid in pids {
+            self.send_out(pid, Out::Signal(Resp::Leave(proto::LeaveRequest {
+                can_reconnect: false,
+                reason: proto::DisconnectReason::ServerShutdown as i32,
+                action: proto::leave_request::Action::Disconnect as i32,
+                regions: None,
+            })));
+            self.remove_participant(pid);
+        }
+        info!("media worker stopped");
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.unix_ms()
+    }
+
+    // ---------------------------------------------------------------- UDP path
+
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let pc_id = match self.by_addr.get(&from) {
+            Some(id) => *id,
+            None => {
+                // Unknown 4-tuple: only a STUN binding with one of our ufrags may introduce it.
+                let Some(ufrag) = peer::is_stun(data).then(|| peer::stun_local_ufrag(data)).flatten() else {
+                    return;
+                };
+                let Some(&id) = self.by_ufrag.get(ufrag) else { return };
+                if let Some(pc) = self.pcs.get_mut(&id) {
+                    if pc.addrs.len() < 8 {
+                        pc.addrs.push(from);
+                        self.by_addr.insert(from, id);
+                    }
+                }
+                id
+            }
+        };
+        let now = Instant::now();
+        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = pc.rtc.handle_read(msg) {
+            debug!(pc = pc_id, error = %e, "handle_read");
+        }
+        self.drive(pc_id, now);
+    }
+
+    /// Drain one peer connection's outputs: datagrams, events, inbound media.
+    fn drive(&mut self, pc_id: PcId, now: Instant) {
+        self.flush(pc_id);
+        let mut events = Vec::new();
+        let mut reads = Vec::new();
+        if let Some(pc) = self.pcs.get_mut(&pc_id) {
+            while let Some(ev) = pc.rtc.poll_event() {
+                events.push(ev);
+            }
+            while let Some(m) = pc.rtc.poll_read() {
+                reads.push(m);
+            }
+        }
+        for ev in events {
+            self.on_pc_event(pc_id, ev, now);
+        }
+        for m in reads {
+            self.on_pc_read(pc_id, m, now);
+        }
+        self.flush(pc_id);
+        self.update_timeout(pc_id);
+    }
+
+    fn flush(&mut self, pc_id: PcId) {
+        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        while let Some(out) = pc.rtc.poll_write() {
+            // Never block the worker: a full socket buffer drops the datagram (congestion).
+            if self.socket.try_send_to(&out.message, out.transport.peer_addr).is_err() {
+                Metrics::inc(&self.metrics.rtp_send_failures);
+            }
+        }
+    }
+
+    fn update_timeout(&mut self, pc_id: PcId) {
+        if let Some(pc) = self.pcs.get_mut(&pc_id) {
+            pc.next_timeout = pc.rtc.poll_timeout();
+            if let Some(t) = pc.next_timeout {
+                self.earliest = Some(self.earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PcId> = self
+            .pcs
+            .iter()
+            .filter(|(_, pc)| pc.next_timeout.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(pc) = self.pcs.get_mut(&id) {
+                let _ = pc.rtc.handle_timeout(now);
+            }
+            self.drive(id, now);
+        }
+        self.earliest = self.pcs.values().filter_map(|pc| pc.next_timeout).min();
+    }
+
+    fn on_pc_event(&mut self, pc_id: PcId, ev: RTCPeerConnectionEvent, now: Instant) {
+        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let owner = pc.owner;
+        let role = pc.role;
+        match ev {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                debug!(pc = pc_id, ?role, %state, "peer connection state");
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        pc.connected = true;
+                        if role == Role::Publisher {
+                            self.on_media_connected(owner);
+                        }
+                    }
+                    RTCPeerConnectionState::Failed => {
+                        warn!(pc = pc_id, ?role, "peer connection failed; removing participant");
+                        self.send_out(owner, Out::Close("peer connection failed"));
+                        self.remove_participant(owner);
+                    }
+                    _ => {}
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                if role == Role::Publisher {
+                    self.on_track_open(pc_id, owner, init, now);
+                }
+            }
+            RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
+                if let Some(dc) = pc.rtc.data_channel(id) {
+                    match dc.label() {
+                        "_reliable" => pc.reliable_dc = Some(id),
+                        "_lossy" => pc.lossy_dc = Some(id),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_media_connected(&mut self, pid: Pid) {
+        let now_ms = self.now_ms();
+        let Some(p) = self.parts.get_mut(&pid) else { return };
+        if p.media_connected_at_ms.is_none() {
+            p.media_connected_at_ms = Some(now_ms);
+            let ev = SfuEvent::MediaConnected {
+                room: p.room.clone(),
+                identity: p.identity.clone(),
+                at_ms: now_ms,
+            };
+            let room = p.room.clone();
+            self.sfu.emit(ev);
+            self.publish_snapshot(&room);
+        }
+    }
+
+    fn on_track_open(&mut self, pc_id: PcId, owner: Pid, init: rtc::peer_connection::event::RTCTrackEventInit, now: Instant) {
+        let layer = match init.rid.as_deref() {
+            Some("q") | None => 0,
+            Some("h") => 1,
+            Some("f") => 2,
+            Some(_) => 0,
+        };
+        // Known track (another simulcast layer)?
+        if let Some(sid) = self.pcs.get(&pc_id).and_then(|pc| pc.inbound.get(&init.track_id)).cloned() {
+            if let Some(t) = self.track_mut(owner, &sid) {
+                t.layers.push((init.ssrc, layer));
+            }
+            return;
+        }
+        let Some(p) = self.parts.get_mut(&owner) else { return };
+        // Match to the pending AddTrack by cid (= msid track id), else the first pending of this kind.
+        let (kind, codec) = {
+            let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+            let Some(mut rx) = pc.rtc.rtp_receiver(init.receiver_id) else { return };
+            let kind = rx.track().kind();
+            let codec = rx.get_parameters().rtp_parameters.codecs.first().map(|c| c.rtp_codec.clone());
+            (kind, codec)
+        };
+        let want_type = if kind == RtpCodecKind::Audio {
+            proto::TrackType::Audio as i32
+        } else {
+            proto::TrackType::Video as i32
+        };
+        let cid = if p.pending.contains_key(&init.track_id) {
+            Some(init.track_id.clone())
+        } else {
+            p.pending.iter().find(|(_, t)| t.r#type == want_type).map(|(c, _)| c.clone())
+        };
+        let Some(cid) = cid else {
+            warn!(participant = %p.identity, track = %init.track_id, "media for a track without AddTrackRequest; ignored");
+            return;
+        };
+        let Some(mut info) = p.pending.remove(&cid) else { return };
+        if let Some(c) = &codec {
+            info.mime_type = c.mime_type.clone();
+        }
+        let sid = info.sid.clone();
+        p.tracks.push(sid.clone());
+        p.version += 1;
+        let room_name = p.room.clone();
+        let identity = p.identity.clone();
+        let mime = codec.as_ref().map(|c| c.mime_type.to_ascii_lowercase()).unwrap_or_default();
+        let audio_level_ext = self.pcs.get(&pc_id).and_then(|pc| {
+            pc.rtc.remote_description().and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI))
+        });
+        if let Some(pc) = self.pcs.get_mut(&pc_id) {
+            pc.inbound.insert(init.track_id.clone(), sid.clone());
+        }
+        let track = TrackIn {
+            sid: sid.clone(),
+            owner,
+            info,
+            kind,
+            codec,
+            receiver_id: Some(init.receiver_id),
+            layers: vec![(init.ssrc, layer)],
+            is_vp8: mime.ends_with("vp8"),
+            is_h264: mime.ends_with("h264"),
+            subscribers: Vec::new(),
+            audio_level_ext,
+            last_pli: None,
+        };
+        info!(room = %room_name, participant = %identity, track = %sid, mime = %mime, "track published");
+        let Some(room) = self.rooms.get_mut(&room_name) else { return };
+        room.tracks.insert(sid.clone(), track);
+        let others: Vec<Pid> = room.participants.iter().copied().filter(|&x| x != owner).collect();
+        // Tell everyone about the new track, then subscribe those who auto-subscribe.
+        self.broadcast_participant(owner);
+        for other in others {
+            let auto = self.parts.get(&other).is_some_and(|o| o.auto_subscribe && o.perms.can_subscribe);
+            if auto {
+                self.subscribe(other, &room_name, &sid, now);
+            }
+        }
+        self.publish_snapshot(&room_name);
+    }
+
+    fn track_mut(&mut self, owner: Pid, sid: &str) -> Option<&mut TrackIn> {
+        let room = &self.parts.get(&owner)?.room;
+        self.rooms.get_mut(room)?.tracks.get_mut(sid)
+    }
+
+    /// The forwarding hot path: one inbound message from a peer connection.
+    fn on_pc_read(&mut self, pc_id: PcId, m: TaggedRTCMessage, now: Instant) {
+        match m.message {
+            RTCMessage::RtpPacket(track_id, pkt) => self.forward_rtp(pc_id, &track_id, pkt, now),
+            RTCMessage::RtcpPacket(_, packets) => {
+                // RTCP from a subscriber (PLI/FIR) → ask the publisher for a keyframe.
+                let Some(pc) = self.pcs.get(&pc_id) else { return };
+                if pc.role == Role::Subscriber {
+                    let wants_kf = packets.iter().any(|p| {
+                        let a = p.as_any();
+                        a.is::<PictureLossIndication>()
+                            || a.is::<rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest>()
+                    });
+                    if wants_kf {
+                        let owner = pc.owner;
+                        let sids: Vec<String> = self
+                            .parts
+                            .get(&owner)
+                            .map(|p| p.subs.keys().cloned().collect())
+                            .unwrap_or_default();
+                        if let Some(room) = self.parts.get(&owner).map(|p| p.room.clone()) {
+                            for sid in sids {
+                                self.request_keyframe(&room, &sid, now);
+                            }
+                        }
+                    }
+                }
+            }
+            RTCMessage::DataChannelMessage(dc_id, msg) => self.on_data(pc_id, dc_id, msg.data, now),
+            _ => {}
+        }
+    }
+
+    fn forward_rtp(&mut self, pc_id: PcId, track_id: &str, pkt: rtc::rtp::Packet, now: Instant) {
+        Metrics::inc(&self.metrics.rtp_packets_in);
+        Metrics::add(&self.metrics.rtp_bytes_in, pkt.payload.len() as u64);
+        let Some(pc) = self.pcs.get(&pc_id) else { return };
+        let Some(sid) = pc.inbound.get(track_id) else { return };
+        let owner = pc.owner;
+        let Some(p) = self.parts.get_mut(&owner) else { return };
+        let Some(room) = self.rooms.get_mut(&p.room) else { return };
+        let Some(track) = room.tracks.get_mut(sid) else { return };
+        // Audio level for active-speaker detection.
+        if let Some(id) = track.audio_level_ext {
+            if let Some(v) = pkt.header.get_extension(id) {
+                if let Some(level) = peer::audio_level(&v) {
+                    p.level = Some((level, now));
+                }
+            }
+        }
+        if track.info.muted {
+            return;
+        }
+        let layer = track
+            .layers
+            .iter()
+            .find(|(s, _)| *s == pkt.header.ssrc)
+            .map(|(_, l)| *l)
+            .unwrap_or(0);
+        let keyframe = track.kind == RtpCodecKind::Video && is_keyframe(track.is_vp8, track.is_h264, &pkt.payload);
+        let meta = PacketMeta {
+            seq: pkt.header.sequence_number,
+            ts: pkt.header.timestamp,
+            layer,
+            keyframe,
+            arrival_us: 0,
+        };
+        let sid_ref = track.sid.as_str();
+        self.scratch.clear();
+        let mut needs_kf = false;
+        for sub in &track.subscribers {
+            let Some(sp) = self.parts.get_mut(sub) else { continue };
+            let Some(out) = sp.subs.get_mut(sid_ref) else { continue };
+            let Some(pt) = out.pt else { continue };
+            match out.forwarder.on_packet(&meta) {
+                Decision::Forward { seq, ts } => {
+                    self.scratch.push((sp.sub_pc, out.sender_id, out.ssrc, pt, seq, ts));
+                }
+                Decision::Drop(reason) => {
+                    if reason == super::forwarder::DropReason::WaitingForKeyframe {
+                        needs_kf = true;
+                    }
+                    Metrics::inc(&self.metrics.rtp_dropped);
+                }
+            }
+        }
+        if needs_kf {
+            let room_name = room.name.clone();
+            let sid = track.sid.clone();
+            self.request_keyframe(&room_name, &sid, now);
+        }
+        let n = self.scratch.len();
+        for i in 0..n {
+            let (sub_pc, sender_id, ssrc, pt, seq, ts) = self.scratch[i];
+            let mut out = pkt.clone();
+            out.header.ssrc = ssrc;
+            out.header.payload_type = pt;
+            out.header.sequence_number = seq;
+            out.header.timestamp = ts;
+            // Extension ids differ per leg; the sender rejects ids it did not negotiate.
+            out.header.extension = false;
+            out.header.extensions.clear();
+            out.header.extension_profile = 0;
+            let Some(spc) = self.pcs.get_mut(&sub_pc) else { continue };
+            let ok = spc
+                .rtc
+                .rtp_sender(sender_id)
+                .map(|mut s| s.write_rtp(now, out).is_ok())
+                .unwrap_or(false);
+            if ok {
+                Metrics::inc(&self.metrics.rtp_packets_out);
+                Metrics::add(&self.metrics.rtp_bytes_out, pkt.payload.len() as u64);
+            } else {
+                Metrics::inc(&self.metrics.rtp_send_failures);
+            }
+            self.flush(sub_pc);
+            self.update_timeout(sub_pc);
+        }
+    }
+
+    fn request_keyframe(&mut self, room: &str, track_sid: &str, now: Instant) {
+        let Some(r) = self.rooms.get_mut(room) else { return };
+        let Some(t) = r.tracks.get_mut(track_sid) else { return };
+        if t.kind != RtpCodecKind::Video {
+            return;
+        }
+        if t.last_pli.is_some_and(|l| now.duration_since(l) < PLI_MIN_INTERVAL) {
+            return;
+        }
+        t.last_pli = Some(now);
+        let Some(rx_id) = t.receiver_id else { return };
+        let ssrcs: Vec<u32> = t.layers.iter().map(|(s, _)| *s).collect();
+        let owner = t.owner;
+        let Some(pub_pc) = self.parts.get(&owner).map(|p| p.pub_pc) else { return };
+        if let Some(pc) = self.pcs.get_mut(&pub_pc) {
+            if let Some(mut rx) = pc.rtc.rtp_receiver(rx_id) {
+                let pkts: Vec<Box<dyn rtc::rtcp::Packet>> = ssrcs
+                    .iter()
+                    .map(|&media_ssrc| {
+                        Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })
+                            as Box<dyn rtc::rtcp::Packet>
+                    })
+                    .collect();
+                if rx.write_rtcp(now, pkts).is_ok() {
+                    Metrics::inc(&self.metrics.plis_forwarded);
+                }
+            }
+        }
+        self.flush(pub_pc);
+    }
+
+    fn on_data(&mut self, pc_id: PcId, dc_id: rtc::data_channel::RTCDataChannelId, data: BytesMut, now: Instant) {
+        use prost::Message;
+        let Some(pc) = self.pcs.get(&pc_id) else { return };
+        let owner = pc.owner;
+        let reliable = pc.reliable_dc == Some(dc_id);
+        let Some(p) = self.parts.get_mut(&owner) else { return };
+        if !p.perms.can_publish_data || data.len() > 64 * 1024 {
+            return;
+        }
+        let Ok(mut packet) = proto::DataPacket::decode(&data[..]) else {
+            Metrics::inc(&self.metrics.signal_errors);
+            return;
+        };
+        // Only user payloads and a few benign kinds are relayed; the sender's identity is authoritative.
+        packet.participant_identity = p.identity.clone();
+        packet.participant_sid = p.sid.clone();
+        p.data_seq += 1;
+        packet.sequence = p.data_seq;
+        #[allow(deprecated)]
+        if let Some(proto::data_packet::Value::User(u)) = packet.value.as_mut() {
+            u.participant_identity = p.identity.clone();
+            u.participant_sid = p.sid.clone();
+        }
+        let dest: Vec<String> = packet.destination_identities.clone();
+        let bytes = BytesMut::from(&packet.encode_to_vec()[..]);
+        let room = p.room.clone();
+        let Some(r) = self.rooms.get(&room) else { return };
+        let targets: Vec<Pid> = r
+            .participants
+            .iter()
+            .copied()
+            .filter(|&x| x != owner)
+            .filter(|x| {
+                dest.is_empty() || self.parts.get(x).is_some_and(|o| dest.contains(&o.identity))
+            })
+            .collect();
+        for t in targets {
+            let Some(tp) = self.parts.get(&t) else { continue };
+            let pub_pc = tp.pub_pc;
+            if let Some(tpc) = self.pcs.get_mut(&pub_pc) {
+                let dc = if reliable { tpc.reliable_dc } else { tpc.lossy_dc.or(tpc.reliable_dc) };
+                if let Some(dc) = dc {
+                    if let Some(mut ch) = tpc.rtc.data_channel(dc) {
+                        let _ = ch.send(now, bytes.clone());
+                    }
+                }
+            }
+            self.flush(pub_pc);
+            self.update_timeout(pub_pc);
+        }
+    }
+
+    // ---------------------------------------------------------------- control path
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::Join(req, reply) => {
+                let res = self.join(*req, now);
+                let _ = reply.send(res);
+            }
+            Cmd::Signal(pid, msg) => self.on_signal(pid, msg, now),
+            Cmd::Leave(pid) => self.remove_participant(pid),
+        }
+    }
+
+    fn new_pc(&mut self, owner: Pid, role: Role, now: Instant) -> Result<PcId, JoinError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let ufrag = peer::random_string(16);
+        let rtc = peer::build(now, &ufrag, self.candidate_addr, role == Role::Publisher)?;
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.pcs.insert(
+            id,
+            Pc {
+                rtc,
+                owner,
+                role,
+                ufrag,
+                addrs: Vec::new(),
+                next_timeout: None,
+                connected: false,
+                inbound: HashMap::new(),
+                reliable_dc: None,
+                lossy_dc: None,
+            },
+        );
+        Ok(id)
+    }
+
+    fn join(&mut self, req: JoinReq, now: Instant) -> Result<Joined, JoinError> {
+        let now_ms = self.now_ms();
+        // A second connection with the same identity replaces the first (LiveKit semantics).
+        if let Some(room) = self.rooms.get(&req.room) {
+            let dup = room
+                .participants
+                .iter()
+                .copied()
+                .find(|p| self.parts.get(p).is_some_and(|x| x.identity == req.identity));
+            if let Some(dup) = dup {
+                self.send_out(dup, Out::Signal(Resp::Leave(proto::LeaveRequest {
+                    can_reconnect: false,
+                    reason: proto::DisconnectReason::DuplicateIdentity as i32,
+                    action: proto::leave_request::Action::Disconnect as i32,
+                    regions: None,
+                })));
+                self.send_out(dup, Out::Close("duplicate identity"));
+                self.remove_participant(dup);
+            }
+        }
+        if !self.rooms.contains_key(&req.room) {
+            if self.rooms.len() >= self.cfg.max_rooms {
+                return Err(JoinError::TooManyRooms);
+            }
+            self.rooms.insert(
+                req.room.clone(),
+                Room {
+                    name: req.room.clone(),
+                    sid: crate::ids::new_id("RM_"),
+                    created_at_ms: now_ms,
+                    participants: Vec::new(),
+                    tracks: HashMap::new(),
+                    empty_since: None,
+                    last_speakers: Vec::new(),
+                },
+            );
+            Metrics::inc(&self.metrics.rooms);
+            self.sfu.emit(SfuEvent::RoomCreated { room: req.room.clone(), at_ms: now_ms });
+        }
+        let count = self.rooms.get(&req.room).map_or(0, |r| r.participants.len());
+        if count >= self.cfg.max_participants {
+            return Err(JoinError::RoomFull);
+        }
+        let pid = self.next_id;
+        self.next_id += 1;
+        let pub_pc = self.new_pc(pid, Role::Publisher, now)?;
+        let sub_pc = match self.new_pc(pid, Role::Subscriber, now) {
+            Ok(id) => id,
+            Err(e) => {
+                self.drop_pc(pub_pc);
+                return Err(e);
+            }
+        };
+        let p = Participant {
+            pid,
+            sid: crate::ids::new_id("PA_"),
+            identity: req.identity,
+            name: req.name,
+            metadata: req.metadata,
+            room: req.room.clone(),
+            perms: req.perms,
+            auto_subscribe: req.auto_subscribe,
+            events: req.events,
+            pub_pc,
+            sub_pc,
+            version: 1,
+            joined_at_ms: now_ms,
+            media_connected_at_ms: None,
+            pending: HashMap::new(),
+            tracks: Vec::new(),
+            subs: HashMap::new(),
+            sub_offer_id: 0,
+            sub_awaiting_answer: false,
+            sub_needs_offer: false,
+            data_seq: 0,
+            level: None,
+        };
+        info!(room = %req.room, participant = %p.identity, sid = %p.sid, "participant joined");
+        let identity = p.identity.clone();
+        self.parts.insert(pid, p);
+        Metrics::inc(&self.metrics.participants);
+        let room = self.rooms.get_mut(&req.room).ok_or(JoinError::ShuttingDown)?;
+        room.participants.push(pid);
+        room.empty_since = None;
+        let room_info = proto::Room {
+            sid: room.sid.clone(),
+            name: room.name.clone(),
+            empty_timeout: self.cfg.empty_timeout.as_secs() as u32,
+            max_participants: self.cfg.max_participants as u32,
+            creation_time: room.created_at_ms / 1000,
+            creation_time_ms: room.created_at_ms,
+            num_participants: room.participants.len() as u32,
+            ..Default::default()
+        };
+        let others: Vec<Pid> = room.participants.iter().copied().filter(|&x| x != pid).collect();
+        let track_sids: Vec<String> = room.tracks.keys().cloned().collect();
+        let other_participants = others.iter().filter_map(|o| self.participant_info(*o)).collect();
+        let participant = self.participant_info(pid);
+        let join = proto::JoinResponse {
+            room: Some(room_info),
+            participant,
+            other_participants,
+            server_version: parlor_signaling::protocol::SERVER_VERSION.to_string(),
+            subscriber_primary: false,
+            ping_timeout: 15,
+            ping_interval: 5,
+            server_info: Some(proto::ServerInfo {
+                edition: proto::server_info::Edition::Standard as i32,
+                version: parlor_signaling::protocol::SERVER_VERSION.to_string(),
+                protocol: parlor_signaling::protocol::PROTOCOL_VERSION,
+                node_id: "parlor".into(),
+                ..Default::default()
+            }),
+            client_configuration: Some(proto::ClientConfiguration {
+                resume_connection: proto::ClientConfigSetting::Disabled as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // Announce the newcomer, then subscribe it to what is already published.
+        self.broadcast_participant(pid);
+        self.sfu.emit(SfuEvent::ParticipantJoined {
+            room: req.room.clone(),
+            identity,
+            at_ms: now_ms,
+        });
+        let auto = self.parts.get(&pid).is_some_and(|p| p.auto_subscribe && p.perms.can_subscribe);
+        if auto {
+            for sid in track_sids {
+                self.subscribe_no_offer(pid, &req.room, &sid, now);
+            }
+            // Offer once the client has the JoinResponse (sent by the session before any Out).
+            if let Some(p) = self.parts.get_mut(&pid) {
+                if !p.subs.is_empty() {
+                    p.sub_needs_offer = true;
+                }
+            }
+        }
+        self.publish_snapshot(&req.room);
+        Ok(Joined { pid, join })
+    }
+
+    fn participant_info(&self, pid: Pid) -> Option<proto::ParticipantInfo> {
+        let p = self.parts.get(&pid)?;
+        let room = self.rooms.get(&p.room)?;
+        let tracks = p.tracks.iter().filter_map(|sid| room.tracks.get(sid)).map(|t| t.info.clone()).collect();
+        Some(proto::ParticipantInfo {
+            sid: p.sid.clone(),
+            identity: p.identity.clone(),
+            name: p.name.clone(),
+            metadata: p.metadata.clone(),
+            state: if p.media_connected_at_ms.is_some() {
+                proto::participant_info::State::Active as i32
+            } else {
+                proto::participant_info::State::Joined as i32
+            },
+            tracks,
+            joined_at: p.joined_at_ms / 1000,
+            joined_at_ms: p.joined_at_ms,
+            version: p.version,
+            permission: Some(proto::ParticipantPermission {
+                can_subscribe: p.perms.can_subscribe,
+                can_publish: p.perms.can_publish,
+                can_publish_data: p.perms.can_publish_data,
+                ..Default::default()
+            }),
+            is_publisher: !p.tracks.is_empty(),
+            ..Default::default()
+        })
+    }
+
+    /// Send the participant's current info to everyone else in its room.
+    fn broadcast_participant(&mut self, pid: Pid) {
+        let Some(info) = self.participant_info(pid) else { return };
+        let Some(room) = self.parts.get(&pid).and_then(|p| self.rooms.get(&p.room)) else { return };
+        let others: Vec<Pid> = room.participants.iter().copied().filter(|&x| x != pid).collect();
+        for o in others {
+            self.send_out(o, Out::Signal(Resp::Update(proto::ParticipantUpdate { participants: vec![info.clone()] })));
+        }
+    }
+
+    fn send_out(&mut self, pid: Pid, out: Out) {
+        let Some(p) = self.parts.get(&pid) else { return };
+        if p.events.try_send(out).is_err() {
+            // Slow or gone client: never block the worker. Its session notices the closed channel.
+            debug!(participant = %p.identity, "session queue full or closed");
+        }
+    }
+
+    fn on_signal(&mut self, pid: Pid, msg: SignalIn, now: Instant) {
+        if !self.parts.contains_key(&pid) {
+            return;
+        }
+        match msg {
+            SignalIn::Offer(sd) => self.on_publisher_offer(pid, sd, now),
+            SignalIn::Answer(sd) => self.on_subscriber_answer(pid, sd, now),
+            SignalIn::Trickle(target, cand) => {
+                let Some(p) = self.parts.get(&pid) else { return };
+                let pc_id = if target == Target::Subscriber { p.sub_pc } else { p.pub_pc };
+                if let Some(pc) = self.pcs.get_mut(&pc_id) {
+                    let init = RTCIceCandidateInit {
+                        candidate: cand.candidate,
+                        sdp_mid: cand.sdp_mid,
+                        sdp_mline_index: cand.sdp_mline_index,
+                        username_fragment: cand.username_fragment,
+                        ..Default::default()
+                    };
+                    // ICE-lite: remote candidates are informational; bad ones are ignored.
+                    let _ = pc.rtc.add_remote_candidate(init);
+                }
+            }
+            SignalIn::AddTrack(req) => self.on_add_track(pid, req),
+            SignalIn::Mute(m) => self.on_mute(pid, &m.sid, m.muted),
+            SignalIn::Subscription(s) => {
+                let room = self.parts.get(&pid).map(|p| p.room.clone()).unwrap_or_default();
+                let mut sids = s.track_sids.clone();
+                for pt in &s.participant_tracks {
+                    sids.extend(pt.track_sids.iter().cloned());
+                }
+                for sid in sids {
+                    if s.subscribe {
+                        self.subscribe(pid, &room, &sid, now);
+                    } else {
+                        self.unsubscribe(pid, &sid, now);
+                    }
+                }
+            }
+            SignalIn::TrackSetting(s) => {
+                let room = self.parts.get(&pid).map(|p| p.room.clone()).unwrap_or_default();
+                let layer = match proto::VideoQuality::try_from(s.quality) {
+                    Ok(proto::VideoQuality::High) => 2,
+                    Ok(proto::VideoQuality::Medium) => 1,
+                    _ => 0,
+                };
+                for sid in &s.track_sids {
+                    let max_layer = self
+                        .rooms
+                        .get(&room)
+                        .and_then(|r| r.tracks.get(sid))
+                        .map(|t| t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0))
+                        .unwrap_or(0);
+                    if let Some(out) = self.parts.get_mut(&pid).and_then(|p| p.subs.get_mut(sid)) {
+                        out.forwarder.set_paused(s.disabled);
+                        out.forwarder.set_target_layer(layer.min(max_layer));
+                    }
+                    self.request_keyframe(&room, sid, now);
+                }
+            }
+        }
+    }
+
+    fn on_add_track(&mut self, pid: Pid, req: proto::AddTrackRequest) {
+        let Some(p) = self.parts.get_mut(&pid) else { return };
+        if !p.perms.can_publish {
+            warn!(participant = %p.identity, "AddTrack without canPublish refused");
+            self.send_out(pid, Out::Signal(Resp::RequestResponse(proto::RequestResponse {
+                reason: proto::request_response::Reason::NotAllowed as i32,
+                message: "token does not allow publishing".into(),
+                ..Default::default()
+            })));
+            return;
+        }
+        if p.pending.len() + p.tracks.len() >= 16 || req.cid.is_empty() || req.cid.len() > 256 {
+            return;
+        }
+        #[allow(deprecated)]
+        let info = proto::TrackInfo {
+            sid: crate::ids::new_id("TR_"),
+            r#type: req.r#type,
+            name: req.name.clone(),
+            muted: req.muted,
+            width: req.width,
+            height: req.height,
+            simulcast: req.layers.len() > 1 || req.simulcast_codecs.iter().any(|c| c.layers.len() > 1),
+            disable_dtx: req.disable_dtx,
+            source: req.source,
+            layers: req.layers.clone(),
+            stereo: req.stereo,
+            disable_red: req.disable_red,
+            stream: req.stream.clone(),
+            ..Default::default()
+        };
+        p.pending.insert(req.cid.clone(), info.clone());
+        self.send_out(pid, Out::Signal(Resp::TrackPublished(proto::TrackPublishedResponse {
+            cid: req.cid,
+            track: Some(info),
+        })));
+    }
+
+    fn on_mute(&mut self, pid: Pid, sid: &str, muted: bool) {
+        let Some(p) = self.parts.get_mut(&pid) else { return };
+        if let Some(t) = p.pending.values_mut().find(|t| t.sid == sid) {
+            t.muted = muted;
+            return;
+        }
+        if !p.tracks.iter().any(|s| s == sid) {
+            return;
+        }
+        p.version += 1;
+        let room = p.room.clone();
+        if let Some(t) = self.rooms.get_mut(&room).and_then(|r| r.tracks.get_mut(sid)) {
+            t.info.muted = muted;
+        }
+        self.broadcast_participant(pid);
+        self.publish_snapshot(&room);
+    }
+
+    fn on_publisher_offer(&mut self, pid: Pid, sd: proto::SessionDescription, now: Instant) {
+        let Some(p) = self.parts.get(&pid) else { return };
+        let pc_id = p.pub_pc;
+        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let result = (|| -> Result<String, rtc::shared::error::Error> {
+            let offer = RTCSessionDescription::offer(sd.sdp)?;
+            pc.rtc.set_remote_description(now, offer)?;
+            let answer = pc.rtc.create_answer(None)?;
+            pc.rtc.set_local_description(now, answer)?;
+            pc.rtc
+                .local_description()
+                .map(|d| d.sdp)
+                .ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
+        })();
+        match result {
+            Ok(sdp) => {
+                self.send_out(pid, Out::Signal(Resp::Answer(proto::SessionDescription {
+                    r#type: "answer".into(),
+                    sdp,
+                    id: sd.id,
+                    ..Default::default()
+                })));
+            }
+            Err(e) => {
+                warn!(error = %e, "invalid publisher offer");
+                Metrics::inc(&self.metrics.signal_errors);
+                self.send_out(pid, Out::Close("invalid offer"));
+                self.remove_participant(pid);
+                return;
+            }
+        }
+        self.drive(pc_id, now);
+    }
+
+    fn on_subscriber_answer(&mut self, pid: Pid, sd: proto::SessionDescription, now: Instant) {
+        let Some(p) = self.parts.get_mut(&pid) else { return };
+        if !p.sub_awaiting_answer {
+            return;
+        }
+        p.sub_awaiting_answer = false;
+        let pc_id = p.sub_pc;
+        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let res = RTCSessionDescription::answer(sd.sdp).and_then(|a| pc.rtc.set_remote_description(now, a));
+        if let Err(e) = res {
+            warn!(error = %e, "invalid subscriber answer");
+            Metrics::inc(&self.metrics.signal_errors);
+            self.send_out(pid, Out::Close("invalid answer"));
+            self.remove_participant(pid);
+            return;
+        }
+        // Learn the negotiated payload types per sender.
+        let Some(p) = self.parts.get_mut(&pid) else { return };
+        for out in p.subs.values_mut() {
+            if let Some(mut s) = pc.rtc.rtp_sender(out.sender_id) {
+                out.pt = s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type);
+            }
+        }
+        let need_again = p.sub_needs_offer;
+        let room = p.room.clone();
+        let sids: Vec<String> = p.subs.keys().cloned().collect();
+        for sid in sids {
+            self.request_keyframe(&room, &sid, now);
+        }
+        if need_again {
+            self.negotiate_subscriber(pid, now);
+        }
+        self.drive(pc_id, now);
+    }
+
+    /// Add the track to the subscriber PC without sending an offer yet.
+    fn subscribe_no_offer(&mut self, pid: Pid, room: &str, sid: &str, _now: Instant) -> bool {
+        let Some(r) = self.rooms.get_mut(room) else { return false };
+        let Some(t) = r.tracks.get_mut(sid) else { return false };
+        let Some(p) = self.parts.get_mut(&pid) else { return false };
+        if p.subs.contains_key(sid) || t.owner == pid || !p.perms.can_subscribe {
+            return false;
+        }
+        let Some(codec) = t.codec.clone() else { return false };
+        let Some(owner_sid) = self.parts.get(&t.owner).map(|o| o.sid.clone()) else { return false };
+        let Some(p) = self.parts.get_mut(&pid) else { return false };
+        let Some(pc) = self.pcs.get_mut(&p.sub_pc) else { return false };
+        let ssrc: u32 = rand::random();
+        let track = MediaStreamTrack::new(
+            subscriber_stream_id(&owner_sid, sid),
+            sid.to_string(),
+            sid.to_string(),
+            t.kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            }],
+        );
+        let sender_id = match pc.rtc.add_track(track) {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(error = %e, track = %sid, "add_track on subscriber failed");
+                return false;
+            }
+        };
+        let is_video = t.kind == RtpCodecKind::Video;
+        let mut forwarder = Forwarder::new(is_video, codec.clock_rate);
+        // Start on the highest layer published so far (LiveKit adapts from the client's settings).
+        forwarder.set_target_layer(t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0));
+        p.subs.insert(sid.to_string(), SubOut { sender_id, ssrc, pt: None, forwarder });
+        t.subscribers.push(pid);
+        true
+    }
+
+    fn subscribe(&mut self, pid: Pid, room: &str, sid: &str, now: Instant) {
+        if self.subscribe_no_offer(pid, room, sid, now) {
+            self.negotiate_subscriber(pid, now);
+            // The publisher learns its track has a subscriber.
+            if let Some(owner) = self.rooms.get(room).and_then(|r| r.tracks.get(sid)).map(|t| t.owner) {
+                self.send_out(owner, Out::Signal(Resp::TrackSubscribed(proto::TrackSubscribed { track_sid: sid.to_string() })));
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, pid: Pid, sid: &str, now: Instant) {
+        let Some(p) = self.parts.get_mut(&pid) else { return };
+        let Some(out) = p.subs.remove(sid) else { return };
+        let room = p.room.clone();
+        let sub_pc = p.sub_pc;
+        if let Some(pc) = self.pcs.get_mut(&sub_pc) {
+            let _ = pc.rtc.remove_track(out.sender_id);
+        }
+        if let Some(t) = self.rooms.get_mut(&room).and_then(|r| r.tracks.get_mut(sid)) {
+            t.subscribers.retain(|&x| x != pid);
+        }
+        self.negotiate_subscriber(pid, now);
+    }
+
+    /// Send a subscriber offer now, or remember to once the pending one is answered.
+    fn negotiate_subscriber(&mut self, pid: Pid, now: Instant) {
+        let Some(p) = self.parts.get_mut(&pid) else { return };
+        if p.sub_awaiting_answer {
+            p.sub_needs_offer = true;
+            return;
+        }
+        p.sub_needs_offer = false;
+        let pc_id = p.sub_pc;
+        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let res = (|| -> Result<String, rtc::shared::error::Error> {
+            let offer = pc.rtc.create_offer(None)?;
+            pc.rtc.set_local_description(now, offer)?;
+            pc.rtc
+                .local_description()
+                .map(|d| d.sdp)
+                .ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
+        })();
+        match res {
+            Ok(sdp) => {
+                p.sub_offer_id += 1;
+                p.sub_awaiting_answer = true;
+                let id = p.sub_offer_id;
+                self.send_out(pid, Out::Signal(Resp::Offer(proto::SessionDescription {
+                    r#type: "offer".into(),
+                    sdp,
+                    id,
+                    ..Default::default()
+                })));
+            }
+            Err(e) => warn!(error = %e, "subscriber offer failed"),
+        }
+        self.drive(pc_id, now);
+    }
+
+    fn drop_pc(&mut self, pc_id: PcId) {
+        if let Some(mut pc) = self.pcs.remove(&pc_id) {
+            let _ = pc.rtc.close();
+            for a in pc.addrs {
+                self.by_addr.remove(&a);
+            }
+            self.by_ufrag.remove(&pc.ufrag);
+        }
+    }
+
+    fn remove_participant(&mut self, pid: Pid) {
+        let Some(mut p) = self.parts.remove(&pid) else { return };
+        Metrics::dec(&self.metrics.participants);
+        let now = Instant::now();
+        let now_ms = self.now_ms();
+        self.drop_pc(p.pub_pc);
+        self.drop_pc(p.sub_pc);
+        let room_name = p.room.clone();
+        info!(room = %room_name, participant = %p.identity, "participant left");
+        // Unpublish its tracks: subscribers drop them and renegotiate.
+        let mut affected: Vec<Pid> = Vec::new();
+        if let Some(room) = self.rooms.get_mut(&room_name) {
+            room.participants.retain(|&x| x != pid);
+            for sid in &p.tracks {
+                if let Some(t) = room.tracks.remove(sid) {
+                    for s in t.subscribers {
+                        affected.push(s);
+                        if let Some(sp) = self.parts.get_mut(&s) {
+                            if let Some(out) = sp.subs.remove(sid) {
+                                if let Some(pc) = self.pcs.get_mut(&sp.sub_pc) {
+                                    let _ = pc.rtc.remove_track(out.sender_id);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for t in room.tracks.values_mut() {
+                t.subscribers.retain(|&x| x != pid);
+            }
+            if room.participants.is_empty() {
+                room.empty_since = Some(now);
+            }
+        }
+        // Tell the others it left (state DISCONNECTED).
+        p.version += 1;
+        let info = proto::ParticipantInfo {
+            sid: p.sid.clone(),
+            identity: p.identity.clone(),
+            name: p.name.clone(),
+            state: proto::participant_info::State::Disconnected as i32,
+            version: p.version,
+            ..Default::default()
+        };
+        let others: Vec<Pid> = self.rooms.get(&room_name).map(|r| r.participants.clone()).unwrap_or_default();
+        for o in others {
+            self.send_out(o, Out::Signal(Resp::Update(proto::ParticipantUpdate { participants: vec![info.clone()] })));
+        }
+        affected.sort_unstable();
+        affected.dedup();
+        for s in affected {
+            self.negotiate_subscriber(s, now);
+        }
+        self.sfu.emit(SfuEvent::ParticipantLeft { room: room_name.clone(), identity: p.identity.clone(), at_ms: now_ms });
+        self.publish_snapshot(&room_name);
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        // Close rooms that stayed empty for the grace period.
+        let expired: Vec<String> = self
+            .rooms
+            .values()
+            .filter(|r| r.empty_since.is_some_and(|t| now.duration_since(t) >= self.cfg.empty_timeout))
+            .map(|r| r.name.clone())
+            .collect();
+        for name in expired {
+            self.rooms.remove(&name);
+            Metrics::dec(&self.metrics.rooms);
+            info!(room = %name, "room closed (empty)");
+            self.sfu.remove_room(&name);
+            self.sfu.emit(SfuEvent::RoomClosed { room: name, at_ms: self.now_ms() });
+        }
+        // Deliver pending subscriber offers and active speakers.
+        let pending: Vec<Pid> = self.parts.values().filter(|p| p.sub_needs_offer && !p.sub_awaiting_answer).map(|p| p.pid).collect();
+        for pid in pending {
+            self.negotiate_subscriber(pid, now);
+        }
+        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.update_speakers(&room, now);
+        }
+    }
+
+    fn update_speakers(&mut self, room_name: &str, now: Instant) {
+        let Some(room) = self.rooms.get(room_name) else { return };
+        let mut speakers: Vec<(String, f32)> = room
+            .participants
+            .iter()
+            .filter_map(|pid| self.parts.get(pid))
+            .filter_map(|p| {
+                let (level, at) = p.level?;
+                // RFC 6464: 0 dBov loudest .. 127 silence. "Speaking" above -50 dBov within the last 500 ms.
+                (now.duration_since(at) < Duration::from_millis(500) && level < 50)
+                    .then(|| (p.sid.clone(), 1.0 - level as f32 / 127.0))
+            })
+            .collect();
+        speakers.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let sids: Vec<String> = speakers.iter().map(|s| s.0.clone()).collect();
+        if sids == room.last_speakers {
+            return;
+        }
+        let mut infos: Vec<proto::SpeakerInfo> = speakers
+            .iter()
+            .map(|(sid, level)| proto::SpeakerInfo { sid: sid.clone(), level: *level, active: true })
+            .collect();
+        for old in &room.last_speakers {
+            if !sids.contains(old) {
+                infos.push(proto::SpeakerInfo { sid: old.clone(), level: 0.0, active: false });
+            }
+        }
+        let targets = room.participants.clone();
+        if let Some(r) = self.rooms.get_mut(room_name) {
+            r.last_speakers = sids;
+        }
+        for t in targets {
+            self.send_out(t, Out::Signal(Resp::SpeakersChanged(proto::SpeakersChanged { speakers: infos.clone() })));
+        }
+    }
+
+    fn publish_snapshot(&self, room_name: &str) {
+        let Some(room) = self.rooms.get(room_name) else {
+            self.sfu.remove_room(room_name);
+            return;
+        };
+        let snaps = room
+            .participants
+            .iter()
+            .filter_map(|pid| self.parts.get(pid))
+            .map(|p| {
+                let has = |kind: RtpCodecKind| {
+                    p.tracks.iter().filter_map(|s| room.tracks.get(s)).any(|t| t.kind == kind && !t.info.muted)
+                };
+                ParticipantSnapshot {
+                    identity: p.identity.clone(),
+                    sid: p.sid.clone(),
+                    name: p.name.clone(),
+                    joined_at_ms: p.joined_at_ms,
+                    media_connected_at_ms: p.media_connected_at_ms,
+                    audio: has(RtpCodecKind::Audio),
+                    video: has(RtpCodecKind::Video),
+                }
+            })
+            .collect();
+        self.sfu.set_room(room_name, snaps);
+    }
+}
+
+/// Find the extmap id of `uri` in an SDP (first match).
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let rest = l.strip_prefix("a=extmap:")?;
+        let (id, tail) = rest.split_once(' ')?;
+        let id = id.split('/').next()?;
+        tail.split_whitespace().next().filter(|u| *u == uri)?;
+        id.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn extmap_lookup() {
+        let sdp = "v=0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3/recvonly http://x\r\n";
+        assert_eq!(super::extmap_id(sdp, super::AUDIO_LEVEL_URI), Some(1));
+        assert_eq!(super::extmap_id(sdp, "http://x"), Some(3));
+        assert_eq!(super::extmap_id(sdp, "nope"), None);
+    }
+}

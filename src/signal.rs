@@ -1,0 +1,292 @@
+//! WebSocket signaling at `/rtc`: the LiveKit signal protocol (v0, two peer connections) on top of the
+//! media worker. One task per connection; it talks to the worker only through typed commands.
+
+use crate::error::KeepBody;
+use crate::metrics::Metrics;
+use crate::sfu::worker::{Cmd, JoinReq, Out, Perms, SignalIn};
+use crate::state::AppState;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use parlor_signaling::protocol::{self, proto, CandidateInit, Target};
+use parlor_signaling::Claims;
+use proto::signal_request::Message as Req;
+use proto::signal_response::Message as Resp;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/rtc", get(rtc))
+        .route("/rtc/validate", get(validate))
+        // We decline the v1 (single PC) protocol: a 404 on both makes the SDKs fall back to v0.
+        .route("/rtc/v1", get(not_v1))
+        .route("/rtc/v1/validate", get(not_v1))
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut r = (status, body).into_response();
+    r.extensions_mut().insert(KeepBody);
+    r
+}
+
+async fn not_v1() -> Response {
+    text(StatusCode::NOT_FOUND, "v1 signaling is not supported; use /rtc")
+}
+
+fn token_from(params: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
+    if let Some(t) = params.get("access_token") {
+        return Some(t.clone());
+    }
+    let h = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = h.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
+/// Validate the join token: signature, expiry, roomJoin grant and a room name.
+fn authorize(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Claims, (StatusCode, &'static str)> {
+    let token = token_from(params, headers).ok_or((StatusCode::UNAUTHORIZED, "missing access token"))?;
+    let claims = state
+        .keys
+        .verify(&token, state.clock.unix_secs())
+        .map_err(|_| (StatusCode::UNAUTHORIZED, "invalid or expired access token"))?;
+    let grant = claims.video();
+    if !grant.room_join {
+        return Err((StatusCode::FORBIDDEN, "token lacks the roomJoin grant"));
+    }
+    let room = grant.room.as_deref().unwrap_or("");
+    if crate::api::rooms::validate_room_name(room).is_err() {
+        return Err((StatusCode::FORBIDDEN, "token names no valid room"));
+    }
+    if claims.sub.is_empty() || claims.sub.len() > 256 {
+        return Err((StatusCode::UNAUTHORIZED, "token has no valid identity"));
+    }
+    Ok(claims)
+}
+
+async fn validate(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match authorize(&state, &params, &headers) {
+        Ok(_) => text(StatusCode::OK, "success"),
+        Err((status, msg)) => text(status, msg),
+    }
+}
+
+async fn rtc(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let claims = match authorize(&state, &params, &headers) {
+        Ok(c) => c,
+        Err((status, msg)) => return text(status, msg),
+    };
+    let max = state.config.limits.max_signal_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            Metrics::inc(&state.metrics.websocket_connections);
+            session(socket, state.clone(), claims, params).await;
+            Metrics::dec(&state.metrics.websocket_connections);
+        })
+}
+
+async fn send(ws: &mut WebSocket, msg: Resp) -> bool {
+    ws.send(Message::Binary(protocol::encode_response(msg).into()))
+        .await
+        .is_ok()
+}
+
+async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
+    let _ = ws
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_string().into(),
+        })))
+        .await;
+}
+
+fn leave(reason: proto::DisconnectReason, action: proto::leave_request::Action) -> Resp {
+    Resp::Leave(proto::LeaveRequest {
+        can_reconnect: action != proto::leave_request::Action::Disconnect,
+        reason: reason as i32,
+        action: action as i32,
+        regions: None,
+    })
+}
+
+async fn session(mut ws: WebSocket, state: AppState, claims: Claims, params: HashMap<String, String>) {
+    let room = claims.video().room.unwrap_or_default();
+    let identity = claims.sub.clone();
+    // We do not support session resumption: ask for a full reconnect.
+    if params.get("reconnect").is_some_and(|v| v == "1" || v == "true") {
+        send(&mut ws, leave(proto::DisconnectReason::StateMismatch, proto::leave_request::Action::Reconnect)).await;
+        close(&mut ws, 1000, "resume not supported").await;
+        return;
+    }
+    let Some(worker) = state.worker.clone() else {
+        close(&mut ws, 1011, "media worker unavailable").await;
+        return;
+    };
+    let grant = claims.video();
+    let (events_tx, mut events) = mpsc::channel::<Out>(512);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let req = JoinReq {
+        room: room.clone(),
+        identity: identity.clone(),
+        name: claims.name.clone().unwrap_or_default(),
+        metadata: claims.metadata.clone().unwrap_or_default(),
+        perms: Perms {
+            can_publish: grant.can_publish(),
+            can_subscribe: grant.can_subscribe(),
+            can_publish_data: grant.can_publish_data(),
+        },
+        auto_subscribe: params.get("auto_subscribe").is_none_or(|v| v != "0" && v != "false"),
+        events: events_tx,
+    };
+    if worker.tx.send(Cmd::Join(Box::new(req), reply_tx)).await.is_err() {
+        close(&mut ws, 1011, "media worker unavailable").await;
+        return;
+    }
+    let joined = match tokio::time::timeout(Duration::from_secs(5), reply_rx).await {
+        Ok(Ok(Ok(j))) => j,
+        Ok(Ok(Err(e))) => {
+            warn!(room = %room, participant = %identity, error = %e, "join refused");
+            let reason = match e {
+                crate::sfu::worker::JoinError::RoomFull => proto::DisconnectReason::RoomFull,
+                _ => proto::DisconnectReason::JoinFailure,
+            };
+            send(&mut ws, leave(reason, proto::leave_request::Action::Disconnect)).await;
+            close(&mut ws, 1008, &e.to_string()).await;
+            return;
+        }
+        _ => {
+            close(&mut ws, 1011, "join timed out").await;
+            return;
+        }
+    };
+    let pid = joined.pid;
+    let mut join = joined.join;
+    join.ice_servers = crate::ice::ice_servers_proto(&state, &identity);
+    if !send(&mut ws, Resp::Join(join)).await {
+        let _ = worker.tx.send(Cmd::Leave(pid)).await;
+        return;
+    }
+    info!(room = %room, participant = %identity, "signal session started");
+
+    let max_per_sec = state.config.limits.max_signal_messages_per_sec.max(1);
+    let mut window_start = Instant::now();
+    let mut window_count = 0u32;
+    let ping_timeout = Duration::from_secs(20);
+    let mut last_seen = Instant::now();
+    let mut liveness = tokio::time::interval(Duration::from_secs(1));
+    let shutdown = state.shutdown.clone();
+    let mut close_reason: Option<(u16, &'static str)> = None;
+
+    loop {
+        tokio::select! {
+            msg = ws.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                last_seen = Instant::now();
+                // Flood protection.
+                if last_seen.duration_since(window_start) >= Duration::from_secs(1) {
+                    window_start = last_seen;
+                    window_count = 0;
+                }
+                window_count += 1;
+                if window_count > max_per_sec {
+                    Metrics::inc(&state.metrics.signal_errors);
+                    warn!(room = %room, participant = %identity, "signal flood; closing");
+                    close_reason = Some((1008, "too many signal messages"));
+                    break;
+                }
+                let bytes = match msg {
+                    Message::Binary(b) => b,
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Text(_) => {
+                        Metrics::inc(&state.metrics.signal_errors);
+                        close_reason = Some((1003, "binary protobuf frames expected"));
+                        break;
+                    }
+                };
+                let req = match protocol::decode_request(&bytes, state.config.limits.max_signal_message_bytes) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        Metrics::inc(&state.metrics.signal_errors);
+                        warn!(room = %room, participant = %identity, error = %e, "bad signal message; closing");
+                        close_reason = Some((1007, "malformed signal message"));
+                        break;
+                    }
+                };
+                let cmd = match req {
+                    Req::Offer(sd) => Some(SignalIn::Offer(sd)),
+                    Req::Answer(sd) => Some(SignalIn::Answer(sd)),
+                    Req::Trickle(t) => match CandidateInit::parse(&t.candidate_init) {
+                        Ok(c) => Some(SignalIn::Trickle(Target::from_i32(t.target), c)),
+                        Err(e) => {
+                            debug!(error = %e, "ignoring malformed trickle candidate");
+                            Metrics::inc(&state.metrics.signal_errors);
+                            None
+                        }
+                    },
+                    Req::AddTrack(a) => Some(SignalIn::AddTrack(a)),
+                    Req::Mute(m) => Some(SignalIn::Mute(m)),
+                    Req::Subscription(s) => Some(SignalIn::Subscription(s)),
+                    Req::TrackSetting(s) => Some(SignalIn::TrackSetting(s)),
+                    Req::Leave(_) => break,
+                    Req::Ping(ts) => {
+                        let _ = ts;
+                        if !send(&mut ws, Resp::Pong(state.clock.unix_ms())).await { break }
+                        None
+                    }
+                    Req::PingReq(p) => {
+                        let pong = proto::Pong { last_ping_timestamp: p.timestamp, timestamp: state.clock.unix_ms() };
+                        if !send(&mut ws, Resp::PongResp(pong)).await { break }
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(cmd) = cmd {
+                    if worker.tx.send(Cmd::Signal(pid, cmd)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            out = events.recv() => match out {
+                Some(Out::Signal(m)) => if !send(&mut ws, m).await { break },
+                Some(Out::Close(reason)) => { close_reason = Some((1000, reason)); break }
+                None => { close_reason = Some((1000, "removed")); break }
+            },
+            _ = liveness.tick() => {
+                if last_seen.elapsed() > ping_timeout {
+                    close_reason = Some((1001, "ping timeout"));
+                    break;
+                }
+            }
+            _ = shutdown.cancelled() => {
+                send(&mut ws, leave(proto::DisconnectReason::ServerShutdown, proto::leave_request::Action::Disconnect)).await;
+                close_reason = Some((1001, "server shutting down"));
+                break;
+            }
+        }
+    }
+    let _ = worker.tx.send(Cmd::Leave(pid)).await;
+    if let Some((code, reason)) = close_reason {
+        close(&mut ws, code, reason).await;
+    }
+    info!(room = %room, participant = %identity, "signal session ended");
+}
