@@ -27,6 +27,8 @@ const MAX_DATAGRAM: usize = 65_536;
 /// Outgoing frames queued per TCP client before relayed data is dropped.
 const TCP_QUEUE: usize = 512;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long a port reserved by EVEN-PORT(R) is kept (RFC 5766 §6.2: about 30 s).
+const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// Addresses the server actually listens on (useful with port 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +113,8 @@ struct Allocation {
 struct State {
     allocations: HashMap<FiveTuple, Allocation>,
     per_user: HashMap<String, usize>,
+    /// RESERVATION-TOKEN → reserved relay socket and its expiry.
+    reservations: HashMap<[u8; 8], (UdpSocket, Duration)>,
     next_id: u64,
 }
 
@@ -234,10 +238,23 @@ impl TurnServer {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        let mut st = self.shared.lock();
-        let keys: Vec<FiveTuple> = st.allocations.keys().copied().collect();
-        for k in keys {
-            self.shared.remove_allocation(&mut st, &k);
+        let relay_tasks: Vec<JoinHandle<()>> = {
+            let mut st = self.shared.lock();
+            let keys: Vec<FiveTuple> = st.allocations.keys().copied().collect();
+            let mut tasks = Vec::new();
+            for k in keys {
+                if let Some(t) = st.allocations.get_mut(&k).and_then(|a| a.task.take()) {
+                    tasks.push(t);
+                }
+                self.shared.remove_allocation(&mut st, &k);
+            }
+            st.reservations.clear();
+            tasks
+        };
+        // Wait until the aborted relay tasks have dropped their sockets.
+        for t in relay_tasks {
+            t.abort();
+            let _ = t.await;
         }
         info!("TURN server stopped");
     }
@@ -288,9 +305,15 @@ async fn tcp_accept_loop(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, from) = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                // Connections watch the same signal; wait for them to close.
+                while conns.join_next().await.is_some() {}
+                return;
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
@@ -300,7 +323,7 @@ async fn tcp_accept_loop(
                 }
             },
         };
-        tokio::spawn(tcp_conn(shared.clone(), stream, from, stop.clone()));
+        conns.spawn(tcp_conn(shared.clone(), stream, from, stop.clone()));
     }
 }
 
@@ -620,9 +643,21 @@ impl Shared {
             }
             Some(_) => {}
         }
-        if m.has(ATTR_RESERVATION_TOKEN) {
-            return Err(self.error(m, 508, "Insufficient Capacity"));
-        }
+        let token = match m.get(ATTR_RESERVATION_TOKEN) {
+            None => None,
+            Some(v) if v.len() == 8 && !m.has(ATTR_EVEN_PORT) => {
+                let mut t = [0u8; 8];
+                t.copy_from_slice(v);
+                Some(t)
+            }
+            Some(_) => return Err(self.error(m, 400, "Bad Request")),
+        };
+        // EVEN-PORT: one byte, R bit (0x80) asks to reserve the next port.
+        let even_port = match m.get(ATTR_EVEN_PORT) {
+            None => None,
+            Some(v) if !v.is_empty() => Some(v[0] & 0x80 != 0),
+            Some(_) => return Err(self.error(m, 400, "Bad Request")),
+        };
         if let Some(f) = m.get(ATTR_REQUESTED_ADDRESS_FAMILY) {
             if f.first() != Some(&0x01) {
                 return Err(self.error(m, 440, "Address Family not Supported"));
@@ -637,19 +672,25 @@ impl Shared {
         if st.allocations.len() >= self.cfg.max_allocations {
             return Err(self.error(m, 508, "Insufficient Capacity"));
         }
-        let even = m.has(ATTR_EVEN_PORT);
-        let relay = match self.bind_relay(even) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                warn!(error = %e, "could not bind a relay socket");
-                return Err(self.error(m, 508, "Insufficient Capacity"));
+        let now = self.now();
+        let (relay, reserved) = if let Some(t) = token {
+            match st.reservations.remove(&t) {
+                Some((sock, exp)) if exp > now => (Arc::new(sock), None),
+                _ => return Err(self.error(m, 508, "Insufficient Capacity")),
+            }
+        } else {
+            match self.bind_relay(even_port.is_some(), even_port == Some(true)) {
+                Ok((s, r)) => (Arc::new(s), r),
+                Err(e) => {
+                    warn!(error = %e, "could not bind a relay socket");
+                    return Err(self.error(m, 508, "Insufficient Capacity"));
+                }
             }
         };
         let Ok(local) = relay.local_addr() else {
             return Err(self.error(m, 508, "Insufficient Capacity"));
         };
         let relayed_addr = SocketAddr::new(self.cfg.advertised_relay_ip(), local.port());
-        let now = self.now();
         let mut lifetime = self.lifetime_for(m);
         if let Some(age) = self.cfg.max_allocation_age {
             lifetime = lifetime.min(age);
@@ -658,6 +699,14 @@ impl Shared {
         b.xor_addr(ATTR_XOR_RELAYED_ADDRESS, relayed_addr);
         b.u32_attr(ATTR_LIFETIME, lifetime.as_secs() as u32);
         b.xor_addr(ATTR_XOR_MAPPED_ADDRESS, ctx.five.client);
+        if let Some(sock) = reserved {
+            let mut t = [0u8; 8];
+            if getrandom::fill(&mut t).is_ok() {
+                b.attr(ATTR_RESERVATION_TOKEN, &t);
+                st.reservations
+                    .insert(t, (sock, now + RESERVATION_LIFETIME));
+            }
+        }
         self.software(&mut b);
         let mut cached = b.clone_builder();
         cached.integrity(&auth.key);
@@ -698,25 +747,50 @@ impl Shared {
         Ok(b)
     }
 
-    fn bind_relay(&self, even: bool) -> std::io::Result<UdpSocket> {
+    /// Bind a relay socket (even port if `even`); with `reserve`, also bind the next port and
+    /// return it for a RESERVATION-TOKEN (RFC 5766 §6.2).
+    fn bind_relay(
+        &self,
+        even: bool,
+        reserve: bool,
+    ) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
         let ip = self.cfg.relay_bind_ip;
-        let try_bind = |port: u16| -> std::io::Result<UdpSocket> {
-            let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
+        let bind_std = |port: u16| std::net::UdpSocket::bind(SocketAddr::new(ip, port));
+        let to_tokio = |s: std::net::UdpSocket| -> std::io::Result<UdpSocket> {
             s.set_nonblocking(true)?;
             UdpSocket::from_std(s)
         };
+        let attempt = |s: std::net::UdpSocket| -> std::io::Result<Option<(UdpSocket, Option<UdpSocket>)>> {
+            let port = s.local_addr()?.port();
+            if even && port % 2 != 0 {
+                return Ok(None);
+            }
+            if reserve {
+                let Some(next) = port.checked_add(1) else {
+                    return Ok(None);
+                };
+                match bind_std(next) {
+                    Ok(r) => Ok(Some((to_tokio(s)?, Some(to_tokio(r)?)))),
+                    Err(_) => Ok(None),
+                }
+            } else {
+                Ok(Some((to_tokio(s)?, None)))
+            }
+        };
+        let exhausted = || {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "no suitable relay port available",
+            )
+        };
         match self.cfg.relay_port_range {
             None => {
-                for _ in 0..16 {
-                    let s = try_bind(0)?;
-                    if !even || s.local_addr()?.port() % 2 == 0 {
-                        return Ok(s);
+                for _ in 0..64 {
+                    if let Some(found) = attempt(bind_std(0)?)? {
+                        return Ok(found);
                     }
                 }
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrNotAvailable,
-                    "no even relay port found",
-                ))
+                Err(exhausted())
             }
             Some((lo, hi)) => {
                 let span = u32::from(hi - lo) + 1;
@@ -724,19 +798,17 @@ impl Shared {
                 let _ = getrandom::fill(&mut r);
                 let start = u32::from_be_bytes(r) % span;
                 for i in 0..span {
-                    let port = lo as u32 + (start + i) % span;
-                    let port = port as u16;
-                    if even && port % 2 != 0 {
+                    let port = (u32::from(lo) + (start + i) % span) as u16;
+                    if (even && port % 2 != 0) || (reserve && port >= hi) {
                         continue;
                     }
-                    if let Ok(s) = try_bind(port) {
-                        return Ok(s);
+                    if let Ok(s) = bind_std(port) {
+                        if let Some(found) = attempt(s)? {
+                            return Ok(found);
+                        }
                     }
                 }
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "relay port range exhausted",
-                ))
+                Err(exhausted())
             }
         }
     }
@@ -958,6 +1030,7 @@ impl Shared {
             debug!(client = %k.client, "allocation expired");
             self.remove_allocation(&mut st, &k);
         }
+        st.reservations.retain(|_, (_, e)| *e > now);
         for a in st.allocations.values_mut() {
             a.permissions.retain(|_, e| *e >= now);
             a.channels.retain(|_, (_, e)| *e >= now);
