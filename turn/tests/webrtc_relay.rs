@@ -1,6 +1,6 @@
 //! Acceptance: two webrtc-rs 0.21 peers, forced to relay (`iceTransportPolicy: relay`) through
-//! the embedded TURN server on 127.0.0.1, connect (ICE + DTLS + SCTP) and exchange data-channel
-//! messages both ways; the selected candidate pair is relay/relay and the server's counters show
+//! the embedded TURN server on 127.0.0.1, connect (ICE + DTLS + SCTP + SRTP) and exchange
+//! data-channel messages and Opus RTP media both ways; the selected candidate pair is relay/relay and the server's counters show
 //! the traffic.
 
 mod common;
@@ -11,6 +11,14 @@ use std::time::Duration;
 use common::*;
 use parlor_turn::{Clock, TurnConfig};
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -29,6 +37,7 @@ struct Handler {
     failed: Sender<RTCPeerConnectionState>,
     candidates: Sender<RTCIceCandidateType>,
     remote_dc: Sender<Arc<dyn DataChannel>>,
+    rtp: Sender<(u32, Vec<u8>)>,
 }
 
 #[async_trait::async_trait]
@@ -55,6 +64,85 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let _ = self.remote_dc.try_send(dc);
     }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let rtp = self.rtp.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = track.poll().await {
+                match ev {
+                    TrackRemoteEvent::OnRtpPacket(p) => {
+                        let _ = rtp.try_send((p.header.ssrc, p.payload.to_vec()));
+                    }
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+const OPUS_PT: u8 = 111;
+
+fn opus_track(id: &str, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("stream-{id}"),
+        format!("audio-{id}"),
+        format!("label-{id}"),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    )))
+}
+
+/// Send 20 ms Opus-sized RTP packets on `track` until `rx` has seen `want` packets carrying
+/// exactly what was sent (bounded: at most 1000 packets).
+async fn send_until_received(
+    track: &Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    rx: &mut Receiver<(u32, Vec<u8>)>,
+    tag: &str,
+    want: usize,
+) -> usize {
+    let mut got = 0;
+    for seq in 0u16..1000 {
+        let payload = format!("{tag} opus frame {seq:04}").into_bytes();
+        track
+            .write_rtp(rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    payload_type: OPUS_PT,
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 960,
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: payload.into(),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while let Ok((s, p)) = rx.try_recv() {
+            let text = String::from_utf8(p).unwrap();
+            assert!(text.starts_with(&format!("{tag} opus frame ")), "unexpected payload {text:?}");
+            assert_eq!(s, ssrc);
+            got += 1;
+        }
+        if got >= want {
+            break;
+        }
+    }
+    got
 }
 
 struct Peer {
@@ -64,6 +152,7 @@ struct Peer {
     failed: Receiver<RTCPeerConnectionState>,
     candidates: Receiver<RTCIceCandidateType>,
     remote_dc: Receiver<Arc<dyn DataChannel>>,
+    rtp: Receiver<(u32, Vec<u8>)>,
 }
 
 async fn peer(runtime: Arc<dyn Runtime>, ice: RTCIceServer) -> Peer {
@@ -72,6 +161,7 @@ async fn peer(runtime: Arc<dyn Runtime>, ice: RTCIceServer) -> Peer {
     let (failed_tx, failed) = channel(4);
     let (cand_tx, candidates) = channel(64);
     let (dc_tx, remote_dc) = channel(4);
+    let (rtp_tx, rtp) = channel(1024);
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
     // No multicast interface in containers / namespaces: mDNS must be off.
@@ -93,6 +183,7 @@ async fn peer(runtime: Arc<dyn Runtime>, ice: RTCIceServer) -> Peer {
             failed: failed_tx,
             candidates: cand_tx,
             remote_dc: dc_tx,
+            rtp: rtp_tx,
         }))
         .with_runtime(runtime)
         // Loopback must be given explicitly (a wildcard skips it).
@@ -107,6 +198,7 @@ async fn peer(runtime: Arc<dyn Runtime>, ice: RTCIceServer) -> Peer {
         failed,
         candidates,
         remote_dc,
+        rtp,
     }
 }
 
@@ -181,6 +273,9 @@ async fn two_webrtc_peers_connect_through_the_embedded_turn_server_relay_only() 
 
     // Non-trickle offer/answer: wait for gathering so the SDP carries the relay candidates.
     let dc_a = a.pc.create_data_channel("chat", None).await.unwrap();
+    let (ssrc_a, ssrc_b) = (0x1111_0001, 0x2222_0002);
+    let track_a = opus_track("a", ssrc_a);
+    a.pc.add_track(track_a.clone() as Arc<dyn TrackLocal>).await.unwrap();
     let offer = a.pc.create_offer(None).await.unwrap();
     a.pc.set_local_description(offer).await.unwrap();
     wait(&mut a.gathered, "offerer gathering").await;
@@ -189,6 +284,8 @@ async fn two_webrtc_peers_connect_through_the_embedded_turn_server_relay_only() 
     assert!(!offer.sdp.contains("typ host"), "relay policy leaked a host candidate");
 
     b.pc.set_remote_description(offer).await.unwrap();
+    let track_b = opus_track("b", ssrc_b);
+    b.pc.add_track(track_b.clone() as Arc<dyn TrackLocal>).await.unwrap();
     let answer = b.pc.create_answer(None).await.unwrap();
     b.pc.set_local_description(answer).await.unwrap();
     wait(&mut b.gathered, "answerer gathering").await;
@@ -219,6 +316,12 @@ async fn two_webrtc_peers_connect_through_the_embedded_turn_server_relay_only() 
         dc_b.send_text(&format!("b->a {i}")).await.unwrap();
         assert_eq!(next_message(&dc_a).await, format!("b->a {i}"));
     }
+
+    // Media (Opus RTP over SRTP) both ways.
+    let got = send_until_received(&track_a, ssrc_a, &mut b.rtp, "a->b", 25).await;
+    assert!(got >= 25, "answerer received only {got} RTP packets");
+    let got = send_until_received(&track_b, ssrc_b, &mut a.rtp, "b->a", 25).await;
+    assert!(got >= 25, "offerer received only {got} RTP packets");
 
     for (name, pc) in [("offerer", &a.pc), ("answerer", &b.pc)] {
         let (local, remote) = selected_pair_types(pc).await;
