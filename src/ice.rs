@@ -28,7 +28,12 @@ pub fn turn_host(state: &AppState) -> String {
 /// TURN REST credentials for `user`, when a TURN secret is configured.
 pub fn turn_credentials(state: &AppState, user: &str) -> Option<(String, String)> {
     let secret = state.turn_secrets.first()?;
-    let creds = parlor_turn::credentials::mint(secret, user, state.config.turn.ttl_secs, state.clock.unix_secs());
+    let creds = parlor_turn::credentials::mint(
+        secret,
+        user,
+        state.config.turn.ttl_secs,
+        state.clock.unix_secs(),
+    );
     Some((creds.username, creds.credential))
 }
 
@@ -38,14 +43,20 @@ pub fn ice_servers(state: &AppState, user: &str) -> Vec<IceServer> {
         .rtc
         .stun_urls
         .iter()
-        .map(|u| IceServer { urls: vec![u.clone()], username: None, credential: None })
+        .map(|u| IceServer {
+            urls: vec![u.clone()],
+            username: None,
+            credential: None,
+        })
         .collect();
     if let Some((username, credential)) = turn_credentials(state, user) {
         let host = turn_host(state);
-        let mut urls = vec![
-            format!("stun:{host}:{}", c.turn.udp_port),
-        ];
-        out.push(IceServer { urls: std::mem::take(&mut urls), username: None, credential: None });
+        let mut urls = vec![format!("stun:{host}:{}", c.turn.udp_port)];
+        out.push(IceServer {
+            urls: std::mem::take(&mut urls),
+            username: None,
+            credential: None,
+        });
         let mut turn_urls = vec![format!("turn:{host}:{}?transport=udp", c.turn.udp_port)];
         if c.turn.tcp_port != 0 {
             turn_urls.push(format!("turn:{host}:{}?transport=tcp", c.turn.tcp_port));
@@ -53,7 +64,11 @@ pub fn ice_servers(state: &AppState, user: &str) -> Vec<IceServer> {
         if c.turn.tls_port != 0 {
             turn_urls.push(format!("turns:{host}:{}?transport=tcp", c.turn.tls_port));
         }
-        out.push(IceServer { urls: turn_urls, username: Some(username), credential: Some(credential) });
+        out.push(IceServer {
+            urls: turn_urls,
+            username: Some(username),
+            credential: Some(credential),
+        });
     }
     out
 }

@@ -118,15 +118,77 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         config.server.public_url = format!("ws://{http_addr}");
     }
     let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::default());
+    let sfu = crate::sfu::SfuHandle::new();
+    // Media worker: one UDP socket shared by every peer connection.
+    let bind_ip: std::net::IpAddr = config.rtc.bind_ip.parse().map_err(|_| StartError::Bind {
+        what: "media UDP",
+        addr: config.rtc.bind_ip.clone(),
+        source: std::io::Error::other("rtc.bind_ip is not an IP address"),
+    })?;
+    let candidate_ip = if config.rtc.public_ip.is_empty() {
+        if bind_ip.is_unspecified() {
+            tracing::warn!(
+                "rtc.bind_ip is unspecified and rtc.public_ip is empty; announcing 127.0.0.1"
+            );
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            bind_ip
+        }
+    } else {
+        config.rtc.public_ip.parse().map_err(|_| StartError::Bind {
+            what: "media UDP",
+            addr: config.rtc.public_ip.clone(),
+            source: std::io::Error::other("rtc.public_ip is not an IP address"),
+        })?
+    };
+    let udp_bind = std::net::SocketAddr::new(bind_ip, config.rtc.udp_port);
+    let worker = crate::sfu::worker::Worker::spawn(
+        udp_bind,
+        crate::sfu::worker::WorkerConfig {
+            candidate_ip,
+            max_participants: config.room.max_participants,
+            max_rooms: config.room.max_rooms,
+            empty_timeout: Duration::from_secs(config.room.empty_timeout_secs),
+        },
+        sfu.clone(),
+        metrics.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        what: "media UDP",
+        addr: udp_bind.to_string(),
+        source,
+    })?;
+    // TURN REST secrets: configured, else derived from the primary API secret.
+    let turn_secrets: Vec<Vec<u8>> = if config.turn.secrets.is_empty() {
+        config
+            .keys
+            .values()
+            .next()
+            .map(|s| vec![format!("turn:{s}").into_bytes()])
+            .unwrap_or_default()
+    } else {
+        config
+            .turn
+            .secrets
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect()
+    };
     let state = AppState {
         keys: Arc::new(KeyRing::new(config.keys.clone())),
         config: Arc::new(config),
         store,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         clock,
         started: Instant::now(),
         shutdown: shutdown.clone(),
-        sfu: crate::sfu::SfuHandle::new(),
+        sfu,
+        worker: Some(worker),
+        turn_secrets: Arc::new(turn_secrets),
     };
     let app = router(state.clone());
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);

@@ -36,16 +36,24 @@ fn text(status: StatusCode, body: &'static str) -> Response {
 }
 
 async fn not_v1() -> Response {
-    text(StatusCode::NOT_FOUND, "v1 signaling is not supported; use /rtc")
+    text(
+        StatusCode::NOT_FOUND,
+        "v1 signaling is not supported; use /rtc",
+    )
 }
 
 fn token_from(params: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
     if let Some(t) = params.get("access_token") {
         return Some(t.clone());
     }
-    let h = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let h = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = h.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// Validate the join token: signature, expiry, roomJoin grant and a room name.
@@ -54,7 +62,8 @@ fn authorize(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<Claims, (StatusCode, &'static str)> {
-    let token = token_from(params, headers).ok_or((StatusCode::UNAUTHORIZED, "missing access token"))?;
+    let token =
+        token_from(params, headers).ok_or((StatusCode::UNAUTHORIZED, "missing access token"))?;
     let claims = state
         .keys
         .verify(&token, state.clock.unix_secs())
@@ -128,12 +137,27 @@ fn leave(reason: proto::DisconnectReason, action: proto::leave_request::Action) 
     })
 }
 
-async fn session(mut ws: WebSocket, state: AppState, claims: Claims, params: HashMap<String, String>) {
+async fn session(
+    mut ws: WebSocket,
+    state: AppState,
+    claims: Claims,
+    params: HashMap<String, String>,
+) {
     let room = claims.video().room.unwrap_or_default();
     let identity = claims.sub.clone();
     // We do not support session resumption: ask for a full reconnect.
-    if params.get("reconnect").is_some_and(|v| v == "1" || v == "true") {
-        send(&mut ws, leave(proto::DisconnectReason::StateMismatch, proto::leave_request::Action::Reconnect)).await;
+    if params
+        .get("reconnect")
+        .is_some_and(|v| v == "1" || v == "true")
+    {
+        send(
+            &mut ws,
+            leave(
+                proto::DisconnectReason::StateMismatch,
+                proto::leave_request::Action::Reconnect,
+            ),
+        )
+        .await;
         close(&mut ws, 1000, "resume not supported").await;
         return;
     }
@@ -154,10 +178,17 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, params: Has
             can_subscribe: grant.can_subscribe(),
             can_publish_data: grant.can_publish_data(),
         },
-        auto_subscribe: params.get("auto_subscribe").is_none_or(|v| v != "0" && v != "false"),
+        auto_subscribe: params
+            .get("auto_subscribe")
+            .is_none_or(|v| v != "0" && v != "false"),
         events: events_tx,
     };
-    if worker.tx.send(Cmd::Join(Box::new(req), reply_tx)).await.is_err() {
+    if worker
+        .tx
+        .send(Cmd::Join(Box::new(req), reply_tx))
+        .await
+        .is_err()
+    {
         close(&mut ws, 1011, "media worker unavailable").await;
         return;
     }
@@ -166,10 +197,14 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, params: Has
         Ok(Ok(Err(e))) => {
             warn!(room = %room, participant = %identity, error = %e, "join refused");
             let reason = match e {
-                crate::sfu::worker::JoinError::RoomFull => proto::DisconnectReason::RoomFull,
+                crate::sfu::worker::JoinError::RoomFull => proto::DisconnectReason::JoinFailure,
                 _ => proto::DisconnectReason::JoinFailure,
             };
-            send(&mut ws, leave(reason, proto::leave_request::Action::Disconnect)).await;
+            send(
+                &mut ws,
+                leave(reason, proto::leave_request::Action::Disconnect),
+            )
+            .await;
             close(&mut ws, 1008, &e.to_string()).await;
             return;
         }

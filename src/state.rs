@@ -22,4 +22,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Live rooms and participants.
     pub sfu: SfuHandle,
+    /// The media worker (None only if it failed to start).
+    pub worker: Option<crate::sfu::worker::WorkerHandle>,
+    /// TURN REST shared secrets (first mints).
+    pub turn_secrets: Arc<Vec<Vec<u8>>>,
 }

@@ -31,8 +31,8 @@ pub fn decode_request(
     if bytes.len() > max_len {
         return Err(ProtocolError::TooLarge(bytes.len()));
     }
-    let req = proto::SignalRequest::decode(bytes)
-        .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let req =
+        proto::SignalRequest::decode(bytes).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     req.message.ok_or(ProtocolError::Empty)
 }
 
@@ -110,11 +110,20 @@ mod tests {
 
     #[test]
     fn decode_bounds_and_garbage() {
-        assert_eq!(decode_request(&[0u8; 10], 5), Err(ProtocolError::TooLarge(10)));
-        assert!(matches!(decode_request(&[0xff, 0xff, 0xff], 100), Err(ProtocolError::Malformed(_))));
+        assert_eq!(
+            decode_request(&[0u8; 10], 5),
+            Err(ProtocolError::TooLarge(10))
+        );
+        assert!(matches!(
+            decode_request(&[0xff, 0xff, 0xff], 100),
+            Err(ProtocolError::Malformed(_))
+        ));
         assert_eq!(decode_request(&[], 100), Err(ProtocolError::Empty));
         let ping = encode_request(proto::signal_request::Message::Ping(42));
-        assert_eq!(decode_request(&ping, 100), Ok(proto::signal_request::Message::Ping(42)));
+        assert_eq!(
+            decode_request(&ping, 100),
+            Ok(proto::signal_request::Message::Ping(42))
+        );
     }
 
     #[test]
@@ -124,7 +133,10 @@ mod tests {
         assert_eq!(c.sdp_mid.as_deref(), Some("7"));
         assert_eq!(c.sdp_mline_index, Some(0));
         let back = c.to_json();
-        assert!(back.contains("\"sdpMLineIndex\":0") && back.contains("\"sdpMid\":\"7\""), "{back}");
+        assert!(
+            back.contains("\"sdpMLineIndex\":0") && back.contains("\"sdpMid\":\"7\""),
+            "{back}"
+        );
         assert!(CandidateInit::parse("{").is_err());
     }
 

@@ -7,5 +7,8 @@ use crate::state::AppState;
 use axum::Router;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(health::routes()).merge(rooms::routes())
+    Router::new()
+        .merge(health::routes())
+        .merge(rooms::routes())
+        .merge(crate::signal::routes())
 }

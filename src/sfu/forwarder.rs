@@ -205,7 +205,9 @@ fn h264_keyframe(p: &[u8]) -> bool {
             }
             false
         }
-        28 => p.get(1).is_some_and(|fu| fu & 0x80 != 0 && matches!(fu & 0x1f, 5 | 7)),
+        28 => p
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && matches!(fu & 0x1f, 5 | 7)),
         _ => false,
     }
 }
@@ -215,7 +217,13 @@ mod tests {
     use super::*;
 
     fn pkt(seq: u16, ts: u32, layer: u8, keyframe: bool, t_ms: u64) -> PacketMeta {
-        PacketMeta { seq, ts, layer, keyframe, arrival_us: t_ms * 1000 }
+        PacketMeta {
+            seq,
+            ts,
+            layer,
+            keyframe,
+            arrival_us: t_ms * 1000,
+        }
     }
 
     #[test]
@@ -237,26 +245,56 @@ mod tests {
     #[test]
     fn reordered_packets_keep_their_offsets_and_old_ones_drop() {
         let mut f = Forwarder::new(false, 48000);
-        assert_eq!(f.on_packet(&pkt(100, 0, 0, false, 0)), Decision::Forward { seq: 100, ts: 0 });
-        assert_eq!(f.on_packet(&pkt(102, 1920, 0, false, 40)), Decision::Forward { seq: 102, ts: 1920 });
-        assert_eq!(f.on_packet(&pkt(101, 960, 0, false, 41)), Decision::Forward { seq: 101, ts: 960 });
-        assert_eq!(f.on_packet(&pkt(102u16.wrapping_sub(2000), 0, 0, false, 42)), Decision::Drop(DropReason::TooOld));
+        assert_eq!(
+            f.on_packet(&pkt(100, 0, 0, false, 0)),
+            Decision::Forward { seq: 100, ts: 0 }
+        );
+        assert_eq!(
+            f.on_packet(&pkt(102, 1920, 0, false, 40)),
+            Decision::Forward { seq: 102, ts: 1920 }
+        );
+        assert_eq!(
+            f.on_packet(&pkt(101, 960, 0, false, 41)),
+            Decision::Forward { seq: 101, ts: 960 }
+        );
+        assert_eq!(
+            f.on_packet(&pkt(102u16.wrapping_sub(2000), 0, 0, false, 42)),
+            Decision::Drop(DropReason::TooOld)
+        );
     }
 
     #[test]
     fn video_waits_for_keyframe_then_switches_layers_contiguously() {
         let mut f = Forwarder::new(true, 90000);
-        assert_eq!(f.on_packet(&pkt(10, 1000, 0, false, 0)), Decision::Drop(DropReason::WaitingForKeyframe));
+        assert_eq!(
+            f.on_packet(&pkt(10, 1000, 0, false, 0)),
+            Decision::Drop(DropReason::WaitingForKeyframe)
+        );
         assert!(f.needs_keyframe());
-        assert_eq!(f.on_packet(&pkt(11, 1000, 0, true, 1)), Decision::Forward { seq: 11, ts: 1000 });
-        assert_eq!(f.on_packet(&pkt(12, 4000, 0, false, 34)), Decision::Forward { seq: 12, ts: 4000 });
+        assert_eq!(
+            f.on_packet(&pkt(11, 1000, 0, true, 1)),
+            Decision::Forward { seq: 11, ts: 1000 }
+        );
+        assert_eq!(
+            f.on_packet(&pkt(12, 4000, 0, false, 34)),
+            Decision::Forward { seq: 12, ts: 4000 }
+        );
         // Layer 1 packets are dropped until selected.
-        assert_eq!(f.on_packet(&pkt(500, 777, 1, true, 35)), Decision::Drop(DropReason::OtherLayer));
+        assert_eq!(
+            f.on_packet(&pkt(500, 777, 1, true, 35)),
+            Decision::Drop(DropReason::OtherLayer)
+        );
         f.set_target_layer(1);
         assert!(f.needs_keyframe());
         // Still forwarding layer 0 until layer 1 delivers a keyframe.
-        assert_eq!(f.on_packet(&pkt(13, 7000, 0, false, 67)), Decision::Forward { seq: 13, ts: 7000 });
-        assert_eq!(f.on_packet(&pkt(501, 900, 1, false, 68)), Decision::Drop(DropReason::WaitingForKeyframe));
+        assert_eq!(
+            f.on_packet(&pkt(13, 7000, 0, false, 67)),
+            Decision::Forward { seq: 13, ts: 7000 }
+        );
+        assert_eq!(
+            f.on_packet(&pkt(501, 900, 1, false, 68)),
+            Decision::Drop(DropReason::WaitingForKeyframe)
+        );
         // Keyframe on layer 1, 33 ms after the last forwarded packet: seq continues at 14, ts advances 33 ms.
         match f.on_packet(&pkt(502, 123_456, 1, true, 100)) {
             Decision::Forward { seq, ts } => {
@@ -265,20 +303,44 @@ mod tests {
             }
             d => panic!("{d:?}"),
         }
-        assert_eq!(f.on_packet(&pkt(503, 126_456, 1, false, 133)), Decision::Forward { seq: 15, ts: 7000 + 33 * 90 + 3000 });
+        assert_eq!(
+            f.on_packet(&pkt(503, 126_456, 1, false, 133)),
+            Decision::Forward {
+                seq: 15,
+                ts: 7000 + 33 * 90 + 3000
+            }
+        );
         // Old layer is now dropped.
-        assert_eq!(f.on_packet(&pkt(14, 10000, 0, false, 134)), Decision::Drop(DropReason::OtherLayer));
+        assert_eq!(
+            f.on_packet(&pkt(14, 10000, 0, false, 134)),
+            Decision::Drop(DropReason::OtherLayer)
+        );
     }
 
     #[test]
     fn pause_drops_and_resume_waits_for_keyframe() {
         let mut f = Forwarder::new(true, 90000);
-        assert!(matches!(f.on_packet(&pkt(1, 0, 0, true, 0)), Decision::Forward { .. }));
+        assert!(matches!(
+            f.on_packet(&pkt(1, 0, 0, true, 0)),
+            Decision::Forward { .. }
+        ));
         f.set_paused(true);
-        assert_eq!(f.on_packet(&pkt(2, 3000, 0, true, 33)), Decision::Drop(DropReason::Paused));
+        assert_eq!(
+            f.on_packet(&pkt(2, 3000, 0, true, 33)),
+            Decision::Drop(DropReason::Paused)
+        );
         f.set_paused(false);
-        assert_eq!(f.on_packet(&pkt(3, 6000, 0, false, 66)), Decision::Drop(DropReason::WaitingForKeyframe));
-        assert_eq!(f.on_packet(&pkt(4, 9000, 0, true, 100)), Decision::Forward { seq: 2, ts: 100 * 90 });
+        assert_eq!(
+            f.on_packet(&pkt(3, 6000, 0, false, 66)),
+            Decision::Drop(DropReason::WaitingForKeyframe)
+        );
+        assert_eq!(
+            f.on_packet(&pkt(4, 9000, 0, true, 100)),
+            Decision::Forward {
+                seq: 2,
+                ts: 100 * 90
+            }
+        );
     }
 
     #[test]

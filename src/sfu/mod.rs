@@ -29,12 +29,30 @@ pub struct ParticipantSnapshot {
 /// Room lifecycle events (broadcast; slow receivers may lag and miss events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SfuEvent {
-    RoomCreated { room: String, at_ms: i64 },
-    ParticipantJoined { room: String, identity: String, at_ms: i64 },
+    RoomCreated {
+        room: String,
+        at_ms: i64,
+    },
+    ParticipantJoined {
+        room: String,
+        identity: String,
+        at_ms: i64,
+    },
     /// The participant's media transport connected (first time).
-    MediaConnected { room: String, identity: String, at_ms: i64 },
-    ParticipantLeft { room: String, identity: String, at_ms: i64 },
-    RoomClosed { room: String, at_ms: i64 },
+    MediaConnected {
+        room: String,
+        identity: String,
+        at_ms: i64,
+    },
+    ParticipantLeft {
+        room: String,
+        identity: String,
+        at_ms: i64,
+    },
+    RoomClosed {
+        room: String,
+        at_ms: i64,
+    },
 }
 
 /// Handle to the SFU, cloneable, held in `AppState`.

@@ -251,7 +251,11 @@ impl Worker {
         })
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, shutdown: tokio_util::sync::CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
         info!(udp = %self.local_addr, candidate = %self.candidate_addr, "media worker started");
         let mut buf = vec![0u8; 1500 * 2];
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
@@ -279,12 +283,15 @@ impl Worker {
         }
         let pids: Vec<Pid> = self.parts.keys().copied().collect();
         for pid in pids {
-            self.send_out(pid, Out::Signal(Resp::Leave(proto::LeaveRequest {
-                can_reconnect: false,
-                reason: proto::DisconnectReason::ServerShutdown as i32,
-                action: proto::leave_request::Action::Disconnect as i32,
-                regions: None,
-            })));
+            self.send_out(
+                pid,
+                Out::Signal(Resp::Leave(proto::LeaveRequest {
+                    can_reconnect: false,
+                    reason: proto::DisconnectReason::ServerShutdown as i32,
+                    action: proto::leave_request::Action::Disconnect as i32,
+                    regions: None,
+                })),
+            );
             self.remove_participant(pid);
         }
         info!("media worker stopped");
@@ -301,10 +308,15 @@ impl Worker {
             Some(id) => *id,
             None => {
                 // Unknown 4-tuple: only a STUN binding with one of our ufrags may introduce it.
-                let Some(ufrag) = peer::is_stun(data).then(|| peer::stun_local_ufrag(data)).flatten() else {
+                let Some(ufrag) = peer::is_stun(data)
+                    .then(|| peer::stun_local_ufrag(data))
+                    .flatten()
+                else {
                     return;
                 };
-                let Some(&id) = self.by_ufrag.get(ufrag) else { return };
+                let Some(&id) = self.by_ufrag.get(ufrag) else {
+                    return;
+                };
                 if let Some(pc) = self.pcs.get_mut(&id) {
                     if pc.addrs.len() < 8 {
                         pc.addrs.push(from);
@@ -315,7 +327,9 @@ impl Worker {
             }
         };
         let now = Instant::now();
-        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let Some(pc) = self.pcs.get_mut(&pc_id) else {
+            return;
+        };
         let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -356,10 +370,16 @@ impl Worker {
     }
 
     fn flush(&mut self, pc_id: PcId) {
-        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let Some(pc) = self.pcs.get_mut(&pc_id) else {
+            return;
+        };
         while let Some(out) = pc.rtc.poll_write() {
             // Never block the worker: a full socket buffer drops the datagram (congestion).
-            if self.socket.try_send_to(&out.message, out.transport.peer_addr).is_err() {
+            if self
+                .socket
+                .try_send_to(&out.message, out.transport.peer_addr)
+                .is_err()
+            {
                 Metrics::inc(&self.metrics.rtp_send_failures);
             }
         }
@@ -392,7 +412,9 @@ impl Worker {
     }
 
     fn on_pc_event(&mut self, pc_id: PcId, ev: RTCPeerConnectionEvent, now: Instant) {
-        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let Some(pc) = self.pcs.get_mut(&pc_id) else {
+            return;
+        };
         let owner = pc.owner;
         let role = pc.role;
         match ev {
@@ -401,12 +423,14 @@ impl Worker {
                 match state {
                     RTCPeerConnectionState::Connected => {
                         pc.connected = true;
-                        if role == Role::Publisher {
-                            self.on_media_connected(owner);
-                        }
+                        self.on_media_connected(owner);
                     }
                     RTCPeerConnectionState::Failed => {
-                        warn!(pc = pc_id, ?role, "peer connection failed; removing participant");
+                        warn!(
+                            pc = pc_id,
+                            ?role,
+                            "peer connection failed; removing participant"
+                        );
                         self.send_out(owner, Out::Close("peer connection failed"));
                         self.remove_participant(owner);
                     }
@@ -433,7 +457,9 @@ impl Worker {
 
     fn on_media_connected(&mut self, pid: Pid) {
         let now_ms = self.now_ms();
-        let Some(p) = self.parts.get_mut(&pid) else { return };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return;
+        };
         if p.media_connected_at_ms.is_none() {
             p.media_connected_at_ms = Some(now_ms);
             let ev = SfuEvent::MediaConnected {
@@ -447,7 +473,13 @@ impl Worker {
         }
     }
 
-    fn on_track_open(&mut self, pc_id: PcId, owner: Pid, init: rtc::peer_connection::event::RTCTrackEventInit, now: Instant) {
+    fn on_track_open(
+        &mut self,
+        pc_id: PcId,
+        owner: Pid,
+        init: rtc::peer_connection::event::RTCTrackEventInit,
+        now: Instant,
+    ) {
         let layer = match init.rid.as_deref() {
             Some("q") | None => 0,
             Some("h") => 1,
@@ -455,19 +487,35 @@ impl Worker {
             Some(_) => 0,
         };
         // Known track (another simulcast layer)?
-        if let Some(sid) = self.pcs.get(&pc_id).and_then(|pc| pc.inbound.get(&init.track_id)).cloned() {
+        if let Some(sid) = self
+            .pcs
+            .get(&pc_id)
+            .and_then(|pc| pc.inbound.get(&init.track_id))
+            .cloned()
+        {
             if let Some(t) = self.track_mut(owner, &sid) {
                 t.layers.push((init.ssrc, layer));
             }
             return;
         }
-        let Some(p) = self.parts.get_mut(&owner) else { return };
+        let Some(p) = self.parts.get_mut(&owner) else {
+            return;
+        };
         // Match to the pending AddTrack by cid (= msid track id), else the first pending of this kind.
         let (kind, codec) = {
-            let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
-            let Some(mut rx) = pc.rtc.rtp_receiver(init.receiver_id) else { return };
+            let Some(pc) = self.pcs.get_mut(&pc_id) else {
+                return;
+            };
+            let Some(mut rx) = pc.rtc.rtp_receiver(init.receiver_id) else {
+                return;
+            };
             let kind = rx.track().kind();
-            let codec = rx.get_parameters().rtp_parameters.codecs.first().map(|c| c.rtp_codec.clone());
+            let codec = rx
+                .get_parameters()
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.rtp_codec.clone());
             (kind, codec)
         };
         let want_type = if kind == RtpCodecKind::Audio {
@@ -478,13 +526,18 @@ impl Worker {
         let cid = if p.pending.contains_key(&init.track_id) {
             Some(init.track_id.clone())
         } else {
-            p.pending.iter().find(|(_, t)| t.r#type == want_type).map(|(c, _)| c.clone())
+            p.pending
+                .iter()
+                .find(|(_, t)| t.r#type == want_type)
+                .map(|(c, _)| c.clone())
         };
         let Some(cid) = cid else {
             warn!(participant = %p.identity, track = %init.track_id, "media for a track without AddTrackRequest; ignored");
             return;
         };
-        let Some(mut info) = p.pending.remove(&cid) else { return };
+        let Some(mut info) = p.pending.remove(&cid) else {
+            return;
+        };
         if let Some(c) = &codec {
             info.mime_type = c.mime_type.clone();
         }
@@ -493,9 +546,14 @@ impl Worker {
         p.version += 1;
         let room_name = p.room.clone();
         let identity = p.identity.clone();
-        let mime = codec.as_ref().map(|c| c.mime_type.to_ascii_lowercase()).unwrap_or_default();
+        let mime = codec
+            .as_ref()
+            .map(|c| c.mime_type.to_ascii_lowercase())
+            .unwrap_or_default();
         let audio_level_ext = self.pcs.get(&pc_id).and_then(|pc| {
-            pc.rtc.remote_description().and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI))
+            pc.rtc
+                .remote_description()
+                .and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI))
         });
         if let Some(pc) = self.pcs.get_mut(&pc_id) {
             pc.inbound.insert(init.track_id.clone(), sid.clone());
@@ -515,13 +573,23 @@ impl Worker {
             last_pli: None,
         };
         info!(room = %room_name, participant = %identity, track = %sid, mime = %mime, "track published");
-        let Some(room) = self.rooms.get_mut(&room_name) else { return };
+        let Some(room) = self.rooms.get_mut(&room_name) else {
+            return;
+        };
         room.tracks.insert(sid.clone(), track);
-        let others: Vec<Pid> = room.participants.iter().copied().filter(|&x| x != owner).collect();
+        let others: Vec<Pid> = room
+            .participants
+            .iter()
+            .copied()
+            .filter(|&x| x != owner)
+            .collect();
         // Tell everyone about the new track, then subscribe those who auto-subscribe.
         self.broadcast_participant(owner);
         for other in others {
-            let auto = self.parts.get(&other).is_some_and(|o| o.auto_subscribe && o.perms.can_subscribe);
+            let auto = self
+                .parts
+                .get(&other)
+                .is_some_and(|o| o.auto_subscribe && o.perms.can_subscribe);
             if auto {
                 self.subscribe(other, &room_name, &sid, now);
             }
@@ -540,7 +608,9 @@ impl Worker {
             RTCMessage::RtpPacket(track_id, pkt) => self.forward_rtp(pc_id, &track_id, pkt, now),
             RTCMessage::RtcpPacket(_, packets) => {
                 // RTCP from a subscriber (PLI/FIR) → ask the publisher for a keyframe.
-                let Some(pc) = self.pcs.get(&pc_id) else { return };
+                let Some(pc) = self.pcs.get(&pc_id) else {
+                    return;
+                };
                 if pc.role == Role::Subscriber {
                     let wants_kf = packets.iter().any(|p| {
                         let a = p.as_any();
@@ -570,12 +640,22 @@ impl Worker {
     fn forward_rtp(&mut self, pc_id: PcId, track_id: &str, pkt: rtc::rtp::Packet, now: Instant) {
         Metrics::inc(&self.metrics.rtp_packets_in);
         Metrics::add(&self.metrics.rtp_bytes_in, pkt.payload.len() as u64);
-        let Some(pc) = self.pcs.get(&pc_id) else { return };
-        let Some(sid) = pc.inbound.get(track_id) else { return };
+        let Some(pc) = self.pcs.get(&pc_id) else {
+            return;
+        };
+        let Some(sid) = pc.inbound.get(track_id) else {
+            return;
+        };
         let owner = pc.owner;
-        let Some(p) = self.parts.get_mut(&owner) else { return };
-        let Some(room) = self.rooms.get_mut(&p.room) else { return };
-        let Some(track) = room.tracks.get_mut(sid) else { return };
+        let Some(p) = self.parts.get_mut(&owner) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&p.room) else {
+            return;
+        };
+        let Some(track) = room.tracks.get_mut(sid) else {
+            return;
+        };
         // Audio level for active-speaker detection.
         if let Some(id) = track.audio_level_ext {
             if let Some(v) = pkt.header.get_extension(id) {
@@ -593,7 +673,8 @@ impl Worker {
             .find(|(s, _)| *s == pkt.header.ssrc)
             .map(|(_, l)| *l)
             .unwrap_or(0);
-        let keyframe = track.kind == RtpCodecKind::Video && is_keyframe(track.is_vp8, track.is_h264, &pkt.payload);
+        let keyframe = track.kind == RtpCodecKind::Video
+            && is_keyframe(track.is_vp8, track.is_h264, &pkt.payload);
         let meta = PacketMeta {
             seq: pkt.header.sequence_number,
             ts: pkt.header.timestamp,
@@ -605,12 +686,17 @@ impl Worker {
         self.scratch.clear();
         let mut needs_kf = false;
         for sub in &track.subscribers {
-            let Some(sp) = self.parts.get_mut(sub) else { continue };
-            let Some(out) = sp.subs.get_mut(sid_ref) else { continue };
+            let Some(sp) = self.parts.get_mut(sub) else {
+                continue;
+            };
+            let Some(out) = sp.subs.get_mut(sid_ref) else {
+                continue;
+            };
             let Some(pt) = out.pt else { continue };
             match out.forwarder.on_packet(&meta) {
                 Decision::Forward { seq, ts } => {
-                    self.scratch.push((sp.sub_pc, out.sender_id, out.ssrc, pt, seq, ts));
+                    self.scratch
+                        .push((sp.sub_pc, out.sender_id, out.ssrc, pt, seq, ts));
                 }
                 Decision::Drop(reason) => {
                     if reason == super::forwarder::DropReason::WaitingForKeyframe {
@@ -637,7 +723,9 @@ impl Worker {
             out.header.extension = false;
             out.header.extensions.clear();
             out.header.extension_profile = 0;
-            let Some(spc) = self.pcs.get_mut(&sub_pc) else { continue };
+            let Some(spc) = self.pcs.get_mut(&sub_pc) else {
+                continue;
+            };
             let ok = spc
                 .rtc
                 .rtp_sender(sender_id)
@@ -655,26 +743,36 @@ impl Worker {
     }
 
     fn request_keyframe(&mut self, room: &str, track_sid: &str, now: Instant) {
-        let Some(r) = self.rooms.get_mut(room) else { return };
-        let Some(t) = r.tracks.get_mut(track_sid) else { return };
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(t) = r.tracks.get_mut(track_sid) else {
+            return;
+        };
         if t.kind != RtpCodecKind::Video {
             return;
         }
-        if t.last_pli.is_some_and(|l| now.duration_since(l) < PLI_MIN_INTERVAL) {
+        if t.last_pli
+            .is_some_and(|l| now.duration_since(l) < PLI_MIN_INTERVAL)
+        {
             return;
         }
         t.last_pli = Some(now);
         let Some(rx_id) = t.receiver_id else { return };
         let ssrcs: Vec<u32> = t.layers.iter().map(|(s, _)| *s).collect();
         let owner = t.owner;
-        let Some(pub_pc) = self.parts.get(&owner).map(|p| p.pub_pc) else { return };
+        let Some(pub_pc) = self.parts.get(&owner).map(|p| p.pub_pc) else {
+            return;
+        };
         if let Some(pc) = self.pcs.get_mut(&pub_pc) {
             if let Some(mut rx) = pc.rtc.rtp_receiver(rx_id) {
                 let pkts: Vec<Box<dyn rtc::rtcp::Packet>> = ssrcs
                     .iter()
                     .map(|&media_ssrc| {
-                        Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })
-                            as Box<dyn rtc::rtcp::Packet>
+                        Box::new(PictureLossIndication {
+                            sender_ssrc: 0,
+                            media_ssrc,
+                        }) as Box<dyn rtc::rtcp::Packet>
                     })
                     .collect();
                 if rx.write_rtcp(now, pkts).is_ok() {
@@ -685,12 +783,22 @@ impl Worker {
         self.flush(pub_pc);
     }
 
-    fn on_data(&mut self, pc_id: PcId, dc_id: rtc::data_channel::RTCDataChannelId, data: BytesMut, now: Instant) {
+    fn on_data(
+        &mut self,
+        pc_id: PcId,
+        dc_id: rtc::data_channel::RTCDataChannelId,
+        data: BytesMut,
+        now: Instant,
+    ) {
         use prost::Message;
-        let Some(pc) = self.pcs.get(&pc_id) else { return };
+        let Some(pc) = self.pcs.get(&pc_id) else {
+            return;
+        };
         let owner = pc.owner;
         let reliable = pc.reliable_dc == Some(dc_id);
-        let Some(p) = self.parts.get_mut(&owner) else { return };
+        let Some(p) = self.parts.get_mut(&owner) else {
+            return;
+        };
         if !p.perms.can_publish_data || data.len() > 64 * 1024 {
             return;
         }
@@ -711,21 +819,33 @@ impl Worker {
         let dest: Vec<String> = packet.destination_identities.clone();
         let bytes = BytesMut::from(&packet.encode_to_vec()[..]);
         let room = p.room.clone();
-        let Some(r) = self.rooms.get(&room) else { return };
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
         let targets: Vec<Pid> = r
             .participants
             .iter()
             .copied()
             .filter(|&x| x != owner)
             .filter(|x| {
-                dest.is_empty() || self.parts.get(x).is_some_and(|o| dest.contains(&o.identity))
+                dest.is_empty()
+                    || self
+                        .parts
+                        .get(x)
+                        .is_some_and(|o| dest.contains(&o.identity))
             })
             .collect();
         for t in targets {
-            let Some(tp) = self.parts.get(&t) else { continue };
+            let Some(tp) = self.parts.get(&t) else {
+                continue;
+            };
             let pub_pc = tp.pub_pc;
             if let Some(tpc) = self.pcs.get_mut(&pub_pc) {
-                let dc = if reliable { tpc.reliable_dc } else { tpc.lossy_dc.or(tpc.reliable_dc) };
+                let dc = if reliable {
+                    tpc.reliable_dc
+                } else {
+                    tpc.lossy_dc.or(tpc.reliable_dc)
+                };
                 if let Some(dc) = dc {
                     if let Some(mut ch) = tpc.rtc.data_channel(dc) {
                         let _ = ch.send(now, bytes.clone());
@@ -779,18 +899,21 @@ impl Worker {
         let now_ms = self.now_ms();
         // A second connection with the same identity replaces the first (LiveKit semantics).
         if let Some(room) = self.rooms.get(&req.room) {
-            let dup = room
-                .participants
-                .iter()
-                .copied()
-                .find(|p| self.parts.get(p).is_some_and(|x| x.identity == req.identity));
+            let dup = room.participants.iter().copied().find(|p| {
+                self.parts
+                    .get(p)
+                    .is_some_and(|x| x.identity == req.identity)
+            });
             if let Some(dup) = dup {
-                self.send_out(dup, Out::Signal(Resp::Leave(proto::LeaveRequest {
-                    can_reconnect: false,
-                    reason: proto::DisconnectReason::DuplicateIdentity as i32,
-                    action: proto::leave_request::Action::Disconnect as i32,
-                    regions: None,
-                })));
+                self.send_out(
+                    dup,
+                    Out::Signal(Resp::Leave(proto::LeaveRequest {
+                        can_reconnect: false,
+                        reason: proto::DisconnectReason::DuplicateIdentity as i32,
+                        action: proto::leave_request::Action::Disconnect as i32,
+                        regions: None,
+                    })),
+                );
                 self.send_out(dup, Out::Close("duplicate identity"));
                 self.remove_participant(dup);
             }
@@ -812,9 +935,15 @@ impl Worker {
                 },
             );
             Metrics::inc(&self.metrics.rooms);
-            self.sfu.emit(SfuEvent::RoomCreated { room: req.room.clone(), at_ms: now_ms });
+            self.sfu.emit(SfuEvent::RoomCreated {
+                room: req.room.clone(),
+                at_ms: now_ms,
+            });
         }
-        let count = self.rooms.get(&req.room).map_or(0, |r| r.participants.len());
+        let count = self
+            .rooms
+            .get(&req.room)
+            .map_or(0, |r| r.participants.len());
         if count >= self.cfg.max_participants {
             return Err(JoinError::RoomFull);
         }
@@ -856,7 +985,10 @@ impl Worker {
         let identity = p.identity.clone();
         self.parts.insert(pid, p);
         Metrics::inc(&self.metrics.participants);
-        let room = self.rooms.get_mut(&req.room).ok_or(JoinError::ShuttingDown)?;
+        let room = self
+            .rooms
+            .get_mut(&req.room)
+            .ok_or(JoinError::ShuttingDown)?;
         room.participants.push(pid);
         room.empty_since = None;
         let room_info = proto::Room {
@@ -869,9 +1001,17 @@ impl Worker {
             num_participants: room.participants.len() as u32,
             ..Default::default()
         };
-        let others: Vec<Pid> = room.participants.iter().copied().filter(|&x| x != pid).collect();
+        let others: Vec<Pid> = room
+            .participants
+            .iter()
+            .copied()
+            .filter(|&x| x != pid)
+            .collect();
         let track_sids: Vec<String> = room.tracks.keys().cloned().collect();
-        let other_participants = others.iter().filter_map(|o| self.participant_info(*o)).collect();
+        let other_participants = others
+            .iter()
+            .filter_map(|o| self.participant_info(*o))
+            .collect();
         let participant = self.participant_info(pid);
         let join = proto::JoinResponse {
             room: Some(room_info),
@@ -901,7 +1041,10 @@ impl Worker {
             identity,
             at_ms: now_ms,
         });
-        let auto = self.parts.get(&pid).is_some_and(|p| p.auto_subscribe && p.perms.can_subscribe);
+        let auto = self
+            .parts
+            .get(&pid)
+            .is_some_and(|p| p.auto_subscribe && p.perms.can_subscribe);
         if auto {
             for sid in track_sids {
                 self.subscribe_no_offer(pid, &req.room, &sid, now);
@@ -920,7 +1063,12 @@ impl Worker {
     fn participant_info(&self, pid: Pid) -> Option<proto::ParticipantInfo> {
         let p = self.parts.get(&pid)?;
         let room = self.rooms.get(&p.room)?;
-        let tracks = p.tracks.iter().filter_map(|sid| room.tracks.get(sid)).map(|t| t.info.clone()).collect();
+        let tracks = p
+            .tracks
+            .iter()
+            .filter_map(|sid| room.tracks.get(sid))
+            .map(|t| t.info.clone())
+            .collect();
         Some(proto::ParticipantInfo {
             sid: p.sid.clone(),
             identity: p.identity.clone(),
@@ -948,16 +1096,32 @@ impl Worker {
 
     /// Send the participant's current info to everyone else in its room.
     fn broadcast_participant(&mut self, pid: Pid) {
-        let Some(info) = self.participant_info(pid) else { return };
-        let Some(room) = self.parts.get(&pid).and_then(|p| self.rooms.get(&p.room)) else { return };
-        let others: Vec<Pid> = room.participants.iter().copied().filter(|&x| x != pid).collect();
+        let Some(info) = self.participant_info(pid) else {
+            return;
+        };
+        let Some(room) = self.parts.get(&pid).and_then(|p| self.rooms.get(&p.room)) else {
+            return;
+        };
+        let others: Vec<Pid> = room
+            .participants
+            .iter()
+            .copied()
+            .filter(|&x| x != pid)
+            .collect();
         for o in others {
-            self.send_out(o, Out::Signal(Resp::Update(proto::ParticipantUpdate { participants: vec![info.clone()] })));
+            self.send_out(
+                o,
+                Out::Signal(Resp::Update(proto::ParticipantUpdate {
+                    participants: vec![info.clone()],
+                })),
+            );
         }
     }
 
     fn send_out(&mut self, pid: Pid, out: Out) {
-        let Some(p) = self.parts.get(&pid) else { return };
+        let Some(p) = self.parts.get(&pid) else {
+            return;
+        };
         if p.events.try_send(out).is_err() {
             // Slow or gone client: never block the worker. Its session notices the closed channel.
             debug!(participant = %p.identity, "session queue full or closed");
@@ -972,8 +1136,14 @@ impl Worker {
             SignalIn::Offer(sd) => self.on_publisher_offer(pid, sd, now),
             SignalIn::Answer(sd) => self.on_subscriber_answer(pid, sd, now),
             SignalIn::Trickle(target, cand) => {
-                let Some(p) = self.parts.get(&pid) else { return };
-                let pc_id = if target == Target::Subscriber { p.sub_pc } else { p.pub_pc };
+                let Some(p) = self.parts.get(&pid) else {
+                    return;
+                };
+                let pc_id = if target == Target::Subscriber {
+                    p.sub_pc
+                } else {
+                    p.pub_pc
+                };
                 if let Some(pc) = self.pcs.get_mut(&pc_id) {
                     let init = RTCIceCandidateInit {
                         candidate: cand.candidate,
@@ -989,7 +1159,11 @@ impl Worker {
             SignalIn::AddTrack(req) => self.on_add_track(pid, req),
             SignalIn::Mute(m) => self.on_mute(pid, &m.sid, m.muted),
             SignalIn::Subscription(s) => {
-                let room = self.parts.get(&pid).map(|p| p.room.clone()).unwrap_or_default();
+                let room = self
+                    .parts
+                    .get(&pid)
+                    .map(|p| p.room.clone())
+                    .unwrap_or_default();
                 let mut sids = s.track_sids.clone();
                 for pt in &s.participant_tracks {
                     sids.extend(pt.track_sids.iter().cloned());
@@ -1003,7 +1177,11 @@ impl Worker {
                 }
             }
             SignalIn::TrackSetting(s) => {
-                let room = self.parts.get(&pid).map(|p| p.room.clone()).unwrap_or_default();
+                let room = self
+                    .parts
+                    .get(&pid)
+                    .map(|p| p.room.clone())
+                    .unwrap_or_default();
                 let layer = match proto::VideoQuality::try_from(s.quality) {
                     Ok(proto::VideoQuality::High) => 2,
                     Ok(proto::VideoQuality::Medium) => 1,
@@ -1027,14 +1205,19 @@ impl Worker {
     }
 
     fn on_add_track(&mut self, pid: Pid, req: proto::AddTrackRequest) {
-        let Some(p) = self.parts.get_mut(&pid) else { return };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return;
+        };
         if !p.perms.can_publish {
             warn!(participant = %p.identity, "AddTrack without canPublish refused");
-            self.send_out(pid, Out::Signal(Resp::RequestResponse(proto::RequestResponse {
-                reason: proto::request_response::Reason::NotAllowed as i32,
-                message: "token does not allow publishing".into(),
-                ..Default::default()
-            })));
+            self.send_out(
+                pid,
+                Out::Signal(Resp::RequestResponse(proto::RequestResponse {
+                    reason: proto::request_response::Reason::NotAllowed as i32,
+                    message: "token does not allow publishing".into(),
+                    ..Default::default()
+                })),
+            );
             return;
         }
         if p.pending.len() + p.tracks.len() >= 16 || req.cid.is_empty() || req.cid.len() > 256 {
@@ -1048,7 +1231,8 @@ impl Worker {
             muted: req.muted,
             width: req.width,
             height: req.height,
-            simulcast: req.layers.len() > 1 || req.simulcast_codecs.iter().any(|c| c.layers.len() > 1),
+            simulcast: req.layers.len() > 1
+                || req.simulcast_codecs.iter().any(|c| c.layers.len() > 1),
             disable_dtx: req.disable_dtx,
             source: req.source,
             layers: req.layers.clone(),
@@ -1058,14 +1242,19 @@ impl Worker {
             ..Default::default()
         };
         p.pending.insert(req.cid.clone(), info.clone());
-        self.send_out(pid, Out::Signal(Resp::TrackPublished(proto::TrackPublishedResponse {
-            cid: req.cid,
-            track: Some(info),
-        })));
+        self.send_out(
+            pid,
+            Out::Signal(Resp::TrackPublished(proto::TrackPublishedResponse {
+                cid: req.cid,
+                track: Some(info),
+            })),
+        );
     }
 
     fn on_mute(&mut self, pid: Pid, sid: &str, muted: bool) {
-        let Some(p) = self.parts.get_mut(&pid) else { return };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return;
+        };
         if let Some(t) = p.pending.values_mut().find(|t| t.sid == sid) {
             t.muted = muted;
             return;
@@ -1075,7 +1264,11 @@ impl Worker {
         }
         p.version += 1;
         let room = p.room.clone();
-        if let Some(t) = self.rooms.get_mut(&room).and_then(|r| r.tracks.get_mut(sid)) {
+        if let Some(t) = self
+            .rooms
+            .get_mut(&room)
+            .and_then(|r| r.tracks.get_mut(sid))
+        {
             t.info.muted = muted;
         }
         self.broadcast_participant(pid);
@@ -1083,9 +1276,13 @@ impl Worker {
     }
 
     fn on_publisher_offer(&mut self, pid: Pid, sd: proto::SessionDescription, now: Instant) {
-        let Some(p) = self.parts.get(&pid) else { return };
+        let Some(p) = self.parts.get(&pid) else {
+            return;
+        };
         let pc_id = p.pub_pc;
-        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let Some(pc) = self.pcs.get_mut(&pc_id) else {
+            return;
+        };
         let result = (|| -> Result<String, rtc::shared::error::Error> {
             let offer = RTCSessionDescription::offer(sd.sdp)?;
             pc.rtc.set_remote_description(now, offer)?;
@@ -1098,12 +1295,15 @@ impl Worker {
         })();
         match result {
             Ok(sdp) => {
-                self.send_out(pid, Out::Signal(Resp::Answer(proto::SessionDescription {
-                    r#type: "answer".into(),
-                    sdp,
-                    id: sd.id,
-                    ..Default::default()
-                })));
+                self.send_out(
+                    pid,
+                    Out::Signal(Resp::Answer(proto::SessionDescription {
+                        r#type: "answer".into(),
+                        sdp,
+                        id: sd.id,
+                        ..Default::default()
+                    })),
+                );
             }
             Err(e) => {
                 warn!(error = %e, "invalid publisher offer");
@@ -1117,14 +1317,19 @@ impl Worker {
     }
 
     fn on_subscriber_answer(&mut self, pid: Pid, sd: proto::SessionDescription, now: Instant) {
-        let Some(p) = self.parts.get_mut(&pid) else { return };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return;
+        };
         if !p.sub_awaiting_answer {
             return;
         }
         p.sub_awaiting_answer = false;
         let pc_id = p.sub_pc;
-        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
-        let res = RTCSessionDescription::answer(sd.sdp).and_then(|a| pc.rtc.set_remote_description(now, a));
+        let Some(pc) = self.pcs.get_mut(&pc_id) else {
+            return;
+        };
+        let res = RTCSessionDescription::answer(sd.sdp)
+            .and_then(|a| pc.rtc.set_remote_description(now, a));
         if let Err(e) = res {
             warn!(error = %e, "invalid subscriber answer");
             Metrics::inc(&self.metrics.signal_errors);
@@ -1133,10 +1338,17 @@ impl Worker {
             return;
         }
         // Learn the negotiated payload types per sender.
-        let Some(p) = self.parts.get_mut(&pid) else { return };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return;
+        };
         for out in p.subs.values_mut() {
             if let Some(mut s) = pc.rtc.rtp_sender(out.sender_id) {
-                out.pt = s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type);
+                out.pt = s
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map(|c| c.payload_type);
             }
         }
         let need_again = p.sub_needs_offer;
@@ -1153,16 +1365,30 @@ impl Worker {
 
     /// Add the track to the subscriber PC without sending an offer yet.
     fn subscribe_no_offer(&mut self, pid: Pid, room: &str, sid: &str, _now: Instant) -> bool {
-        let Some(r) = self.rooms.get_mut(room) else { return false };
-        let Some(t) = r.tracks.get_mut(sid) else { return false };
-        let Some(p) = self.parts.get_mut(&pid) else { return false };
+        let Some(r) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        let Some(t) = r.tracks.get_mut(sid) else {
+            return false;
+        };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return false;
+        };
         if p.subs.contains_key(sid) || t.owner == pid || !p.perms.can_subscribe {
             return false;
         }
-        let Some(codec) = t.codec.clone() else { return false };
-        let Some(owner_sid) = self.parts.get(&t.owner).map(|o| o.sid.clone()) else { return false };
-        let Some(p) = self.parts.get_mut(&pid) else { return false };
-        let Some(pc) = self.pcs.get_mut(&p.sub_pc) else { return false };
+        let Some(codec) = t.codec.clone() else {
+            return false;
+        };
+        let Some(owner_sid) = self.parts.get(&t.owner).map(|o| o.sid.clone()) else {
+            return false;
+        };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return false;
+        };
+        let Some(pc) = self.pcs.get_mut(&p.sub_pc) else {
+            return false;
+        };
         let ssrc: u32 = rand::random();
         let track = MediaStreamTrack::new(
             subscriber_stream_id(&owner_sid, sid),
@@ -1189,7 +1415,15 @@ impl Worker {
         let mut forwarder = Forwarder::new(is_video, codec.clock_rate);
         // Start on the highest layer published so far (LiveKit adapts from the client's settings).
         forwarder.set_target_layer(t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0));
-        p.subs.insert(sid.to_string(), SubOut { sender_id, ssrc, pt: None, forwarder });
+        p.subs.insert(
+            sid.to_string(),
+            SubOut {
+                sender_id,
+                ssrc,
+                pt: None,
+                forwarder,
+            },
+        );
         t.subscribers.push(pid);
         true
     }
@@ -1198,21 +1432,39 @@ impl Worker {
         if self.subscribe_no_offer(pid, room, sid, now) {
             self.negotiate_subscriber(pid, now);
             // The publisher learns its track has a subscriber.
-            if let Some(owner) = self.rooms.get(room).and_then(|r| r.tracks.get(sid)).map(|t| t.owner) {
-                self.send_out(owner, Out::Signal(Resp::TrackSubscribed(proto::TrackSubscribed { track_sid: sid.to_string() })));
+            if let Some(owner) = self
+                .rooms
+                .get(room)
+                .and_then(|r| r.tracks.get(sid))
+                .map(|t| t.owner)
+            {
+                self.send_out(
+                    owner,
+                    Out::Signal(Resp::TrackSubscribed(proto::TrackSubscribed {
+                        track_sid: sid.to_string(),
+                    })),
+                );
             }
         }
     }
 
     fn unsubscribe(&mut self, pid: Pid, sid: &str, now: Instant) {
-        let Some(p) = self.parts.get_mut(&pid) else { return };
-        let Some(out) = p.subs.remove(sid) else { return };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return;
+        };
+        let Some(out) = p.subs.remove(sid) else {
+            return;
+        };
         let room = p.room.clone();
         let sub_pc = p.sub_pc;
         if let Some(pc) = self.pcs.get_mut(&sub_pc) {
             let _ = pc.rtc.remove_track(out.sender_id);
         }
-        if let Some(t) = self.rooms.get_mut(&room).and_then(|r| r.tracks.get_mut(sid)) {
+        if let Some(t) = self
+            .rooms
+            .get_mut(&room)
+            .and_then(|r| r.tracks.get_mut(sid))
+        {
             t.subscribers.retain(|&x| x != pid);
         }
         self.negotiate_subscriber(pid, now);
@@ -1220,14 +1472,18 @@ impl Worker {
 
     /// Send a subscriber offer now, or remember to once the pending one is answered.
     fn negotiate_subscriber(&mut self, pid: Pid, now: Instant) {
-        let Some(p) = self.parts.get_mut(&pid) else { return };
+        let Some(p) = self.parts.get_mut(&pid) else {
+            return;
+        };
         if p.sub_awaiting_answer {
             p.sub_needs_offer = true;
             return;
         }
         p.sub_needs_offer = false;
         let pc_id = p.sub_pc;
-        let Some(pc) = self.pcs.get_mut(&pc_id) else { return };
+        let Some(pc) = self.pcs.get_mut(&pc_id) else {
+            return;
+        };
         let res = (|| -> Result<String, rtc::shared::error::Error> {
             let offer = pc.rtc.create_offer(None)?;
             pc.rtc.set_local_description(now, offer)?;
@@ -1241,12 +1497,15 @@ impl Worker {
                 p.sub_offer_id += 1;
                 p.sub_awaiting_answer = true;
                 let id = p.sub_offer_id;
-                self.send_out(pid, Out::Signal(Resp::Offer(proto::SessionDescription {
-                    r#type: "offer".into(),
-                    sdp,
-                    id,
-                    ..Default::default()
-                })));
+                self.send_out(
+                    pid,
+                    Out::Signal(Resp::Offer(proto::SessionDescription {
+                        r#type: "offer".into(),
+                        sdp,
+                        id,
+                        ..Default::default()
+                    })),
+                );
             }
             Err(e) => warn!(error = %e, "subscriber offer failed"),
         }
@@ -1264,7 +1523,9 @@ impl Worker {
     }
 
     fn remove_participant(&mut self, pid: Pid) {
-        let Some(mut p) = self.parts.remove(&pid) else { return };
+        let Some(mut p) = self.parts.remove(&pid) else {
+            return;
+        };
         Metrics::dec(&self.metrics.participants);
         let now = Instant::now();
         let now_ms = self.now_ms();
@@ -1307,16 +1568,29 @@ impl Worker {
             version: p.version,
             ..Default::default()
         };
-        let others: Vec<Pid> = self.rooms.get(&room_name).map(|r| r.participants.clone()).unwrap_or_default();
+        let others: Vec<Pid> = self
+            .rooms
+            .get(&room_name)
+            .map(|r| r.participants.clone())
+            .unwrap_or_default();
         for o in others {
-            self.send_out(o, Out::Signal(Resp::Update(proto::ParticipantUpdate { participants: vec![info.clone()] })));
+            self.send_out(
+                o,
+                Out::Signal(Resp::Update(proto::ParticipantUpdate {
+                    participants: vec![info.clone()],
+                })),
+            );
         }
         affected.sort_unstable();
         affected.dedup();
         for s in affected {
             self.negotiate_subscriber(s, now);
         }
-        self.sfu.emit(SfuEvent::ParticipantLeft { room: room_name.clone(), identity: p.identity.clone(), at_ms: now_ms });
+        self.sfu.emit(SfuEvent::ParticipantLeft {
+            room: room_name.clone(),
+            identity: p.identity.clone(),
+            at_ms: now_ms,
+        });
         self.publish_snapshot(&room_name);
     }
 
@@ -1326,7 +1600,10 @@ impl Worker {
         let expired: Vec<String> = self
             .rooms
             .values()
-            .filter(|r| r.empty_since.is_some_and(|t| now.duration_since(t) >= self.cfg.empty_timeout))
+            .filter(|r| {
+                r.empty_since
+                    .is_some_and(|t| now.duration_since(t) >= self.cfg.empty_timeout)
+            })
             .map(|r| r.name.clone())
             .collect();
         for name in expired {
@@ -1334,10 +1611,18 @@ impl Worker {
             Metrics::dec(&self.metrics.rooms);
             info!(room = %name, "room closed (empty)");
             self.sfu.remove_room(&name);
-            self.sfu.emit(SfuEvent::RoomClosed { room: name, at_ms: self.now_ms() });
+            self.sfu.emit(SfuEvent::RoomClosed {
+                room: name,
+                at_ms: self.now_ms(),
+            });
         }
         // Deliver pending subscriber offers and active speakers.
-        let pending: Vec<Pid> = self.parts.values().filter(|p| p.sub_needs_offer && !p.sub_awaiting_answer).map(|p| p.pid).collect();
+        let pending: Vec<Pid> = self
+            .parts
+            .values()
+            .filter(|p| p.sub_needs_offer && !p.sub_awaiting_answer)
+            .map(|p| p.pid)
+            .collect();
         for pid in pending {
             self.negotiate_subscriber(pid, now);
         }
@@ -1348,7 +1633,9 @@ impl Worker {
     }
 
     fn update_speakers(&mut self, room_name: &str, now: Instant) {
-        let Some(room) = self.rooms.get(room_name) else { return };
+        let Some(room) = self.rooms.get(room_name) else {
+            return;
+        };
         let mut speakers: Vec<(String, f32)> = room
             .participants
             .iter()
@@ -1367,11 +1654,19 @@ impl Worker {
         }
         let mut infos: Vec<proto::SpeakerInfo> = speakers
             .iter()
-            .map(|(sid, level)| proto::SpeakerInfo { sid: sid.clone(), level: *level, active: true })
+            .map(|(sid, level)| proto::SpeakerInfo {
+                sid: sid.clone(),
+                level: *level,
+                active: true,
+            })
             .collect();
         for old in &room.last_speakers {
             if !sids.contains(old) {
-                infos.push(proto::SpeakerInfo { sid: old.clone(), level: 0.0, active: false });
+                infos.push(proto::SpeakerInfo {
+                    sid: old.clone(),
+                    level: 0.0,
+                    active: false,
+                });
             }
         }
         let targets = room.participants.clone();
@@ -1379,7 +1674,12 @@ impl Worker {
             r.last_speakers = sids;
         }
         for t in targets {
-            self.send_out(t, Out::Signal(Resp::SpeakersChanged(proto::SpeakersChanged { speakers: infos.clone() })));
+            self.send_out(
+                t,
+                Out::Signal(Resp::SpeakersChanged(proto::SpeakersChanged {
+                    speakers: infos.clone(),
+                })),
+            );
         }
     }
 
@@ -1394,7 +1694,10 @@ impl Worker {
             .filter_map(|pid| self.parts.get(pid))
             .map(|p| {
                 let has = |kind: RtpCodecKind| {
-                    p.tracks.iter().filter_map(|s| room.tracks.get(s)).any(|t| t.kind == kind && !t.info.muted)
+                    p.tracks
+                        .iter()
+                        .filter_map(|s| room.tracks.get(s))
+                        .any(|t| t.kind == kind && !t.info.muted)
                 };
                 ParticipantSnapshot {
                     identity: p.identity.clone(),

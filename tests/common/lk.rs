@@ -1,0 +1,394 @@
+//! A LiveKit-protocol test client on real WebRTC (webrtc-rs `rtc`, full ICE as a browser would be):
+//! WebSocket signaling with protobuf, a publisher PC that offers, a subscriber PC that answers server
+//! offers, each on its own UDP socket on 127.0.0.1.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use parlor_signaling::protocol::{self, proto, CandidateInit};
+use proto::signal_request::Message as Req;
+use proto::signal_response::Message as Resp;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMsg;
+
+/// What the test observes.
+#[derive(Debug)]
+pub enum Seen {
+    Signal(Resp),
+    /// RTP received on the subscriber PC: (rtc track id, sequence, payload).
+    Rtp {
+        track: String,
+        seq: u16,
+        payload: Vec<u8>,
+    },
+    SubscriberState(RTCPeerConnectionState),
+    PublisherState(RTCPeerConnectionState),
+    Closed,
+}
+
+enum PcCmd {
+    Remote(RTCSessionDescription, Option<u32>),
+    CreateOffer(u32),
+    SendRtp(Vec<u8>),
+    Stop,
+}
+
+pub struct Client {
+    pub join: proto::JoinResponse,
+    ws_tx: mpsc::Sender<WsMsg>,
+    pub seen: mpsc::Receiver<Seen>,
+    pub_cmd: mpsc::Sender<PcCmd>,
+    sub_cmd: mpsc::Sender<PcCmd>,
+}
+
+fn build_pc(addr: SocketAddr, with_audio_track: Option<u32>) -> RTCPeerConnection {
+    let se = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().unwrap();
+    let reg = register_default_interceptors(Registry::new(), &mut me).unwrap();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(se)
+        .with_media_engine(me)
+        .with_interceptor_registry(reg)
+        .build(Instant::now())
+        .unwrap();
+    let cand = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".into(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .unwrap();
+    pc.add_local_candidate(RTCIceCandidate::from(&cand).to_json().unwrap())
+        .unwrap();
+    if let Some(ssrc) = with_audio_track {
+        let track = MediaStreamTrack::new(
+            "stream-a".into(),
+            "mic-track-1".into(),
+            "mic".into(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_OPUS.into(),
+                    clock_rate: 48000,
+                    channels: 2,
+                    sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                    rtcp_feedback: vec![],
+                },
+                ..Default::default()
+            }],
+        );
+        pc.add_track(track).unwrap();
+    }
+    pc
+}
+
+/// Drive one client PC on its own socket.
+async fn run_pc(
+    mut pc: RTCPeerConnection,
+    socket: UdpSocket,
+    mut cmds: mpsc::Receiver<PcCmd>,
+    ws_tx: mpsc::Sender<WsMsg>,
+    seen: mpsc::Sender<Seen>,
+    publisher: bool,
+    ssrc: u32,
+) {
+    let local = socket.local_addr().unwrap();
+    let mut buf = vec![0u8; 3000];
+    let mut seq: u16 = 1000;
+    let mut ts: u32 = 0;
+    loop {
+        while let Some(out) = pc.poll_write() {
+            let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+        }
+        while let Some(ev) = pc.poll_event() {
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => {
+                    let _ = seen
+                        .send(if publisher {
+                            Seen::PublisherState(s)
+                        } else {
+                            Seen::SubscriberState(s)
+                        })
+                        .await;
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(_)) => {}
+                _ => {}
+            }
+        }
+        while let Some(m) = pc.poll_read() {
+            if let RTCMessage::RtpPacket(track, p) = m.message {
+                let _ = seen
+                    .send(Seen::Rtp {
+                        track,
+                        seq: p.header.sequence_number,
+                        payload: p.payload.to_vec(),
+                    })
+                    .await;
+            }
+        }
+        let deadline = pc
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { break };
+                let _ = pc.handle_read(TaggedBytesMut {
+                    now: Instant::now(),
+                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
+                    message: BytesMut::from(&buf[..n]),
+                });
+            }
+            c = cmds.recv() => match c {
+                None | Some(PcCmd::Stop) => break,
+                Some(PcCmd::Remote(desc, answer_id)) => {
+                    pc.set_remote_description(Instant::now(), desc).unwrap();
+                    if let Some(id) = answer_id {
+                        let ans = pc.create_answer(None).unwrap();
+                        pc.set_local_description(Instant::now(), ans).unwrap();
+                        let sdp = pc.local_description().unwrap().sdp;
+                        send_req(&ws_tx, Req::Answer(proto::SessionDescription { r#type: "answer".into(), sdp, id, ..Default::default() })).await;
+                    }
+                }
+                Some(PcCmd::CreateOffer(id)) => {
+                    let offer = pc.create_offer(None).unwrap();
+                    pc.set_local_description(Instant::now(), offer).unwrap();
+                    let sdp = pc.local_description().unwrap().sdp;
+                    send_req(&ws_tx, Req::Offer(proto::SessionDescription { r#type: "offer".into(), sdp, id, ..Default::default() })).await;
+                }
+                Some(PcCmd::SendRtp(payload)) => {
+                    let first_sender = pc.get_senders().next();
+                    if let Some(sender_id) = first_sender {
+                        if let Some(mut s) = pc.rtp_sender(sender_id) {
+                            let pt = s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type).unwrap_or(111);
+                            let pkt = rtc::rtp::Packet {
+                                header: rtc::rtp::header::Header {
+                                    version: 2, payload_type: pt, sequence_number: seq, timestamp: ts, ssrc, ..Default::default()
+                                },
+                                payload: payload.into(),
+                            };
+                            let _ = s.write_rtp(Instant::now(), pkt);
+                            seq = seq.wrapping_add(1);
+                            ts = ts.wrapping_add(960);
+                        }
+                    }
+                }
+            },
+            _ = sleep => { let _ = pc.handle_timeout(Instant::now()); }
+        }
+    }
+    let _ = pc.close();
+}
+
+async fn send_req(ws_tx: &mpsc::Sender<WsMsg>, m: Req) {
+    let _ = ws_tx
+        .send(WsMsg::Binary(protocol::encode_request(m).into()))
+        .await;
+}
+
+impl Client {
+    /// Connect and join; returns once the JoinResponse arrived and the publisher PC offer is sent.
+    pub async fn connect(ws_base: &str, token: &str, publish_audio: bool) -> Client {
+        let url = format!(
+            "{ws_base}/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=rust-test"
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        let (mut sink, mut stream) = ws.split();
+        let (ws_tx, mut ws_rx) = mpsc::channel::<WsMsg>(256);
+        tokio::spawn(async move {
+            while let Some(m) = ws_rx.recv().await {
+                let close = matches!(m, WsMsg::Close(_));
+                if sink.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+        });
+        // First message must be the JoinResponse.
+        let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("join timeout");
+        let Some(Ok(WsMsg::Binary(b))) = first else {
+            panic!("expected binary join, got {first:?}")
+        };
+        let Ok(Resp::Join(join)) = protocol::decode_response(&b) else {
+            panic!("first message is not join")
+        };
+        let (seen_tx, seen) = mpsc::channel(4096);
+        let pub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ssrc = rand::random::<u32>();
+        let pub_pc = build_pc(
+            pub_sock.local_addr().unwrap(),
+            publish_audio.then_some(ssrc),
+        );
+        let sub_pc = build_pc(sub_sock.local_addr().unwrap(), None);
+        let (pub_cmd, pub_rx) = mpsc::channel(64);
+        let (sub_cmd, sub_rx) = mpsc::channel(64);
+        tokio::spawn(run_pc(
+            pub_pc,
+            pub_sock,
+            pub_rx,
+            ws_tx.clone(),
+            seen_tx.clone(),
+            true,
+            ssrc,
+        ));
+        tokio::spawn(run_pc(
+            sub_pc,
+            sub_sock,
+            sub_rx,
+            ws_tx.clone(),
+            seen_tx.clone(),
+            false,
+            0,
+        ));
+        // Signal reader: answers go to the publisher PC, offers to the subscriber PC; all is reported.
+        let (pc_pub, pc_sub, seen_sig) = (pub_cmd.clone(), sub_cmd.clone(), seen_tx.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                let WsMsg::Binary(b) = m else {
+                    if matches!(m, WsMsg::Close(_)) {
+                        break;
+                    }
+                    continue;
+                };
+                let Ok(resp) = protocol::decode_response(&b) else {
+                    continue;
+                };
+                match &resp {
+                    Resp::Answer(sd) => {
+                        let _ = pc_pub
+                            .send(PcCmd::Remote(
+                                RTCSessionDescription::answer(sd.sdp.clone()).unwrap(),
+                                None,
+                            ))
+                            .await;
+                    }
+                    Resp::Offer(sd) => {
+                        let _ = pc_sub
+                            .send(PcCmd::Remote(
+                                RTCSessionDescription::offer(sd.sdp.clone()).unwrap(),
+                                Some(sd.id),
+                            ))
+                            .await;
+                    }
+                    _ => {}
+                }
+                let _ = seen_sig.send(Seen::Signal(resp)).await;
+            }
+            let _ = seen_sig.send(Seen::Closed).await;
+        });
+        Client {
+            join,
+            ws_tx,
+            seen,
+            pub_cmd,
+            sub_cmd,
+        }
+    }
+
+    pub async fn send(&self, m: Req) {
+        send_req(&self.ws_tx, m).await;
+    }
+
+    pub async fn send_raw(&self, bytes: Vec<u8>) {
+        let _ = self.ws_tx.send(WsMsg::Binary(bytes.into())).await;
+    }
+
+    /// Publish the audio track: AddTrack, wait for TrackPublished, then offer.
+    pub async fn publish_audio(&mut self) -> proto::TrackInfo {
+        self.send(Req::AddTrack(proto::AddTrackRequest {
+            cid: "mic-track-1".into(),
+            name: "microphone".into(),
+            r#type: proto::TrackType::Audio as i32,
+            source: proto::TrackSource::Microphone as i32,
+            ..Default::default()
+        }))
+        .await;
+        let info = self
+            .wait_for(|s| match s {
+                Seen::Signal(Resp::TrackPublished(t)) => t.track.clone(),
+                _ => None,
+            })
+            .await;
+        let _ = self.pub_cmd.send(PcCmd::CreateOffer(1)).await;
+        info
+    }
+
+    pub async fn send_rtp(&self, payload: Vec<u8>) {
+        let _ = self.pub_cmd.send(PcCmd::SendRtp(payload)).await;
+    }
+
+    /// Wait (up to 15 s) for an observation `f` maps to Some; other observations are dropped.
+    pub async fn wait_for<T>(&mut self, mut f: impl FnMut(&Seen) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match tokio::time::timeout_at(deadline, self.seen.recv()).await {
+                Ok(Some(s)) => {
+                    if let Some(v) = f(&s) {
+                        return v;
+                    }
+                }
+                Ok(None) => panic!("client event stream ended"),
+                Err(_) => panic!("timed out waiting for an event"),
+            }
+        }
+    }
+
+    pub async fn leave(self) {
+        self.send(Req::Leave(proto::LeaveRequest {
+            reason: proto::DisconnectReason::ClientInitiated as i32,
+            action: proto::leave_request::Action::Disconnect as i32,
+            ..Default::default()
+        }))
+        .await;
+        let _ = self.ws_tx.send(WsMsg::Close(None)).await;
+        let _ = self.pub_cmd.send(PcCmd::Stop).await;
+        let _ = self.sub_cmd.send(PcCmd::Stop).await;
+    }
+}
+
+pub fn candidate_json(c: &str) -> String {
+    CandidateInit {
+        candidate: c.into(),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+        username_fragment: None,
+    }
+    .to_json()
+}
