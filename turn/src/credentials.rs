@@ -139,7 +139,10 @@ pub struct CredentialValidator {
 impl std::fmt::Debug for CredentialValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialValidator")
-            .field("secrets", &format_args!("[REDACTED; {}]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[REDACTED; {}]", self.secrets.len()),
+            )
             .finish()
     }
 }
@@ -287,7 +290,9 @@ mod tests {
     #[test]
     fn expiry_uses_injected_now() {
         let v = CredentialValidator::new(["north-wind-secret"]).unwrap();
-        assert!(v.validate("1700000000:alice", V1_CRED, 1_700_000_000).is_ok());
+        assert!(v
+            .validate("1700000000:alice", V1_CRED, 1_700_000_000)
+            .is_ok());
         assert_eq!(
             v.validate("1700000000:alice", V1_CRED, 1_700_000_001),
             Err(CredentialError::Expired {
@@ -313,7 +318,13 @@ mod tests {
             v.validate("1700000000:mallory", V1_CRED, 0),
             Err(CredentialError::BadCredential)
         );
-        for bad in ["alice", ":alice", "17x:alice", "-5:alice", "99999999999999999999999:a"] {
+        for bad in [
+            "alice",
+            ":alice",
+            "17x:alice",
+            "-5:alice",
+            "99999999999999999999999:a",
+        ] {
             assert_eq!(
                 v.validate(bad, V1_CRED, 0),
                 Err(CredentialError::MalformedUsername),

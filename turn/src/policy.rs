@@ -138,7 +138,13 @@ mod tests {
         ] {
             assert_eq!(p.check(ip(a)), Err(r), "{a}");
         }
-        for a in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "192.0.2.1", "2001:db8::1"] {
+        for a in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.2.1",
+            "2001:db8::1",
+        ] {
             assert_eq!(p.check(ip(a)), Ok(()), "{a}");
         }
     }
@@ -146,7 +152,10 @@ mod tests {
     #[test]
     fn allow_list_overrides_and_deny_wins() {
         let p = PeerPolicy::new(
-            vec!["127.0.0.1/32".parse().unwrap(), "10.1.0.0/16".parse().unwrap()],
+            vec![
+                "127.0.0.1/32".parse().unwrap(),
+                "10.1.0.0/16".parse().unwrap(),
+            ],
             vec!["10.1.2.0/24".parse().unwrap()],
         );
         assert_eq!(p.check(ip("127.0.0.1")), Ok(()));

@@ -23,10 +23,8 @@ impl Coturn {
     async fn start(bin: &PathBuf, secret: &str) -> Coturn {
         for _attempt in 0..5 {
             let port = free_port();
-            let dir = std::env::temp_dir().join(format!(
-                "parlor-turn-coturn-{}-{port}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("parlor-turn-coturn-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let child = tokio::process::Command::new(bin)
                 .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--simple-log"])
@@ -35,7 +33,10 @@ impl Coturn {
                 .args(["--allow-loopback-peers", "--use-auth-secret"])
                 .arg(format!("--static-auth-secret={secret}"))
                 .arg(format!("--realm={REALM}"))
-                .arg(format!("--pidfile={}", dir.join("turnserver.pid").display()))
+                .arg(format!(
+                    "--pidfile={}",
+                    dir.join("turnserver.pid").display()
+                ))
                 .arg(format!("--userdb={}", dir.join("turndb").display()))
                 .arg(format!("--log-file={}", dir.join("turn.log").display()))
                 .stdout(Stdio::null())
@@ -94,16 +95,40 @@ async fn credential_minted_by_parlor_is_accepted_by_coturn() {
     let now = unix_now();
 
     let creds = validator.mint("interop-user", 600, now);
-    let r = uclient(&client_bin, coturn.port, &creds.username, &creds.credential, &[], 10).await;
-    assert!(r.success, "coturn refused a parlor credential:\n{}", r.output);
+    let r = uclient(
+        &client_bin,
+        coturn.port,
+        &creds.username,
+        &creds.credential,
+        &[],
+        10,
+    )
+    .await;
+    assert!(
+        r.success,
+        "coturn refused a parlor credential:\n{}",
+        r.output
+    );
     // -y without -c: RTP and RTCP pairs, two clients: 4 × 10 messages.
     assert_eq!(r.sent, 40, "{}", r.output);
     assert!(r.received > 0, "{}", r.output);
 
     // Same code path, negative controls: coturn really checks what we mint.
     let wrong = parlor_turn::mint(b"older-secret", "interop-user", 600, now);
-    let r = uclient(&client_bin, coturn.port, &wrong.username, &wrong.credential, &["-c"], 3).await;
-    assert!(!r.success, "coturn accepted a credential of another secret:\n{}", r.output);
+    let r = uclient(
+        &client_bin,
+        coturn.port,
+        &wrong.username,
+        &wrong.credential,
+        &["-c"],
+        3,
+    )
+    .await;
+    assert!(
+        !r.success,
+        "coturn accepted a credential of another secret:\n{}",
+        r.output
+    );
     let expired = validator.mint("interop-user", 60, now - 3600);
     let r = uclient(
         &client_bin,
@@ -114,6 +139,10 @@ async fn credential_minted_by_parlor_is_accepted_by_coturn() {
         3,
     )
     .await;
-    assert!(!r.success, "coturn accepted an expired credential:\n{}", r.output);
+    assert!(
+        !r.success,
+        "coturn accepted an expired credential:\n{}",
+        r.output
+    );
     coturn.stop().await;
 }

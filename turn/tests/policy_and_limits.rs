@@ -46,7 +46,10 @@ async fn relay_to_loopback_and_private_peers_is_refused_by_default() {
             .await;
         assert_eq!(r.error, Some(403), "CreatePermission {peer}: {r:?}");
         let r = c
-            .request(METHOD_CHANNEL_BIND, &[Attr::Channel(0x4001), Attr::Peer(peer)])
+            .request(
+                METHOD_CHANNEL_BIND,
+                &[Attr::Channel(0x4001), Attr::Peer(peer)],
+            )
             .await;
         assert_eq!(r.error, Some(403), "ChannelBind {peer}: {r:?}");
     }
@@ -92,7 +95,10 @@ async fn allow_list_permits_loopback_and_data_flows_both_ways() {
     let peer_addr = peer.local_addr().unwrap();
     // Still refused: 10/8 is not on the allow-list.
     let r = c
-        .request(METHOD_CREATE_PERMISSION, &[Attr::Peer("10.0.0.1:1".parse().unwrap())])
+        .request(
+            METHOD_CREATE_PERMISSION,
+            &[Attr::Peer("10.0.0.1:1".parse().unwrap())],
+        )
         .await;
     assert_eq!(r.error, Some(403));
 
@@ -114,11 +120,17 @@ async fn allow_list_permits_loopback_and_data_flows_both_ways() {
     // Peer → client via Data indication.
     peer.send_to(b"hello client", relayed).await.unwrap();
     let (p, ch, data) = c.recv_relayed().await;
-    assert_eq!((p, ch, data.as_slice()), (Some(peer_addr), None, &b"hello client"[..]));
+    assert_eq!(
+        (p, ch, data.as_slice()),
+        (Some(peer_addr), None, &b"hello client"[..])
+    );
 
     // ChannelBind, then both directions over ChannelData.
     let r = c
-        .request(METHOD_CHANNEL_BIND, &[Attr::Channel(0x4000), Attr::Peer(peer_addr)])
+        .request(
+            METHOD_CHANNEL_BIND,
+            &[Attr::Channel(0x4000), Attr::Peer(peer_addr)],
+        )
         .await;
     assert!(r.is_success(), "{r:?}");
     c.channel_data(0x4000, b"over channel").await;
@@ -129,7 +141,10 @@ async fn allow_list_permits_loopback_and_data_flows_both_ways() {
     assert_eq!(&buf[..n], b"over channel");
     peer.send_to(b"back on channel", relayed).await.unwrap();
     let (p, ch, data) = c.recv_relayed().await;
-    assert_eq!((p, ch, data.as_slice()), (None, Some(0x4000), &b"back on channel"[..]));
+    assert_eq!(
+        (p, ch, data.as_slice()),
+        (None, Some(0x4000), &b"back on channel"[..])
+    );
 
     // A packet from a peer without permission is not relayed.
     let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -174,7 +189,9 @@ async fn per_user_quota_is_enforced() {
     let mut other = RawClient::new(udp, &d.username, &d.credential).await;
     assert!(other.allocate().await.is_success());
     // Releasing one frees a slot.
-    let r = clients[0].request(METHOD_REFRESH, &[Attr::Lifetime(0)]).await;
+    let r = clients[0]
+        .request(METHOD_REFRESH, &[Attr::Lifetime(0)])
+        .await;
     assert!(r.is_success());
     assert!(third.allocate().await.is_success());
     let m = server.metrics();
@@ -192,9 +209,7 @@ async fn lifetimes_are_capped_and_expire_on_the_injected_clock() {
     cfg.max_allocation_age = Some(Duration::from_secs(1000));
     cfg.nonce_lifetime = Duration::from_secs(3600);
     let server = start(cfg, clock.clone()).await;
-    let creds = server
-        .credentials()
-        .mint("erin", 86_400, clock.unix_secs());
+    let creds = server.credentials().mint("erin", 86_400, clock.unix_secs());
     let mut c = RawClient::new(server.local_addrs().udp, &creds.username, &creds.credential).await;
     let r = c
         .request(METHOD_ALLOCATE, &[Attr::Transport, Attr::Lifetime(100_000)])
@@ -226,7 +241,9 @@ async fn auth_rejects_expired_wrong_and_stale() {
 
     // No credentials at all: 401 challenge with realm and nonce, not counted as a failure.
     let mut c = RawClient::new(udp, "x", "y").await;
-    let r = c.request_unauthenticated(METHOD_ALLOCATE, &[Attr::Transport]).await;
+    let r = c
+        .request_unauthenticated(METHOD_ALLOCATE, &[Attr::Transport])
+        .await;
     assert_eq!(r.error, Some(401));
     assert_eq!(c.realm.as_deref(), Some(REALM));
     assert!(c.nonce.is_some());
@@ -274,7 +291,11 @@ async fn auth_rejects_expired_wrong_and_stale() {
 #[tokio::test]
 async fn shutdown_releases_ports() {
     let clock = real_time_manual_clock();
-    let server = start(TurnConfig::loopback(REALM, vec![SECRET.into()]), clock.clone()).await;
+    let server = start(
+        TurnConfig::loopback(REALM, vec![SECRET.into()]),
+        clock.clone(),
+    )
+    .await;
     let addrs = server.local_addrs();
     let creds = server.credentials().mint("h", 600, clock.unix_secs());
     let mut c = RawClient::new(addrs.udp, &creds.username, &creds.credential).await;

@@ -30,12 +30,26 @@ async fn uclient_relays_over_udp_and_tcp_with_minted_credential() {
         return;
     };
     let clock = real_time_manual_clock();
-    let server = start(TurnConfig::loopback(REALM, vec![SECRET.into()]), clock.clone()).await;
+    let server = start(
+        TurnConfig::loopback(REALM, vec![SECRET.into()]),
+        clock.clone(),
+    )
+    .await;
     let addrs = server.local_addrs();
-    let creds = server.credentials().mint("uclient-user", 600, clock.unix_secs());
+    let creds = server
+        .credentials()
+        .mint("uclient-user", 600, clock.unix_secs());
 
     // UDP, RTP+RTCP pairs (EVEN-PORT with reservation + RESERVATION-TOKEN), ChannelData.
-    let r = uclient(&bin, addrs.udp.port(), &creds.username, &creds.credential, &[], MESSAGES).await;
+    let r = uclient(
+        &bin,
+        addrs.udp.port(),
+        &creds.username,
+        &creds.credential,
+        &[],
+        MESSAGES,
+    )
+    .await;
     assert_relayed(&r);
     let after_udp = server.metrics();
     assert!(after_udp.allocations_total >= 4, "{after_udp:?}");
@@ -55,7 +69,15 @@ async fn uclient_relays_over_udp_and_tcp_with_minted_credential() {
 
     // TCP listener.
     let tcp = addrs.tcp.unwrap();
-    let r = uclient(&bin, tcp.port(), &creds.username, &creds.credential, &["-t"], MESSAGES).await;
+    let r = uclient(
+        &bin,
+        tcp.port(),
+        &creds.username,
+        &creds.credential,
+        &["-t"],
+        MESSAGES,
+    )
+    .await;
     assert_relayed(&r);
 
     let m = server.metrics();
@@ -70,15 +92,25 @@ async fn uclient_is_rejected_with_wrong_password_or_expired_credential() {
         return;
     };
     let clock = real_time_manual_clock();
-    let server = start(TurnConfig::loopback(REALM, vec![SECRET.into()]), clock.clone()).await;
+    let server = start(
+        TurnConfig::loopback(REALM, vec![SECRET.into()]),
+        clock.clone(),
+    )
+    .await;
     let port = server.local_addrs().udp.port();
-    let creds = server.credentials().mint("uclient-user", 60, clock.unix_secs());
+    let creds = server
+        .credentials()
+        .mint("uclient-user", 60, clock.unix_secs());
 
     // Wrong password: the HMAC of a different secret.
     let wrong = parlor_turn::credential_for(b"not-the-secret", &creds.username);
     let r = uclient(&bin, port, &creds.username, &wrong, &["-c"], 3).await;
     assert!(!r.success, "wrong password accepted:\n{}", r.output);
-    assert!(r.output.contains("Cannot complete Allocation"), "{}", r.output);
+    assert!(
+        r.output.contains("Cannot complete Allocation"),
+        "{}",
+        r.output
+    );
     assert_eq!(r.received, 0);
     let m = server.metrics();
     assert!(m.auth_failures > 0, "{m:?}");
@@ -88,11 +120,17 @@ async fn uclient_is_rejected_with_wrong_password_or_expired_credential() {
     clock.advance(Duration::from_secs(61));
     let r = uclient(&bin, port, &creds.username, &creds.credential, &["-c"], 3).await;
     assert!(!r.success, "expired credential accepted:\n{}", r.output);
-    assert!(r.output.contains("Cannot complete Allocation"), "{}", r.output);
+    assert!(
+        r.output.contains("Cannot complete Allocation"),
+        "{}",
+        r.output
+    );
     assert_eq!(server.metrics().allocations_total, 0);
 
     // Control: a fresh credential works on the same server.
-    let fresh = server.credentials().mint("uclient-user", 60, clock.unix_secs());
+    let fresh = server
+        .credentials()
+        .mint("uclient-user", 60, clock.unix_secs());
     let r = uclient(&bin, port, &fresh.username, &fresh.credential, &["-c"], 3).await;
     assert!(r.success, "{}", r.output);
     assert!(server.metrics().allocations_total >= 2);
@@ -108,7 +146,9 @@ async fn uclient_relay_to_loopback_is_refused_by_default_policy() {
     let mut cfg = TurnConfig::loopback(REALM, vec![SECRET.into()]);
     cfg.allowed_peer_cidrs.clear();
     let server = start(cfg, clock.clone()).await;
-    let creds = server.credentials().mint("uclient-user", 600, clock.unix_secs());
+    let creds = server
+        .credentials()
+        .mint("uclient-user", 600, clock.unix_secs());
     // Client-to-client: the peers are the relayed addresses on 127.0.0.1, which the default
     // policy refuses.
     let r = uclient(

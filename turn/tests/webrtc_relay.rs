@@ -16,15 +16,14 @@ use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    SettingEngineBuilder,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
 };
 use webrtc::runtime::{channel, default_runtime, Receiver, Runtime, Sender};
 
@@ -134,7 +133,10 @@ async fn send_until_received(
         tokio::time::sleep(Duration::from_millis(20)).await;
         while let Ok((s, p)) = rx.try_recv() {
             let text = String::from_utf8(p).unwrap();
-            assert!(text.starts_with(&format!("{tag} opus frame ")), "unexpected payload {text:?}");
+            assert!(
+                text.starts_with(&format!("{tag} opus frame ")),
+                "unexpected payload {text:?}"
+            );
             assert_eq!(s, ssrc);
             got += 1;
         }
@@ -239,7 +241,9 @@ async fn wait_open(dc: &Arc<dyn DataChannel>) {
     }
 }
 
-async fn selected_pair_types(pc: &Arc<dyn PeerConnection>) -> (RTCIceCandidateType, RTCIceCandidateType) {
+async fn selected_pair_types(
+    pc: &Arc<dyn PeerConnection>,
+) -> (RTCIceCandidateType, RTCIceCandidateType) {
     let sctp = pc.sctp().await.expect("SCTP transport");
     let pair = sctp
         .transport()
@@ -256,7 +260,11 @@ async fn two_webrtc_peers_connect_through_the_embedded_turn_server_relay_only() 
     let clock = real_time_manual_clock();
     // Relays on 127.0.0.1: the peers' relayed addresses are loopback, so the allow-list must
     // contain it (TurnConfig::loopback does).
-    let server = start(TurnConfig::loopback(REALM, vec![SECRET.into()]), clock.clone()).await;
+    let server = start(
+        TurnConfig::loopback(REALM, vec![SECRET.into()]),
+        clock.clone(),
+    )
+    .await;
     let turn_url = format!("turn:{}?transport=udp", server.local_addrs().udp);
     let ice = |user: &str| {
         let c = server.credentials().mint(user, 600, clock.unix_secs());
@@ -275,22 +283,37 @@ async fn two_webrtc_peers_connect_through_the_embedded_turn_server_relay_only() 
     let dc_a = a.pc.create_data_channel("chat", None).await.unwrap();
     let (ssrc_a, ssrc_b) = (0x1111_0001, 0x2222_0002);
     let track_a = opus_track("a", ssrc_a);
-    a.pc.add_track(track_a.clone() as Arc<dyn TrackLocal>).await.unwrap();
+    a.pc.add_track(track_a.clone() as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
     let offer = a.pc.create_offer(None).await.unwrap();
     a.pc.set_local_description(offer).await.unwrap();
     wait(&mut a.gathered, "offerer gathering").await;
     let offer = a.pc.local_description().await.unwrap();
-    assert!(offer.sdp.contains("typ relay"), "offer has no relay candidate:\n{}", offer.sdp);
-    assert!(!offer.sdp.contains("typ host"), "relay policy leaked a host candidate");
+    assert!(
+        offer.sdp.contains("typ relay"),
+        "offer has no relay candidate:\n{}",
+        offer.sdp
+    );
+    assert!(
+        !offer.sdp.contains("typ host"),
+        "relay policy leaked a host candidate"
+    );
 
     b.pc.set_remote_description(offer).await.unwrap();
     let track_b = opus_track("b", ssrc_b);
-    b.pc.add_track(track_b.clone() as Arc<dyn TrackLocal>).await.unwrap();
+    b.pc.add_track(track_b.clone() as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
     let answer = b.pc.create_answer(None).await.unwrap();
     b.pc.set_local_description(answer).await.unwrap();
     wait(&mut b.gathered, "answerer gathering").await;
     let answer = b.pc.local_description().await.unwrap();
-    assert!(answer.sdp.contains("typ relay"), "answer has no relay candidate:\n{}", answer.sdp);
+    assert!(
+        answer.sdp.contains("typ relay"),
+        "answer has no relay candidate:\n{}",
+        answer.sdp
+    );
     a.pc.set_remote_description(answer).await.unwrap();
 
     tokio::select! {
@@ -326,13 +349,20 @@ async fn two_webrtc_peers_connect_through_the_embedded_turn_server_relay_only() 
     for (name, pc) in [("offerer", &a.pc), ("answerer", &b.pc)] {
         let (local, remote) = selected_pair_types(pc).await;
         assert_eq!(local, RTCIceCandidateType::Relay, "{name} local candidate");
-        assert_eq!(remote, RTCIceCandidateType::Relay, "{name} remote candidate");
+        assert_eq!(
+            remote,
+            RTCIceCandidateType::Relay,
+            "{name} remote candidate"
+        );
     }
 
     let m = server.metrics();
     assert!(m.active_allocations >= 2, "{m:?}");
     // 20 messages plus ICE/DTLS/SCTP went through the relays in both directions.
-    assert!(m.relayed_bytes_to_peers > 1000 && m.relayed_bytes_from_peers > 1000, "{m:?}");
+    assert!(
+        m.relayed_bytes_to_peers > 1000 && m.relayed_bytes_from_peers > 1000,
+        "{m:?}"
+    );
     assert_eq!(m.auth_failures, 0, "{m:?}");
 
     a.pc.close().await.unwrap();

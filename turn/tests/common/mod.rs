@@ -250,14 +250,13 @@ impl RawClient {
         self.sock.send_to(&m.raw, self.server).await.unwrap();
         let mut buf = vec![0u8; 2048];
         loop {
-            let (n, _) = tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
-                .await
-                .expect("no response from TURN server")
-                .unwrap();
+            let (n, _) =
+                tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
+                    .await
+                    .expect("no response from TURN server")
+                    .unwrap();
             let mut r = Message::new();
-            if r.unmarshal_binary(&buf[..n]).is_err()
-                || r.transaction_id != m.transaction_id
-            {
+            if r.unmarshal_binary(&buf[..n]).is_err() || r.transaction_id != m.transaction_id {
                 self.stray.push(buf[..n].to_vec());
                 continue;
             }
@@ -340,10 +339,11 @@ impl RawClient {
     pub async fn recv_relayed(&mut self) -> (Option<SocketAddr>, Option<u16>, Vec<u8>) {
         let pkt = if self.stray.is_empty() {
             let mut buf = vec![0u8; 2048];
-            let (n, _) = tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
-                .await
-                .expect("nothing relayed")
-                .unwrap();
+            let (n, _) =
+                tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
+                    .await
+                    .expect("nothing relayed")
+                    .unwrap();
             buf[..n].to_vec()
         } else {
             self.stray.remove(0)
