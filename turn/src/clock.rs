@@ -19,7 +19,7 @@ pub trait Clock: Send + Sync + 'static {
 }
 
 /// Any `Fn() -> Duration` is a clock, e.g.
-/// `|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()` in the server.
+/// a closure returning the system time since `UNIX_EPOCH` in the server binary.
 impl<F> Clock for F
 where
     F: Fn() -> Duration + Send + Sync + 'static,

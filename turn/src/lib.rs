@@ -29,8 +29,8 @@
 //! permission and channel maps with expiry).
 //!
 //! # Time
-//! Library code never reads the system time: the server binary passes a closure such as
-//! `Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())`, tests pass a
+//! Library code never reads the system time: the server binary passes a closure returning the
+//! system time since `UNIX_EPOCH` (any `Fn() -> Duration` is a [`Clock`]), tests pass a
 //! [`ManualClock`].
 
 mod clock;
@@ -40,6 +40,7 @@ mod metrics;
 mod policy;
 mod server;
 mod stun;
+mod urls;
 
 pub use clock::{Clock, ManualClock};
 pub use config::TurnConfig;
@@ -51,6 +52,7 @@ pub use ipnet::IpNet;
 pub use metrics::MetricsSnapshot;
 pub use policy::{DeniedReason, PeerPolicy};
 pub use server::{LocalAddrs, TurnServer};
+pub use urls::{stun_url, turn_urls};
 
 /// Errors starting the TURN server.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,8 @@ const UDP_TRANSPORT: u8 = 17;
 const MAX_DATAGRAM: usize = 65_536;
 /// Outgoing frames queued per TCP client before relayed data is dropped.
 const TCP_QUEUE: usize = 512;
+/// Peer IPs one allocation may hold permissions for (bounds memory per allocation).
+const MAX_PERMISSIONS: usize = 1024;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long a port reserved by EVEN-PORT(R) is kept (RFC 5766 §6.2: about 30 s).
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
@@ -557,7 +559,7 @@ impl Shared {
         };
         let expected = hex(&self.nonce_mac(expiry));
         let mac_ok: bool =
-            subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), nonce[16..].as_bytes()).into();
+            subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), &nonce.as_bytes()[16..]).into();
         mac_ok && expiry >= self.now().as_secs()
     }
 
@@ -630,8 +632,16 @@ impl Shared {
 
     fn allocate(&self, ctx: &Ctx, m: &Message<'_>, auth: Authed) -> Result<Builder, Builder> {
         let mut st = self.lock();
+        if st
+            .allocations
+            .get(&ctx.five)
+            .is_some_and(|a| a.expires_at <= self.now())
+        {
+            // Expired but not swept yet: it no longer exists for the client.
+            self.remove_allocation(&mut st, &ctx.five);
+        }
         if let Some(a) = st.allocations.get(&ctx.five) {
-            if a.allocate_txid == m.txid && self.now() < a.expires_at {
+            if a.allocate_txid == m.txid {
                 // Retransmission of the Allocate that created it.
                 return Err(Builder::from_raw(a.allocate_response.clone()));
             }
@@ -765,7 +775,7 @@ impl Shared {
         let attempt =
             |s: std::net::UdpSocket| -> std::io::Result<Option<(UdpSocket, Option<UdpSocket>)>> {
                 let port = s.local_addr()?.port();
-                if even && port % 2 != 0 {
+                if even && port & 1 == 1 {
                     return Ok(None);
                 }
                 if reserve {
@@ -802,7 +812,7 @@ impl Shared {
                 let start = u32::from_be_bytes(r) % span;
                 for i in 0..span {
                     let port = (u32::from(lo) + (start + i) % span) as u16;
-                    if (even && port % 2 != 0) || (reserve && port >= hi) {
+                    if (even && port & 1 == 1) || (reserve && port >= hi) {
                         continue;
                     }
                     if let Ok(s) = bind_std(port) {
@@ -885,6 +895,13 @@ impl Shared {
                 return Err(self.error(m, code, reason));
             }
         }
+        let new_ips = peers
+            .iter()
+            .filter(|p| !a.permissions.contains_key(&p.ip()))
+            .count();
+        if a.permissions.len() + new_ips > MAX_PERMISSIONS {
+            return Err(self.error(m, 508, "Insufficient Capacity"));
+        }
         for p in peers {
             a.permissions
                 .insert(p.ip(), now + self.cfg.permission_lifetime);
@@ -928,6 +945,9 @@ impl Shared {
         if conflict {
             return Err(self.error(m, 400, "Bad Request"));
         }
+        if !a.permissions.contains_key(&peer.ip()) && a.permissions.len() >= MAX_PERMISSIONS {
+            return Err(self.error(m, 508, "Insufficient Capacity"));
+        }
         if let Some(old) = bound_channel {
             a.channels.remove(&old);
         }
@@ -957,7 +977,7 @@ impl Shared {
         let Some(a) = live_allocation(&mut st, &ctx.five, now) else {
             return;
         };
-        if !a.permissions.get(&peer.ip()).is_some_and(|e| *e >= now) {
+        if a.permissions.get(&peer.ip()).is_none_or(|e| *e < now) {
             return;
         }
         if a.relay.try_send_to(data, peer).is_ok() {
@@ -982,7 +1002,7 @@ impl Shared {
         let Some((peer, exp)) = a.channels.get(&channel).copied() else {
             return;
         };
-        if exp < now || !a.permissions.get(&peer.ip()).is_some_and(|e| *e >= now) {
+        if exp < now || a.permissions.get(&peer.ip()).is_none_or(|e| *e < now) {
             return;
         }
         if a.relay.try_send_to(data, peer).is_ok() {
@@ -996,7 +1016,7 @@ impl Shared {
         let Some(a) = live_allocation(&mut st, five, now) else {
             return;
         };
-        if a.id != id || !a.permissions.get(&peer.ip()).is_some_and(|e| *e >= now) {
+        if a.id != id || a.permissions.get(&peer.ip()).is_none_or(|e| *e < now) {
             return;
         }
         let channel = a

@@ -77,6 +77,13 @@ impl Coturn {
 
     async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for Coturn {
+    /// Also on a failed assertion: kill coturn and remove its scratch directory.
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -227,6 +227,11 @@ async fn lifetimes_are_capped_and_expire_on_the_injected_clock() {
     clock.advance(Duration::from_secs(501));
     let r = c.request(METHOD_REFRESH, &[Attr::Lifetime(600)]).await;
     assert_eq!(r.error, Some(437), "{r:?}");
+    // The same 5-tuple can allocate again; the expired one no longer counts.
+    let r = c.allocate().await;
+    assert!(r.is_success(), "{r:?}");
+    let m = server.metrics();
+    assert_eq!((m.active_allocations, m.allocations_total), (1, 2), "{m:?}");
     server.shutdown().await;
 }
 
