@@ -26,17 +26,28 @@ pub fn turn_host(state: &AppState) -> String {
 }
 
 /// TURN REST credentials for `user`, when a TURN secret is configured.
-pub fn turn_credentials(state: &AppState, user: &str) -> Option<(String, String)> {
+pub fn turn_credentials(state: &AppState, user: &str) -> Option<parlor_turn::Credentials> {
     let secret = state.turn_secrets.first()?;
-    let creds = parlor_turn::credentials::mint(
-        secret,
+    Some(parlor_turn::mint(
+        secret.as_bytes(),
         user,
         state.config.turn.ttl_secs,
         state.clock.unix_secs(),
-    );
-    Some((creds.username, creds.credential))
+    ))
 }
 
+/// TURN URLs from config (`turn:host:3478`, `turn:host:P?transport=tcp`, `turns:host:P` with TLS).
+pub fn turn_urls(state: &AppState) -> Vec<String> {
+    let t = &state.config.turn;
+    parlor_turn::turn_urls(
+        &turn_host(state),
+        t.udp_port,
+        (t.tcp_port != 0).then_some(t.tcp_port),
+        (t.tls_port != 0).then_some(t.tls_port),
+    )
+}
+
+/// STUN entries first (configured STUN URLs and our own TURN server's STUN), then TURN with credentials.
 pub fn ice_servers(state: &AppState, user: &str) -> Vec<IceServer> {
     let c = &state.config;
     let mut out: Vec<IceServer> = c
@@ -49,25 +60,18 @@ pub fn ice_servers(state: &AppState, user: &str) -> Vec<IceServer> {
             credential: None,
         })
         .collect();
-    if let Some((username, credential)) = turn_credentials(state, user) {
-        let host = turn_host(state);
-        let mut urls = vec![format!("stun:{host}:{}", c.turn.udp_port)];
-        out.push(IceServer {
-            urls: std::mem::take(&mut urls),
-            username: None,
-            credential: None,
-        });
-        let mut turn_urls = vec![format!("turn:{host}:{}?transport=udp", c.turn.udp_port)];
-        if c.turn.tcp_port != 0 {
-            turn_urls.push(format!("turn:{host}:{}?transport=tcp", c.turn.tcp_port));
-        }
-        if c.turn.tls_port != 0 {
-            turn_urls.push(format!("turns:{host}:{}?transport=tcp", c.turn.tls_port));
+    if let Some(creds) = turn_credentials(state, user) {
+        if c.turn.enabled {
+            out.push(IceServer {
+                urls: vec![parlor_turn::stun_url(&turn_host(state), c.turn.udp_port)],
+                username: None,
+                credential: None,
+            });
         }
         out.push(IceServer {
-            urls: turn_urls,
-            username: Some(username),
-            credential: Some(credential),
+            urls: turn_urls(state),
+            username: Some(creds.username),
+            credential: Some(creds.credential),
         });
     }
     out

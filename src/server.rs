@@ -163,20 +163,22 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         source,
     })?;
     // TURN REST secrets: configured, else derived from the primary API secret.
-    let turn_secrets: Vec<Vec<u8>> = if config.turn.secrets.is_empty() {
+    let turn_secrets: Vec<String> = if config.turn.secrets.is_empty() {
         config
             .keys
             .values()
             .next()
-            .map(|s| vec![format!("turn:{s}").into_bytes()])
+            .map(|s| vec![format!("turn:{s}")])
             .unwrap_or_default()
     } else {
-        config
-            .turn
-            .secrets
-            .iter()
-            .map(|s| s.as_bytes().to_vec())
-            .collect()
+        config.turn.secrets.clone()
+    };
+    let turn_server = if config.turn.enabled {
+        Some(Arc::new(
+            start_turn(&config, bind_ip, &turn_secrets, clock.clone()).await?,
+        ))
+    } else {
+        None
     };
     let state = AppState {
         keys: Arc::new(KeyRing::new(config.keys.clone())),
@@ -189,8 +191,10 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         sfu,
         worker: Some(worker),
         turn_secrets: Arc::new(turn_secrets),
+        turn: turn_server,
     };
     let app = router(state.clone());
+    let turn = state.turn.clone();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
     let store = state.store.clone();
     let task = tokio::spawn(async move {
@@ -213,6 +217,9 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
                 tracing::warn!("shutdown grace period elapsed; dropping remaining connections");
             }
         }
+        if let Some(turn) = turn.and_then(|t| Arc::try_unwrap(t).ok()) {
+            turn.shutdown().await;
+        }
         store.close().await;
         tracing::info!("server stopped");
     });
@@ -222,4 +229,45 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         dev_key,
         task,
     })
+}
+
+async fn start_turn(
+    config: &Config,
+    bind_ip: std::net::IpAddr,
+    secrets: &[String],
+    clock: SharedClock,
+) -> Result<parlor_turn::TurnServer, StartError> {
+    let bad = |msg: String| StartError::Bind {
+        what: "TURN",
+        addr: format!("{bind_ip}:{}", config.turn.udp_port),
+        source: std::io::Error::other(msg),
+    };
+    let mut tc = parlor_turn::TurnConfig::new(config.turn.realm.clone(), secrets.to_vec());
+    tc.udp_listen = std::net::SocketAddr::new(bind_ip, config.turn.udp_port);
+    tc.tcp_listen = (config.turn.tcp_port != 0)
+        .then(|| std::net::SocketAddr::new(bind_ip, config.turn.tcp_port));
+    tc.relay_bind_ip = bind_ip;
+    if !config.rtc.public_ip.is_empty() {
+        tc.public_ip = Some(
+            config
+                .rtc
+                .public_ip
+                .parse()
+                .map_err(|_| bad("rtc.public_ip is not an IP address".into()))?,
+        );
+    }
+    tc.allowed_peer_cidrs = config
+        .turn
+        .allow_peer_cidrs
+        .iter()
+        .map(|c| {
+            c.parse()
+                .map_err(|_| bad(format!("turn.allow_peer_cidrs: bad CIDR {c}")))
+        })
+        .collect::<Result<_, _>>()?;
+    tc.max_allocations_per_user = config.turn.max_allocations_per_user;
+    let turn_clock = move || std::time::Duration::from_millis(clock.unix_ms().max(0) as u64);
+    parlor_turn::TurnServer::start(tc, Arc::new(turn_clock))
+        .await
+        .map_err(|e| bad(e.to_string()))
 }

@@ -25,5 +25,7 @@ pub struct AppState {
     /// The media worker (None only if it failed to start).
     pub worker: Option<crate::sfu::worker::WorkerHandle>,
     /// TURN REST shared secrets (first mints).
-    pub turn_secrets: Arc<Vec<Vec<u8>>>,
+    pub turn_secrets: Arc<Vec<String>>,
+    /// The embedded TURN server, when enabled.
+    pub turn: Option<Arc<parlor_turn::TurnServer>>,
 }

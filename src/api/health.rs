@@ -79,9 +79,31 @@ async fn live(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let uptime = state.started.elapsed().as_secs_f64();
-    let body = state
-        .metrics
-        .render(&[("parlor_uptime_seconds", "Seconds since start", uptime)]);
+    let mut extra = vec![("parlor_uptime_seconds", "Seconds since start", uptime)];
+    if let Some(turn) = &state.turn {
+        let m = turn.metrics();
+        extra.push((
+            "parlor_turn_active_allocations",
+            "Active TURN allocations",
+            m.active_allocations as f64,
+        ));
+        extra.push((
+            "parlor_turn_relayed_bytes",
+            "Bytes relayed by TURN (both directions)",
+            m.relayed_bytes() as f64,
+        ));
+        extra.push((
+            "parlor_turn_auth_failures",
+            "TURN authentication failures",
+            m.auth_failures as f64,
+        ));
+        extra.push((
+            "parlor_turn_forbidden_peer_refusals",
+            "TURN relays refused by peer policy",
+            m.forbidden_peer_refusals as f64,
+        ));
+    }
+    let body = state.metrics.render(&extra);
     (
         [(
             header::CONTENT_TYPE,

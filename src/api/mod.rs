@@ -1,6 +1,7 @@
 //! REST API routes.
 
 pub mod health;
+pub mod ice;
 pub mod rooms;
 
 use crate::state::AppState;
@@ -10,5 +11,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(health::routes())
         .merge(rooms::routes())
+        .merge(ice::routes())
         .merge(crate::signal::routes())
 }
