@@ -153,3 +153,192 @@ async fn two_clients_audio_mute_and_leave() {
     b.leave().await;
     s.stop().await;
 }
+
+/// Bad input on the signaling path gets a clean close, and the other participants keep being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_contained() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMsg;
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| c.limits.max_signal_messages_per_sec = 50).await;
+    // A healthy pair that must keep working throughout.
+    let mut a = Client::connect(&s.ws, &s.token("alice", VideoGrant::join("calm")), true).await;
+    let mut b = Client::connect(&s.ws, &s.token("bob", VideoGrant::join("calm")), false).await;
+    a.publish_audio().await;
+
+    // Token for another room cannot join this one; a forged or missing token never upgrades.
+    let connect = |url: String| async move { tokio_tungstenite::connect_async(url).await };
+    let bad_sig = parlor_signaling::AccessToken::for_join(
+        KEY,
+        "wrong-secret",
+        "eve",
+        VideoGrant::join("calm"),
+        now_unix(),
+        60,
+    );
+    for (tok, want) in [(bad_sig.as_str(), 401u16), ("garbage", 401)] {
+        match connect(format!("{}/rtc?access_token={tok}", s.ws)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status().as_u16(), want)
+            }
+            other => panic!("bad token upgraded: {:?}", other.map(|_| ())),
+        }
+    }
+    let other_room = s.token("mallory", VideoGrant::join("elsewhere"));
+    let c = Client::connect(&s.ws, &other_room, false).await;
+    assert_eq!(
+        c.join.room.as_ref().unwrap().name,
+        "elsewhere",
+        "token for room elsewhere joined another room"
+    );
+    assert!(c.join.other_participants.is_empty());
+    c.leave().await;
+    // The validate endpoint explains failures the way the JS SDK expects.
+    let r = s
+        .client
+        .get(s.url("/rtc/validate?access_token=garbage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s.client.get(s.url("/rtc/v1")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    // A subscriber-only token cannot publish.
+    let mut ro = VideoGrant::join("calm");
+    ro.can_publish = Some(false);
+    let mut viewer = Client::connect(&s.ws, &s.token("viewer", ro), true).await;
+    assert!(
+        !viewer
+            .join
+            .participant
+            .as_ref()
+            .unwrap()
+            .permission
+            .as_ref()
+            .unwrap()
+            .can_publish
+    );
+    viewer
+        .send(proto::signal_request::Message::AddTrack(
+            proto::AddTrackRequest {
+                cid: "x".into(),
+                r#type: proto::TrackType::Audio as i32,
+                ..Default::default()
+            },
+        ))
+        .await;
+    viewer
+        .wait_for(|s| match s {
+            Seen::Signal(Resp::RequestResponse(r)) => Some(r.reason),
+            Seen::Signal(Resp::TrackPublished(_)) => panic!("publish allowed without canPublish"),
+            _ => None,
+        })
+        .await;
+    viewer.leave().await;
+
+    // Malformed protobuf → clean close.
+    let m = Client::connect(&s.ws, &s.token("m1", VideoGrant::join("calm")), false).await;
+    let mut m = m;
+    m.send_raw(vec![0xff, 0xff, 0xff, 0xff, 0x0f]).await;
+    m.wait_for(|s| matches!(s, Seen::Closed).then_some(()))
+        .await;
+    // Invalid SDP → clean close.
+    let mut m = Client::connect(&s.ws, &s.token("m2", VideoGrant::join("calm")), false).await;
+    m.send(proto::signal_request::Message::Offer(
+        proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp: "v=0\r\nthis is not sdp\r\n".into(),
+            id: 1,
+            ..Default::default()
+        },
+    ))
+    .await;
+    m.wait_for(|s| matches!(s, Seen::Closed).then_some(()))
+        .await;
+    // Text frame and oversized frame.
+    let (mut ws, _) = connect(format!(
+        "{}/rtc?access_token={}",
+        s.ws,
+        s.token("m3", VideoGrant::join("calm"))
+    ))
+    .await
+    .unwrap();
+    let _join = ws.next().await;
+    ws.send(WsMsg::Text("{\"hello\": 1}".into())).await.unwrap();
+    let mut closed = false;
+    while let Some(Ok(msg)) = ws.next().await {
+        if matches!(msg, WsMsg::Close(_)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "text frame did not close the session");
+    let (mut ws, _) = connect(format!(
+        "{}/rtc?access_token={}",
+        s.ws,
+        s.token("m4", VideoGrant::join("calm"))
+    ))
+    .await
+    .unwrap();
+    let _join = ws.next().await;
+    let _ = ws
+        .send(WsMsg::Binary(vec![0u8; 2 * 1024 * 1024].into()))
+        .await;
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if matches!(msg, WsMsg::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "oversized frame did not end the session");
+    // Flood: many valid pings quickly → closed for flooding.
+    let mut f = Client::connect(&s.ws, &s.token("flood", VideoGrant::join("calm")), false).await;
+    for i in 0..500 {
+        f.send(proto::signal_request::Message::Ping(i)).await;
+    }
+    f.wait_for(|s| matches!(s, Seen::Closed).then_some(()))
+        .await;
+
+    // Through all of that, alice → bob media kept flowing.
+    for i in 0..100u16 {
+        a.send_rtp(payload(i)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while n < 50 {
+        match tokio::time::timeout_at(deadline, b.seen.recv()).await {
+            Ok(Some(Seen::Rtp { .. })) => n += 1,
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    assert!(n >= 50, "media stopped after bad input: {n} packets");
+    let errors = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(errors
+        .lines()
+        .any(|l| l.starts_with("parlor_signal_errors_total ") && !l.ends_with(" 0")));
+    assert_eq!(
+        s.client
+            .get(s.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    a.leave().await;
+    b.leave().await;
+    s.stop().await;
+}
