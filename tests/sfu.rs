@@ -342,3 +342,38 @@ async fn bad_input_is_contained() {
     b.leave().await;
     s.stop().await;
 }
+
+/// Max participants is enforced; an empty room closes after the grace period and the participant list
+/// follows joins and leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_limits_and_empty_close() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMsg;
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| {
+        c.room.max_participants = 2;
+        c.room.empty_timeout_secs = 1;
+    })
+    .await;
+    let a = Client::connect(&s.ws, &s.token("a", VideoGrant::join("small")), false).await;
+    let b = Client::connect(&s.ws, &s.token("b", VideoGrant::join("small")), false).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/rtc?access_token={}", s.ws, s.token("c", VideoGrant::join("small"))))
+        .await
+        .unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    let WsMsg::Binary(bytes) = first else { panic!("expected a binary leave, got {first:?}") };
+    match parlor_signaling::protocol::decode_response(&bytes).unwrap() {
+        Resp::Leave(l) => assert_eq!(l.action, proto::leave_request::Action::Disconnect as i32),
+        other => panic!("third participant was not refused: {other:?}"),
+    }
+    assert_eq!(s.handle.state.sfu.participants("small").len(), 2);
+    assert_eq!(s.handle.state.sfu.rooms(), vec!["small".to_string()]);
+    a.leave().await;
+    b.leave().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !s.handle.state.sfu.rooms().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "empty room never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}

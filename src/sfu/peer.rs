@@ -4,7 +4,11 @@
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -67,7 +71,14 @@ pub fn build(
             )?;
         }
     }
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+    // Subscriber legs: keyframe requests (PLI/FIR) must reach the worker, which relays them to the
+    // publisher; everything else stays with the interceptor chain (NACK responder, reports).
+    let registry = if publisher {
+        Registry::new()
+    } else {
+        Registry::new().with(Slot::from(14_000), KeyframeRequests::default())
+    };
+    let registry = register_default_interceptors(registry, &mut media_engine)?;
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(config)
@@ -88,6 +99,58 @@ pub fn build(
     .new_candidate_host()?;
     pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
     Ok(pc)
+}
+
+/// Interceptor that marks inbound RTCP carrying PLI or FIR for delivery to the application.
+#[derive(Default)]
+struct KeyframeRequests {
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(pkts) = &msg.message.packet {
+            let wants_keyframe = pkts.iter().any(|p| {
+                let a = p.as_any();
+                a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>()
+            });
+            if wants_keyframe {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.reads.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.writes.pop_front()
+    }
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 /// Local ICE ufrag from a STUN Binding request's USERNAME (`<our ufrag>:<their ufrag>`), without

@@ -606,29 +606,13 @@ impl Worker {
     fn on_pc_read(&mut self, pc_id: PcId, m: TaggedRTCMessage, now: Instant) {
         match m.message {
             RTCMessage::RtpPacket(track_id, pkt) => self.forward_rtp(pc_id, &track_id, pkt, now),
-            RTCMessage::RtcpPacket(_, packets) => {
-                // RTCP from a subscriber (PLI/FIR) → ask the publisher for a keyframe.
-                let Some(pc) = self.pcs.get(&pc_id) else {
-                    return;
-                };
-                if pc.role == Role::Subscriber {
-                    let wants_kf = packets.iter().any(|p| {
-                        let a = p.as_any();
-                        a.is::<PictureLossIndication>()
-                            || a.is::<rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest>()
-                    });
-                    if wants_kf {
-                        let owner = pc.owner;
-                        let sids: Vec<String> = self
-                            .parts
-                            .get(&owner)
-                            .map(|p| p.subs.keys().cloned().collect())
-                            .unwrap_or_default();
-                        if let Some(room) = self.parts.get(&owner).map(|p| p.room.clone()) {
-                            for sid in sids {
-                                self.request_keyframe(&room, &sid, now);
-                            }
-                        }
+            RTCMessage::RtcpPacket(track_id, packets) => {
+                // Only PLI/FIR reach us (see peer::KeyframeRequests). On a subscriber leg the local
+                // track id is the track sid: ask that track's publisher for a keyframe.
+                let Some(pc) = self.pcs.get(&pc_id) else { return };
+                if pc.role == Role::Subscriber && !packets.is_empty() {
+                    if let Some(room) = self.parts.get(&pc.owner).map(|p| p.room.clone()) {
+                        self.request_keyframe(&room, &track_id, now);
                     }
                 }
             }
