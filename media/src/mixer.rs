@@ -7,8 +7,8 @@
 //! and the mix still advances one frame: the mix keeps wall-clock time, and a
 //! participant who joins late is heard from its own join tick on.
 //!
-//! The sum is scaled by a soft limiter (instant attack, ~150 ms release, gain ramped
-//! across the frame) and finally passed through a soft clipper whose output is
+//! The sum is scaled by a soft limiter (instant attack at the frame, ~150 ms release
+//! ramped across frames) and finally passed through a soft clipper whose output is
 //! always below full scale, so loud inputs never wrap and never hard-clip.
 //! Nothing allocates per frame; `add_input` allocates only when the input table grows.
 
@@ -202,9 +202,14 @@ impl Mixer {
         } else {
             (self.gain + (1.0 - self.gain) * RELEASE).min(want)
         };
+        // Attack is instant (the whole frame gets the lower gain, so the peak stays at
+        // the knee); release ramps across the frame to avoid zipper noise.
         let frames = n / self.channels;
-        let step = (new_gain - self.gain) / frames as f32;
-        let mut g = self.gain;
+        let (mut g, step) = if new_gain < self.gain {
+            (new_gain, 0.0)
+        } else {
+            (self.gain, (new_gain - self.gain) / frames as f32)
+        };
         for (o, a) in out
             .chunks_exact_mut(self.channels)
             .zip(self.acc.chunks_exact_mut(self.channels))
