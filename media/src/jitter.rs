@@ -409,7 +409,7 @@ impl JitterBuffer {
             let max = self.frames_in(self.cfg.max_delay).max(1);
             if span > max {
                 let target = self.frames_in(self.cfg.target_delay).max(1);
-                f = self.hi + 1 - target;
+                f = f.max(self.hi + 1 - target.min(self.hi + 1));
                 self.evict_below(f);
             }
         }
@@ -439,6 +439,12 @@ impl JitterBuffer {
                 ts: s.ts,
                 payload: &s.data[..s.len],
             });
+        }
+        if self.slots[idx].state == SlotState::Buffered {
+            // A packet of another frame in this slot: cannot happen while every
+            // buffered frame is in [f, f + capacity); counted rather than trusted.
+            self.stats.buffered -= 1;
+            self.stats.overflow += 1;
         }
         {
             let s = &mut self.slots[idx];
