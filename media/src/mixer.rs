@@ -59,13 +59,21 @@ pub fn audio_level(pcm: &[i16]) -> u8 {
     if pcm.is_empty() {
         return 127;
     }
-    let sum: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    let rms = (sum / pcm.len() as f64).sqrt() / 32768.0;
-    if rms <= 0.0 {
+    let sum: i64 = pcm.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
+    if sum == 0 {
         return 127;
     }
+    let rms = (sum as f64 / pcm.len() as f64).sqrt() / 32768.0;
     let dbov = 20.0 * rms.log10();
     (-dbov).round().clamp(0.0, 127.0) as u8
+}
+
+/// Round to nearest (ties to even) for |x| < 2²², without a libm call: adding and
+/// removing 1.5·2²³ leaves no fraction bits in an f32.
+#[inline]
+fn round_fast(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
 }
 
 fn soft_clip(x: f32) -> f32 {
@@ -203,24 +211,31 @@ impl Mixer {
             (self.gain + (1.0 - self.gain) * RELEASE).min(want)
         };
         // Attack is instant (the whole frame gets the lower gain, so the peak stays at
-        // the knee); release ramps across the frame to avoid zipper noise.
+        // the knee); release ramps across the frame to avoid zipper noise. The soft
+        // clipper only runs when a sample can exceed the knee.
         let frames = n / self.channels;
         let (mut g, step) = if new_gain < self.gain {
             (new_gain, 0.0)
         } else {
             (self.gain, (new_gain - self.gain) / frames as f32)
         };
+        let clip = peak * g.max(new_gain) > KNEE;
+        // Scale by 32768 so a lone input at gain 1 passes through bit-exact; the
+        // float-to-int cast saturates, and the output stays below full scale anyway.
         for (o, a) in out
             .chunks_exact_mut(self.channels)
-            .zip(self.acc.chunks_exact_mut(self.channels))
+            .zip(self.acc.chunks_exact(self.channels))
         {
             g += step;
-            for (oo, aa) in o.iter_mut().zip(a.iter_mut()) {
-                let y = soft_clip(*aa * g);
-                *oo = (y * 32767.0).round() as i16;
-                *aa = 0.0;
+            for (oo, aa) in o.iter_mut().zip(a) {
+                let mut y = *aa * g;
+                if clip {
+                    y = soft_clip(y);
+                }
+                *oo = round_fast(y * 32768.0) as i16;
             }
         }
+        self.acc.fill(0.0);
         self.gain = new_gain;
         for i in self.inputs.iter_mut() {
             if !i.pushed {
