@@ -77,7 +77,9 @@ fn mix_encoder_c(complexity: u8) -> OpusEncoder {
 fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     for n in [2usize, 10, 50] {
-        let streams: Vec<_> = (0..n).map(|i| packets(440.0 + 220.0 * (i % 30) as f64)).collect();
+        let streams: Vec<_> = (0..n)
+            .map(|i| packets(440.0 + 220.0 * (i % 30) as f64))
+            .collect();
         let mut decs: Vec<_> = (0..n).map(|_| OpusDecoder::new(1).unwrap()).collect();
         let mut mixer = Mixer::new(1).unwrap();
         let inputs: Vec<_> = (0..n).map(|_| mixer.add_input()).collect();
@@ -91,7 +93,11 @@ fn pipeline(c: &mut Criterion) {
             b.iter(|| {
                 for p in 0..n {
                     let payload = &streams[p][k % 50];
-                    let f = JitterFrame::Packet { seq: k as u64, ts: 0, payload };
+                    let f = JitterFrame::Packet {
+                        seq: k as u64,
+                        ts: 0,
+                        payload,
+                    };
                     decs[p].decode_frame(&f, &mut pcm).unwrap();
                     mixer.push(inputs[p], &pcm).unwrap();
                 }
@@ -139,7 +145,8 @@ fn webm(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("write_packet", |b| {
         b.iter(|| {
-            w.write_packet(k * FRAME_SAMPLES as u64, &pk[(k % 50) as usize]).unwrap();
+            w.write_packet(k * FRAME_SAMPLES as u64, &pk[(k % 50) as usize])
+                .unwrap();
             k += 1;
         })
     });

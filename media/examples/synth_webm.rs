@@ -53,8 +53,7 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown argument {k}")),
         }
     }
-    if a.out.is_empty() || a.seconds == 0 || a.participants == 0 || !(0.0..1.0).contains(&a.loss)
-    {
+    if a.out.is_empty() || a.seconds == 0 || a.participants == 0 || !(0.0..1.0).contains(&a.loss) {
         return Err("need --out F.webm, --seconds > 0, --participants > 0, 0 <= --loss < 1".into());
     }
     Ok(a)

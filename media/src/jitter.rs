@@ -315,8 +315,7 @@ impl JitterBuffer {
             Mode::Playing { next } => {
                 if frame < next {
                     let s = self.slot(frame);
-                    return if s.frame == frame && s.state == SlotState::Played && s.seq == ext_seq
-                    {
+                    return if s.frame == frame && s.state == SlotState::Played && s.seq == ext_seq {
                         self.stats.duplicate += 1;
                         InsertOutcome::Duplicate
                     } else {
@@ -505,6 +504,9 @@ mod tests {
         assert_eq!(jb.insert(t, 11, 10560, &p), InsertOutcome::Late);
         assert!(matches!(jb.pop(t), Some(JitterFrame::Packet { .. })));
         let s = jb.stats();
-        assert_eq!((s.late, s.duplicate, s.lost, s.missing, s.played), (1, 1, 1, 1, 2));
+        assert_eq!(
+            (s.late, s.duplicate, s.lost, s.missing, s.played),
+            (1, 1, 1, 1, 2)
+        );
     }
 }

@@ -73,6 +73,4 @@ pub use jitter::{InsertOutcome, JitterBuffer, JitterConfig, JitterFrame, JitterS
 pub use mixer::{audio_level, InputId, Mixer, MixerError};
 pub use resample::{ResampleError, Resampler};
 pub use toc::{parse_packet, OpusBandwidth, OpusMode, OpusPacketInfo, TocError};
-pub use webm::{
-    opus_head, repair, RepairReport, WebmConfig, WebmError, WebmSummary, WebmWriter,
-};
+pub use webm::{opus_head, repair, RepairReport, WebmConfig, WebmError, WebmSummary, WebmWriter};

@@ -255,7 +255,9 @@ mod tests {
     #[test]
     fn levels() {
         assert_eq!(audio_level(&[0; 960]), 127);
-        let full: Vec<i16> = (0..960).map(|i| if i % 2 == 0 { 32767 } else { -32768 }).collect();
+        let full: Vec<i16> = (0..960)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32768 })
+            .collect();
         assert_eq!(audio_level(&full), 0);
         let sine: Vec<i16> = (0..960)
             .map(|i| ((i as f32 * 0.1).sin() * 3276.8) as i16)

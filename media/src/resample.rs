@@ -82,7 +82,11 @@ impl Resampler {
             from: from_rate,
             to: to_rate,
         };
-        if from_rate == 0 || to_rate == 0 || from_rate % 50 != 0 || to_rate % 50 != 0 {
+        if from_rate == 0
+            || to_rate == 0
+            || !from_rate.is_multiple_of(50)
+            || !to_rate.is_multiple_of(50)
+        {
             return Err(bad);
         }
         let from_ch = check_ch(from_channels)?;

@@ -118,7 +118,11 @@ pub fn parse_packet(packet: &[u8]) -> Result<OpusPacketInfo, TocError> {
                 1 => OpusBandwidth::Mediumband,
                 _ => OpusBandwidth::Wideband,
             };
-            (OpusMode::Silk, bw, [480, 960, 1920, 2880][usize::from(config % 4)])
+            (
+                OpusMode::Silk,
+                bw,
+                [480, 960, 1920, 2880][usize::from(config % 4)],
+            )
         }
         12..=15 => {
             let bw = if config < 14 {
@@ -135,7 +139,11 @@ pub fn parse_packet(packet: &[u8]) -> Result<OpusPacketInfo, TocError> {
                 2 => OpusBandwidth::SuperWideband,
                 _ => OpusBandwidth::Fullband,
             };
-            (OpusMode::Celt, bw, [120, 240, 480, 960][usize::from(config % 4)])
+            (
+                OpusMode::Celt,
+                bw,
+                [120, 240, 480, 960][usize::from(config % 4)],
+            )
         }
     };
     let (frame_count, payload) = match code {
@@ -264,7 +272,10 @@ mod tests {
         assert_eq!(parse_packet(&p).unwrap().frame_count, 2);
         // 0 frames, and 7 x 20 ms = 140 ms.
         assert_eq!(parse_packet(&[3, 0]), Err(TocError::BadFrameCount));
-        assert_eq!(parse_packet(&[(31 << 3) | 3, 7]), Err(TocError::BadFrameCount));
+        assert_eq!(
+            parse_packet(&[(31 << 3) | 3, 7]),
+            Err(TocError::BadFrameCount)
+        );
         assert_eq!(parse_packet(&[]), Err(TocError::Empty));
     }
 

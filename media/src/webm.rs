@@ -438,7 +438,9 @@ fn parse_track(data: &[u8]) -> Option<(u64, u8, u16, u32)> {
 /// Pure: reads `data`, returns the new file. Never panics on arbitrary bytes.
 pub fn repair(data: &[u8]) -> Result<(Vec<u8>, RepairReport), WebmError> {
     let mut r = Reader::new(data, 0);
-    let h = r.header().ok_or(WebmError::Unrepairable("no EBML header"))?;
+    let h = r
+        .header()
+        .ok_or(WebmError::Unrepairable("no EBML header"))?;
     if h.id != id::EBML {
         return Err(WebmError::Unrepairable("not an EBML file"));
     }

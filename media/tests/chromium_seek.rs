@@ -54,7 +54,12 @@ fn serve(mut s: TcpStream, audio: &[u8], results: &mpsc::Sender<String>) {
         }
     }
     let (status, ctype, body, extra): (&str, &str, Vec<u8>, String) = if path == "/" {
-        ("200 OK", "text/html", PAGE.as_bytes().to_vec(), String::new())
+        (
+            "200 OK",
+            "text/html",
+            PAGE.as_bytes().to_vec(),
+            String::new(),
+        )
     } else if path == "/audio.webm" {
         match range {
             Some((a, b)) if a < audio.len() && a <= b => (
@@ -63,7 +68,12 @@ fn serve(mut s: TcpStream, audio: &[u8], results: &mpsc::Sender<String>) {
                 audio[a..=b].to_vec(),
                 format!("Content-Range: bytes {a}-{b}/{}\r\n", audio.len()),
             ),
-            Some(_) => ("416 Range Not Satisfiable", "text/plain", Vec::new(), String::new()),
+            Some(_) => (
+                "416 Range Not Satisfiable",
+                "text/plain",
+                Vec::new(),
+                String::new(),
+            ),
             None => ("200 OK", "audio/webm", audio.to_vec(), String::new()),
         }
     } else if let Some(q) = path.strip_prefix("/result?") {
@@ -102,7 +112,10 @@ fn percent_decode(s: &str) -> String {
 
 fn field(json: &str, key: &str) -> f64 {
     let pat = format!("\"{key}\":");
-    let i = json.find(&pat).unwrap_or_else(|| panic!("{key} missing in {json}")) + pat.len();
+    let i = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+        + pat.len();
     let rest = &json[i..];
     let end = rest.find([',', '}']).unwrap();
     rest[..end].parse().unwrap()
@@ -178,10 +191,19 @@ fn chromium_plays_and_seeks_a_repaired_file() {
     assert!(!json.contains("error"), "media error in chromium: {json}");
     let d = field(&json, "duration");
     assert!(d.is_finite(), "{json}");
-    assert!((d - expected).abs() <= expected * 0.01, "chromium duration {d} vs {expected}");
+    assert!(
+        (d - expected).abs() <= expected * 0.01,
+        "chromium duration {d} vs {expected}"
+    );
     let (target, current) = (field(&json, "target"), field(&json, "current"));
-    assert!((current - target).abs() < 0.1, "seek to {target} landed at {current}");
+    assert!(
+        (current - target).abs() < 0.1,
+        "seek to {target} landed at {current}"
+    );
     assert!(field(&json, "ready") >= 1.0, "{json}");
-    assert!((field(&json, "seekable") - d).abs() < 0.1, "not seekable to the end: {json}");
+    assert!(
+        (field(&json, "seekable") - d).abs() < 0.1,
+        "not seekable to the end: {json}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -38,7 +38,11 @@ fn tone_share(x: &[i16], freq: f64, rate: f64) -> f64 {
 }
 
 fn corr(a: &[i16], b: &[i16]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb).max(1e-9)
@@ -53,10 +57,16 @@ fn encode_decode_roundtrip_keeps_the_tone() {
     let mut out = vec![0i16; FRAME_SAMPLES * 6];
     let mut all = Vec::new();
     for t in 0..50 {
-        let n = enc.encode(&tone(440.0, 0.3, 48_000, t, 1), &mut pkt).unwrap();
+        let n = enc
+            .encode(&tone(440.0, 0.3, 48_000, t, 1), &mut pkt)
+            .unwrap();
         let info = parlor_media::parse_packet(&pkt[..n]).unwrap();
         assert_eq!(info.duration_samples(), 960);
-        let f = JitterFrame::Packet { seq: t as u64, ts: 0, payload: &pkt[..n] };
+        let f = JitterFrame::Packet {
+            seq: t as u64,
+            ts: 0,
+            payload: &pkt[..n],
+        };
         assert_eq!(dec.decode_frame(&f, &mut out).unwrap(), DecodeKind::Normal);
         all.extend_from_slice(&out[..FRAME_SAMPLES]);
     }
@@ -105,11 +115,17 @@ fn fec_recovers_packet_n_from_n_plus_1() {
             lossy.decode(p, &mut b).unwrap();
         }
         clean.decode(&pkts[lost], &mut a).unwrap();
-        let f = JitterFrame::Missing { ts: 0, next: Some(&pkts[lost + 1]) };
+        let f = JitterFrame::Missing {
+            ts: 0,
+            next: Some(&pkts[lost + 1]),
+        };
         let kind = lossy.decode_frame(&f, &mut b).unwrap();
         if kind == DecodeKind::Fec {
             let c = corr(&a, &b);
-            assert!(c > 0.8, "FEC frame {lost} correlates only {c:.2} with the original");
+            assert!(
+                c > 0.8,
+                "FEC frame {lost} correlates only {c:.2} with the original"
+            );
             recovered += 1;
         }
     }
@@ -122,13 +138,24 @@ fn fec_recovers_packet_n_from_n_plus_1() {
     let f = JitterFrame::Missing { ts: 0, next: None };
     assert_eq!(dec.decode_frame(&f, &mut out).unwrap(), DecodeKind::Plc);
     // Garbage in a packet is concealed, not an error.
-    let f = JitterFrame::Packet { seq: 0, ts: 0, payload: &[0xFF, 0xFF, 0xFF] };
+    let f = JitterFrame::Packet {
+        seq: 0,
+        ts: 0,
+        payload: &[0xFF, 0xFF, 0xFF],
+    };
     assert_eq!(dec.decode_frame(&f, &mut out).unwrap(), DecodeKind::Plc);
 }
 
 #[test]
 fn resampler_down_and_up_keeps_tone_and_length() {
-    for (from, to) in [(48_000, 8_000), (48_000, 16_000), (48_000, 24_000), (16_000, 48_000), (8_000, 48_000), (24_000, 48_000)] {
+    for (from, to) in [
+        (48_000, 8_000),
+        (48_000, 16_000),
+        (48_000, 24_000),
+        (16_000, 48_000),
+        (8_000, 48_000),
+        (24_000, 48_000),
+    ] {
         let mut r = Resampler::new(from, to, 1, 1).unwrap();
         let mut out = vec![0i16; r.output_len()];
         let mut all = Vec::new();
@@ -161,14 +188,19 @@ fn channel_conversion() {
         down.process(&inp, &mut mid).unwrap();
         up.process(&mid, &mut out).unwrap();
         for lr in out.chunks_exact(2) {
-            assert_eq!(lr[0], lr[1], "mono up-mix puts the same sample on both sides");
+            assert_eq!(
+                lr[0], lr[1],
+                "mono up-mix puts the same sample on both sides"
+            );
             left.push(lr[0]);
         }
     }
     assert!(tone_share(&left[10_000..], 500.0, 48_000.0) > 0.95);
     // Stereo to mono is the mean of the two sides.
     let mut same = Resampler::new(48_000, 48_000, 2, 1).unwrap();
-    let inp: Vec<i16> = (0..1920).map(|i| if i % 2 == 0 { 1000 } else { 3000 }).collect();
+    let inp: Vec<i16> = (0..1920)
+        .map(|i| if i % 2 == 0 { 1000 } else { 3000 })
+        .collect();
     let mut o = vec![0i16; 960];
     same.process(&inp, &mut o).unwrap();
     assert!(o.iter().all(|&v| v == 2000));

@@ -62,7 +62,12 @@ fn check_output(s: &Scenario, out: &[(Option<usize>, u16, u32)]) -> Result<(), T
     for (k, (got, e)) in out.iter().zip(&exp).enumerate() {
         let i = first + k;
         prop_assert_eq!(got.0, *e, "frame {} of {}", k, exp.len());
-        prop_assert_eq!(got.2, s.ts0.wrapping_add(i as u32 * SPF), "ts of frame {}", k);
+        prop_assert_eq!(
+            got.2,
+            s.ts0.wrapping_add(i as u32 * SPF),
+            "ts of frame {}",
+            k
+        );
         if e.is_some() {
             prop_assert_eq!(got.1, s.seq0.wrapping_add(i as u16), "seq of frame {}", k);
         }
@@ -184,12 +189,24 @@ fn late_packet_after_its_frame_is_reported_late() {
     let t = t0 + Duration::from_millis(60);
     assert!(matches!(jb.pop(t), Some(JitterFrame::Packet { .. })));
     let f = jb.pop(t).unwrap();
-    assert!(matches!(f, JitterFrame::Missing { next: Some(&[3]), .. }), "{f:?}");
+    assert!(
+        matches!(
+            f,
+            JitterFrame::Missing {
+                next: Some(&[3]),
+                ..
+            }
+        ),
+        "{f:?}"
+    );
     assert_eq!(
         jb.insert(t, seq0.wrapping_add(1), ts0.wrapping_add(SPF), &[2]),
         InsertOutcome::Late
     );
-    assert!(matches!(jb.pop(t), Some(JitterFrame::Packet { payload: &[3], .. })));
+    assert!(matches!(
+        jb.pop(t),
+        Some(JitterFrame::Packet { payload: &[3], .. })
+    ));
     assert_eq!(jb.stats().late, 1);
 }
 

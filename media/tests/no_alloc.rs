@@ -62,8 +62,12 @@ impl Seek for Sink {
 #[test]
 fn steady_state_pipeline_does_not_allocate() {
     let n = 10;
-    let mut encs: Vec<_> = (0..n).map(|_| OpusEncoder::new(EncoderConfig::default()).unwrap()).collect();
-    let mut jbs: Vec<_> = (0..n).map(|_| JitterBuffer::new(JitterConfig::default())).collect();
+    let mut encs: Vec<_> = (0..n)
+        .map(|_| OpusEncoder::new(EncoderConfig::default()).unwrap())
+        .collect();
+    let mut jbs: Vec<_> = (0..n)
+        .map(|_| JitterBuffer::new(JitterConfig::default()))
+        .collect();
     let mut decs: Vec<_> = (0..n).map(|_| OpusDecoder::new(1).unwrap()).collect();
     let mut mixer = Mixer::new(1).unwrap();
     let inputs: Vec<_> = (0..n).map(|_| mixer.add_input()).collect();
@@ -94,7 +98,8 @@ fn steady_state_pipeline_does_not_allocate() {
             }
             mixer.mix(&mut mix).unwrap();
             let len = mix_enc.encode(&mix, &mut pkt).unwrap();
-            w.write_packet((k * FRAME_SAMPLES) as u64, &pkt[..len]).unwrap();
+            w.write_packet((k * FRAME_SAMPLES) as u64, &pkt[..len])
+                .unwrap();
         }
     };
     run(0, 50); // warm-up
@@ -102,6 +107,9 @@ fn steady_state_pipeline_does_not_allocate() {
     run(50, 350);
     ON.with(|o| o.set(false));
     let allocs = COUNT.with(|c| c.get());
-    assert_eq!(allocs, 0, "{allocs} heap allocations in 300 steady-state frames");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} heap allocations in 300 steady-state frames"
+    );
     assert!(jbs[0].stats().missing > 30);
 }

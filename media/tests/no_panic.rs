@@ -16,13 +16,20 @@ fn real_file() -> &'static [u8] {
     static F: OnceLock<Vec<u8>> = OnceLock::new();
     F.get_or_init(|| {
         let mut enc = OpusEncoder::new(EncoderConfig::default()).unwrap();
-        let cfg = WebmConfig { pre_skip: enc.pre_skip(), cluster_ms: 200, ..WebmConfig::default() };
+        let cfg = WebmConfig {
+            pre_skip: enc.pre_skip(),
+            cluster_ms: 200,
+            ..WebmConfig::default()
+        };
         let mut w = WebmWriter::new(Cursor::new(Vec::new()), cfg).unwrap();
         let mut buf = vec![0u8; 1500];
         for t in 0..100 {
-            let pcm: Vec<i16> = (0..FRAME_SAMPLES).map(|j| ((t * 7 + j) % 200) as i16 * 50).collect();
+            let pcm: Vec<i16> = (0..FRAME_SAMPLES)
+                .map(|j| ((t * 7 + j) % 200) as i16 * 50)
+                .collect();
             let n = enc.encode(&pcm, &mut buf).unwrap();
-            w.write_packet((t * FRAME_SAMPLES) as u64, &buf[..n]).unwrap();
+            w.write_packet((t * FRAME_SAMPLES) as u64, &buf[..n])
+                .unwrap();
         }
         w.finalize().unwrap().0.into_inner()
     })
@@ -30,8 +37,15 @@ fn real_file() -> &'static [u8] {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert { seq: u16, ts: u32, len: usize, dt_ms: u16 },
-    Pop { dt_ms: u16 },
+    Insert {
+        seq: u16,
+        ts: u32,
+        len: usize,
+        dt_ms: u16,
+    },
+    Pop {
+        dt_ms: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -14,13 +14,20 @@ fn check_file(path: &std::path::Path, seconds: f64) {
         "{path:?}: duration {d} not within 1% of {seconds}"
     );
     let errs = ffmpeg_errors(path);
-    assert!(errs.is_empty(), "ffmpeg reported errors for {path:?}: {errs}");
+    assert!(
+        errs.is_empty(),
+        "ffmpeg reported errors for {path:?}: {errs}"
+    );
 }
 
 /// Spectrum of the middle `secs` seconds of a decoded file.
 fn mid_spectrum(path: &std::path::Path, secs: usize) -> (Vec<f32>, usize) {
     let pcm = ffmpeg_decode(path, &[]);
-    assert!(pcm.len() > 48_000 * (secs + 1), "decoded too little: {}", pcm.len());
+    assert!(
+        pcm.len() > 48_000 * (secs + 1),
+        "decoded too little: {}",
+        pcm.len()
+    );
     let n = 48_000 * secs;
     let start = (pcm.len() - n) / 2;
     (spectrum(&pcm[start..start + n]), n)
@@ -52,7 +59,11 @@ fn mix_has_every_tone_and_each_participant_only_its_own() {
         let f = dir.join(format!("call.p{}.webm", p + 1));
         check_file(&f, f64::from(seconds));
         let (spec, len) = mid_spectrum(&f, 4);
-        assert!(tone_db(&spec, len, tone(p)) > -1.0, "p{} lacks its own tone", p + 1);
+        assert!(
+            tone_db(&spec, len, tone(p)) > -1.0,
+            "p{} lacks its own tone",
+            p + 1
+        );
         for q in 0..n {
             if q != p {
                 let db = tone_db(&spec, len, tone(q));
@@ -81,7 +92,11 @@ fn five_percent_loss_keeps_duration() {
     }
     let (spec, len) = mid_spectrum(&out, 3);
     for i in 0..2 {
-        assert!(tone_db(&spec, len, tone(i)) > -12.0, "lossy mix lacks {} Hz", tone(i));
+        assert!(
+            tone_db(&spec, len, tone(i)) > -12.0,
+            "lossy mix lacks {} Hz",
+            tone(i)
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -49,7 +49,9 @@ fn cut_at_20_random_offsets_then_repair() {
     let mut seed = 0x5eed_u64;
     let mut seek_checked = 0;
     for i in 0..20 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let cut = 1 + (seed >> 33) as usize % (bytes.len() - 1);
         let cut_time = pk
             .iter()
@@ -71,7 +73,10 @@ fn cut_at_20_random_offsets_then_repair() {
                 let p = ffprobe(&fixed_file);
                 assert_eq!(p.codec, "opus");
                 let d = p.duration.expect("repaired file has a Duration");
-                assert!((d - report.duration_ms as f64 / 1000.0).abs() < 0.01, "{d} {report:?}");
+                assert!(
+                    (d - report.duration_ms as f64 / 1000.0).abs() < 0.01,
+                    "{d} {report:?}"
+                );
                 assert!(d >= cut_time - 0.05, "repair kept {d}s of {cut_time}s");
                 let errs = ffmpeg_errors(&fixed_file);
                 assert!(errs.is_empty(), "repaired file: {errs}");

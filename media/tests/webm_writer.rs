@@ -31,7 +31,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[test]
 fn clusters_are_flushed_every_second_and_the_live_file_plays() {
     let (pk, pre_skip) = packets(3);
-    let cfg = WebmConfig { pre_skip, ..WebmConfig::default() };
+    let cfg = WebmConfig {
+        pre_skip,
+        ..WebmConfig::default()
+    };
     let mut w = WebmWriter::new(Cursor::new(Vec::new()), cfg).unwrap();
     let header_len = w.get_mut().get_ref().len();
     assert!(header_len > 100, "headers are written and flushed at once");
@@ -58,14 +61,23 @@ fn clusters_are_flushed_every_second_and_the_live_file_plays() {
     assert!(find(&done, &[0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF]).is_none());
     // Cues after the last cluster.
     // Cues after the last cluster (the id also appears in the SeekHead, which points at it).
-    assert!(find(&done[live.len()..], &[0x1C, 0x53, 0xBB, 0x6B]).is_some(), "Cues");
-    assert!(find(&done[..200], &[0x53, 0xAB, 0x84, 0x1C, 0x53, 0xBB, 0x6B]).is_some(), "SeekHead -> Cues");
+    assert!(
+        find(&done[live.len()..], &[0x1C, 0x53, 0xBB, 0x6B]).is_some(),
+        "Cues"
+    );
+    assert!(
+        find(&done[..200], &[0x53, 0xAB, 0x84, 0x1C, 0x53, 0xBB, 0x6B]).is_some(),
+        "SeekHead -> Cues"
+    );
     // OpusHead: version 1, mono, our pre-skip, 48 kHz.
     let h = find(&done, b"OpusHead").unwrap();
     assert_eq!(done[h + 8], 1);
     assert_eq!(done[h + 9], 1);
     assert_eq!(u16::from_le_bytes([done[h + 10], done[h + 11]]), pre_skip);
-    assert_eq!(u32::from_le_bytes(done[h + 12..h + 16].try_into().unwrap()), 48_000);
+    assert_eq!(
+        u32::from_le_bytes(done[h + 12..h + 16].try_into().unwrap()),
+        48_000
+    );
 
     if !have_tool("ffprobe") || !have_tool("ffmpeg") {
         return;
@@ -74,7 +86,10 @@ fn clusters_are_flushed_every_second_and_the_live_file_plays() {
     let live_f = dir.join("live.webm");
     std::fs::write(&live_f, &live).unwrap();
     let got = ffmpeg_decode(&live_f, &[]).len() as f64 / 48_000.0;
-    assert!((got - 3.0).abs() < 0.05, "live (unfinalized) file decodes to {got}s");
+    assert!(
+        (got - 3.0).abs() < 0.05,
+        "live (unfinalized) file decodes to {got}s"
+    );
     let done_f = dir.join("done.webm");
     std::fs::write(&done_f, &done).unwrap();
     let p = ffprobe(&done_f);
@@ -87,7 +102,10 @@ fn clusters_are_flushed_every_second_and_the_live_file_plays() {
 #[test]
 fn gaps_keep_wall_clock_time_and_repair_of_a_complete_file_is_stable() {
     let (pk, pre_skip) = packets(2);
-    let cfg = WebmConfig { pre_skip, ..WebmConfig::default() };
+    let cfg = WebmConfig {
+        pre_skip,
+        ..WebmConfig::default()
+    };
     let mut w = WebmWriter::new(Cursor::new(Vec::new()), cfg).unwrap();
     // 1 s, a 2 s pause (participant away), 1 s.
     for (i, p) in pk.iter().enumerate() {
@@ -121,13 +139,19 @@ fn gaps_keep_wall_clock_time_and_repair_of_a_complete_file_is_stable() {
 
 #[test]
 fn stereo_and_bad_config() {
-    let cfg = WebmConfig { channels: 2, ..WebmConfig::default() };
+    let cfg = WebmConfig {
+        channels: 2,
+        ..WebmConfig::default()
+    };
     let w = WebmWriter::new(Cursor::new(Vec::new()), cfg).unwrap();
     let (cur, s) = w.finalize().unwrap();
     assert_eq!(s.blocks, 0);
     let b = cur.into_inner();
     let h = find(&b, b"OpusHead").unwrap();
     assert_eq!(b[h + 9], 2);
-    let bad = WebmConfig { channels: 3, ..WebmConfig::default() };
+    let bad = WebmConfig {
+        channels: 3,
+        ..WebmConfig::default()
+    };
     assert!(WebmWriter::new(Cursor::new(Vec::new()), bad).is_err());
 }

@@ -47,7 +47,13 @@ pub fn example_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let manifest = media_dir().join("Cargo.toml");
         let out = Command::new(env!("CARGO"))
-            .args(["build", "--example", "synth_webm", "--message-format=json", "--manifest-path"])
+            .args([
+                "build",
+                "--example",
+                "synth_webm",
+                "--message-format=json",
+                "--manifest-path",
+            ])
             .arg(&manifest)
             .output()
             .expect("run cargo");
@@ -82,7 +88,11 @@ pub fn run_example(out: &Path, seconds: u32, participants: usize, loss: f64, see
         .args(["--seed", &seed.to_string()])
         .output()
         .unwrap();
-    assert!(o.status.success(), "synth_webm failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "synth_webm failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let s = String::from_utf8(o.stdout).unwrap();
     assert_eq!(s.lines().count(), 1, "one JSON line expected: {s}");
     s.trim().to_string()
@@ -91,7 +101,10 @@ pub fn run_example(out: &Path, seconds: u32, participants: usize, loss: f64, see
 /// Reads an integer field of a flat JSON object.
 pub fn json_u64(json: &str, key: &str) -> u64 {
     let pat = format!("\"{key}\":");
-    let i = json.find(&pat).unwrap_or_else(|| panic!("{key} missing in {json}")) + pat.len();
+    let i = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+        + pat.len();
     let rest = &json[i..];
     let end = rest.find([',', '}']).unwrap();
     rest[..end].trim().parse::<f64>().unwrap() as u64
@@ -107,12 +120,21 @@ pub struct Probe {
 
 pub fn ffprobe(file: &Path) -> Probe {
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name,sample_rate:format=duration"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate:format=duration",
+        ])
         .args(["-of", "default=noprint_wrappers=1"])
         .arg(file)
         .output()
         .unwrap();
-    assert!(o.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let s = String::from_utf8_lossy(&o.stdout).to_string();
     let get = |k: &str| {
         s.lines()
@@ -170,7 +192,9 @@ pub fn spectrum(x: &[f32]) -> Vec<f32> {
             Complex::new(v * w, 0.0)
         })
         .collect();
-    rustfft::FftPlanner::new().plan_fft_forward(n).process(&mut buf);
+    rustfft::FftPlanner::new()
+        .plan_fft_forward(n)
+        .process(&mut buf);
     buf[..n / 2].iter().map(|c| c.norm()).collect()
 }
 
