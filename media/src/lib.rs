@@ -20,6 +20,10 @@
 //! and stereo (for telephony or speech models), [`audio_level`] gives the RFC 6464
 //! level used for active-speaker detection, and [`parse_packet`] reads the Opus TOC.
 //!
+//! Each module's docs describe its model: [`jitter`] (playout, windows, statistics),
+//! [`webm`] (file layout, crash safety, and why the writer is our own rather than a
+//! Matroska crate), [`mixer`] (limiter), [`resample`] (rubato FFT resampler).
+//!
 //! ## Kinds of time
 //!
 //! * **now** (`std::time::Instant`): when a packet arrived, when a tick happens.
@@ -57,13 +61,13 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-mod codec;
+pub mod codec;
 mod ebml;
-mod jitter;
-mod mixer;
-mod resample;
-mod toc;
-mod webm;
+pub mod jitter;
+pub mod mixer;
+pub mod resample;
+pub mod toc;
+pub mod webm;
 
 pub use codec::{
     Application, CodecError, DecodeKind, EncoderConfig, OpusDecoder, OpusEncoder, FRAME_SAMPLES,
