@@ -18,8 +18,9 @@
 //! * Playout starts once the first buffered packet has waited `target_delay`; it
 //!   starts at the oldest buffered frame.
 //! * Memory is bounded: `capacity` slots of `max_payload` bytes, allocated once. A
-//!   packet more than `capacity` frames ahead of playout pushes playout forward
-//!   (dropped packets count as `overflow`). When more than `max_delay` is buffered
+//!   single packet more than `capacity` frames ahead of playout is dropped as an
+//!   outlier; two in a row (a long network stall, or a sender timestamp jump) push
+//!   playout forward (dropped packets count as `overflow`). When more than `max_delay` is buffered
 //!   (a burst, or a sender clock running fast) playout skips ahead to `target_delay`.
 //! * After `capacity` consecutive empty frames the stream is considered stopped and
 //!   the buffer goes idle (`pop` returns `None`) until the next packet re-buffers.
@@ -66,6 +67,9 @@ pub enum InsertOutcome {
     Duplicate,
     /// Its frame has already been played out (as missing): too late.
     Late,
+    /// More than `capacity` frames ahead of playout, and the packet before it was
+    /// not: dropped as an outlier (a second such packet in a row moves playout forward).
+    OutOfWindow,
     /// Payload larger than `max_payload`.
     TooLarge,
     /// Empty payload.
@@ -120,7 +124,7 @@ pub struct JitterStats {
     pub duplicate: u64,
     /// Packets that arrived after a packet with a higher sequence number.
     pub reordered: u64,
-    /// Buffered packets dropped to stay within `capacity` / `max_delay`.
+    /// Packets dropped to stay within `capacity` / `max_delay`, or as out-of-window outliers.
     pub overflow: u64,
     /// Arrival-to-playout delay of the last played packet.
     pub current_delay: Duration,
@@ -198,6 +202,7 @@ pub struct JitterBuffer {
     last_played_seq: Option<u64>,
     max_seq: Option<u64>,
     empty_run: u64,
+    ahead: bool,
     stats: JitterStats,
 }
 
@@ -234,6 +239,7 @@ impl JitterBuffer {
             last_played_seq: None,
             max_seq: None,
             empty_run: 0,
+            ahead: false,
             stats: JitterStats::default(),
         }
     }
@@ -324,6 +330,12 @@ impl JitterBuffer {
                     };
                 }
                 if frame >= next + cap {
+                    if !self.ahead {
+                        // One stray timestamp must not flush a healthy buffer.
+                        self.ahead = true;
+                        self.stats.overflow += 1;
+                        return InsertOutcome::OutOfWindow;
+                    }
                     let new_next = frame + 1 - cap;
                     self.evict_below(new_next);
                     self.mode = Mode::Playing { next: new_next };
@@ -347,6 +359,7 @@ impl JitterBuffer {
             }
         }
 
+        self.ahead = false;
         {
             let s = self.slot(frame);
             if s.state == SlotState::Buffered && s.frame == frame {

@@ -256,3 +256,45 @@ fn goes_idle_after_a_long_silence_and_rebuffers() {
         Some(JitterFrame::Packet { payload: &[9], .. })
     ));
 }
+
+#[test]
+fn one_stray_timestamp_does_not_flush_the_buffer() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for k in 0..3u32 {
+        jb.insert(t0, k as u16, k * SPF, &[k as u8 + 1]);
+    }
+    let t = t0 + Duration::from_millis(60);
+    assert!(matches!(
+        jb.pop(t),
+        Some(JitterFrame::Packet { payload: &[1], .. })
+    ));
+    // A corrupt timestamp far ahead is dropped ...
+    assert_eq!(jb.insert(t, 3, 1 << 30, &[9]), InsertOutcome::OutOfWindow);
+    assert_eq!(jb.insert(t, 4, 3 * SPF, &[4]), InsertOutcome::Buffered);
+    assert!(matches!(
+        jb.pop(t),
+        Some(JitterFrame::Packet { payload: &[2], .. })
+    ));
+    assert!(matches!(
+        jb.pop(t),
+        Some(JitterFrame::Packet { payload: &[3], .. })
+    ));
+    assert!(matches!(
+        jb.pop(t),
+        Some(JitterFrame::Packet { payload: &[4], .. })
+    ));
+    // ... but a real jump (two in a row) moves playout.
+    assert_eq!(
+        jb.insert(t, 5, 10_000 * SPF, &[5]),
+        InsertOutcome::OutOfWindow
+    );
+    assert_eq!(jb.insert(t, 6, 10_001 * SPF, &[6]), InsertOutcome::Buffered);
+    let mut got = Vec::new();
+    for _ in 0..64 {
+        if let Some(JitterFrame::Packet { payload, .. }) = jb.pop(t) {
+            got.push(payload[0]);
+        }
+    }
+    assert_eq!(got, vec![6]);
+}
