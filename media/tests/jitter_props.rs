@@ -298,3 +298,27 @@ fn one_stray_timestamp_does_not_flush_the_buffer() {
     }
     assert_eq!(got, vec![6]);
 }
+
+#[test]
+fn reorder_dup_late_missing() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    let p = [1u8, 2, 3];
+    assert_eq!(jb.insert(t0, 10, 9600, &p), InsertOutcome::Buffered);
+    assert_eq!(jb.insert(t0, 12, 11520, &p), InsertOutcome::Buffered);
+    assert_eq!(jb.insert(t0, 10, 9600, &p), InsertOutcome::Duplicate);
+    assert!(jb.pop(t0).is_none(), "still buffering");
+    let t = t0 + Duration::from_millis(60);
+    assert!(matches!(jb.pop(t), Some(JitterFrame::Packet { .. })));
+    match jb.pop(t) {
+        Some(JitterFrame::Missing { next, .. }) => assert!(next.is_some()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(jb.insert(t, 11, 10560, &p), InsertOutcome::Late);
+    assert!(matches!(jb.pop(t), Some(JitterFrame::Packet { .. })));
+    let s = jb.stats();
+    assert_eq!(
+        (s.late, s.duplicate, s.lost, s.missing, s.played),
+        (1, 1, 1, 1, 2)
+    );
+}
