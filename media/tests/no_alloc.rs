@@ -1,5 +1,5 @@
 //! No heap allocation per frame in steady state: jitter insert/pop, decode (incl.
-//! FEC/PLC), mix, encode and WebM write run 300 frames for 10 participants without a
+//! FEC/PLC), mix, resample, encode and WebM write run 300 frames for 10 participants without a
 //! single Rust heap allocation on this thread (counted by a global allocator).
 //! libopus' own C code does not allocate per frame either (it uses the stack), but its
 //! `malloc` is outside what this counter sees.
@@ -10,8 +10,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use parlor_media::{
-    EncoderConfig, JitterBuffer, JitterConfig, Mixer, OpusDecoder, OpusEncoder, WebmConfig,
-    WebmWriter, FRAME_SAMPLES, MAX_PACKET_BYTES,
+    EncoderConfig, JitterBuffer, JitterConfig, Mixer, OpusDecoder, OpusEncoder, Resampler,
+    WebmConfig, WebmWriter, FRAME_SAMPLES, MAX_PACKET_BYTES,
 };
 
 struct Counting;
@@ -77,6 +77,9 @@ fn steady_state_pipeline_does_not_allocate() {
     let mut dec = vec![0i16; FRAME_SAMPLES];
     let mut mix = vec![0i16; FRAME_SAMPLES];
     let mut pkt = vec![0u8; MAX_PACKET_BYTES];
+    // The bridge's path: the mix down to 16 kHz for a speech model.
+    let mut down = Resampler::new(48_000, 16_000, 1, 1).unwrap();
+    let mut speech = vec![0i16; 320];
     let t0 = Instant::now();
 
     let mut run = |from: usize, to: usize| {
@@ -97,6 +100,7 @@ fn steady_state_pipeline_does_not_allocate() {
                 }
             }
             mixer.mix(&mut mix).unwrap();
+            down.process(&mix, &mut speech).unwrap();
             let len = mix_enc.encode(&mix, &mut pkt).unwrap();
             w.write_packet((k * FRAME_SAMPLES) as u64, &pkt[..len])
                 .unwrap();
