@@ -28,14 +28,23 @@
 //!
 //! # Why a writer of our own
 //!
-//! The crates were evaluated first (Nov 2026): `webm` 2.2 wraps libwebm (C++ build,
-//! a second native toolchain in CI); its muxer can write live but cannot resume or
-//! repair a cut file, and flushing policy lives inside C++. `webm-iterable` /
-//! `ebml-iterable` and `mkv-element` are element-level (de)serializers: they would
-//! still leave the layout, the in-place patching, cluster flushing and repair to us,
-//! and they allocate per element. The subset of EBML that one Opus track needs is
-//! ~150 lines (`ebml.rs`), is allocation-free per block, and the output is checked
-//! against ffprobe/ffmpeg, mkvinfo and Chromium in the tests.
+//! The crates were evaluated first (Nov 2026):
+//! * `webm` 2.x wraps the C++ libwebm muxer (MPL-2.0, built by `webm-sys` with cc). In
+//!   its live mode libwebm writes an unknown-size Segment but neither Cues nor a
+//!   Duration; in file mode it writes them only at `Finalize`, so a crashed recording is
+//!   left without either, and it has no way to repair a cut file. Cluster flushing is
+//!   decided inside C++.
+//! * `ebml-webm` 0.2 (sans-IO mux/demux) describes itself as early development, not for
+//!   production.
+//! * `webm-iterable` / `ebml-iterable` and `mkv-element` are element-level
+//!   (de)serializers: layout, in-place patching, flush policy and repair would still be
+//!   ours, and they allocate per element.
+//!
+//! One Opus track needs a small subset of EBML (`ebml.rs`, ~150 lines). Writing it here
+//! keeps the write path allocation-free per block, puts the crash-safety rule (one
+//! write + flush per Cluster) in plain sight, and shares one parser with [`repair`].
+//! The output is checked against ffprobe/ffmpeg and headless Chromium in the tests, and
+//! was checked by hand with `mkvinfo -v` (mkvtoolnix), a strict parser.
 
 use std::io::{Seek, SeekFrom, Write};
 
