@@ -166,11 +166,11 @@ fn chromium_plays_and_seeks_a_repaired_file() {
         .expect("start chromium");
     // A hang guard only: the page normally answers within a few seconds.
     let result = rx.recv_timeout(Duration::from_secs(90));
-    // Stop the browser we started: SIGTERM to the main process lets it shut down and
+    // Stop the browser we started: SIGTERM to its main process lets it shut down and
     // reap its own children; SIGKILL its process group (by its id) if it lingers.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: plain kill(2) on the process we spawned (and its own process group).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let mut exited = false;
     for _ in 0..100 {
         if child.try_wait().ok().flatten().is_some() {
@@ -180,10 +180,8 @@ fn chromium_plays_and_seeks_a_repaired_file() {
         std::thread::sleep(Duration::from_millis(100));
     }
     if !exited {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status();
-        let _ = child.kill();
+        // SAFETY: as above; a negative pid addresses the process group we created.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
         let _ = child.wait();
     }
     let json = result.expect("no result from the page");
