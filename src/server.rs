@@ -127,7 +127,9 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         started: Instant::now(),
         shutdown: shutdown.clone(),
         sfu: crate::sfu::SfuHandle::new(),
+        product: crate::product::Product::default(),
     };
+    crate::product::spawn_event_consumer(state.clone());
     let app = router(state.clone());
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
     let store = state.store.clone();

@@ -22,4 +22,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Live rooms and participants.
     pub sfu: SfuHandle,
+    /// Presence, typing, live pushes and notifications (calls/huddles/chat APIs).
+    pub product: crate::product::Product,
 }

@@ -1,11 +1,26 @@
 //! REST API routes.
 
+pub mod calls;
+pub mod chat;
+pub mod devices;
 pub mod health;
+pub mod huddles;
+pub mod openapi;
+pub mod presence;
 pub mod rooms;
+pub mod util;
 
 use crate::state::AppState;
 use axum::Router;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(health::routes()).merge(rooms::routes())
+    Router::new()
+        .merge(health::routes())
+        .merge(rooms::routes())
+        .merge(calls::routes())
+        .merge(huddles::routes())
+        .merge(presence::routes())
+        .merge(devices::routes())
+        .merge(chat::routes())
+        .merge(openapi::routes())
 }

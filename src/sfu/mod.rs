@@ -25,12 +25,30 @@ pub struct ParticipantSnapshot {
 /// Room lifecycle events (broadcast; slow receivers may lag and miss events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SfuEvent {
-    RoomCreated { room: String, at_ms: i64 },
-    ParticipantJoined { room: String, identity: String, at_ms: i64 },
+    RoomCreated {
+        room: String,
+        at_ms: i64,
+    },
+    ParticipantJoined {
+        room: String,
+        identity: String,
+        at_ms: i64,
+    },
     /// The participant's media transport connected (first time).
-    MediaConnected { room: String, identity: String, at_ms: i64 },
-    ParticipantLeft { room: String, identity: String, at_ms: i64 },
-    RoomClosed { room: String, at_ms: i64 },
+    MediaConnected {
+        room: String,
+        identity: String,
+        at_ms: i64,
+    },
+    ParticipantLeft {
+        room: String,
+        identity: String,
+        at_ms: i64,
+    },
+    RoomClosed {
+        room: String,
+        at_ms: i64,
+    },
 }
 
 /// Handle to the SFU, cloneable, held in `AppState`.
@@ -72,6 +90,13 @@ impl SfuHandle {
             .read()
             .map(|r| r.get(room).cloned().unwrap_or_default())
             .unwrap_or_default()
+    }
+
+    /// Broadcast an event to subscribers (the SFU's room actors; tests).
+    #[doc(hidden)]
+    pub fn emit(&self, ev: SfuEvent) {
+        // No subscribers is fine.
+        let _ = self.events.send(ev);
     }
 
     pub fn room_count(&self) -> usize {
