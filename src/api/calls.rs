@@ -6,9 +6,9 @@
 //! until the first participant's media connects (`active`), then `completed` (with `ended_at` and
 //! `duration`) when the last participant leaves; a call nobody connected to ends `missed`.
 
-use super::util::{check_id, check_opt_id, join_credentials, limit, validation};
+use super::util::{check_id, check_opt_id, join_credentials, limit, validation, JsonBody};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 use crate::store::{CallMember, CallRecord, StoreError};
 use crate::timefmt::{opt, rfc3339_ms};
@@ -66,6 +66,7 @@ fn check_call_type(t: &str) -> ApiResult<()> {
 
 /// Load a call `user` belongs to: 404 `call_not_found`, 403 `not_authorized`.
 async fn load_for(state: &AppState, call_id: &str, user: &str) -> ApiResult<CallRecord> {
+    check_id("call_id", call_id)?;
     let call = match state.store.get_call(call_id).await {
         Ok(c) => c,
         Err(StoreError::NotFound) => return Err(call_not_found()),
@@ -89,7 +90,7 @@ struct CreateCall {
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(body): ApiJson<CreateCall>,
+    JsonBody(body): JsonBody<CreateCall>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let call_type = body.call_type.unwrap_or_else(|| "video".into());
     check_call_type(&call_type)?;
@@ -133,6 +134,7 @@ async fn list(
     user: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    check_opt_id("conversation_id", q.conversation_id.as_deref())?;
     let calls = state
         .store
         .list_calls_for_user(
@@ -200,7 +202,7 @@ async fn invite(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(call_id): ApiPath<String>,
-    ApiJson(body): ApiJson<InviteBody>,
+    JsonBody(body): JsonBody<InviteBody>,
 ) -> ApiResult<Json<Value>> {
     check_id("user_id", &body.user_id)?;
     if let Some(t) = &body.call_type {

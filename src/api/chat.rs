@@ -7,9 +7,9 @@
 //! New messages are pushed live to the thread's users over the presence WebSocket
 //! (`{"type":"chat.message","thread","message"}`).
 
-use super::util::{check_id, check_opt_id, check_text, limit, validation};
+use super::util::{check_id, check_opt_id, check_text, limit, validation, JsonBody};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 use crate::store::{MessageQuery, MessageRecord, StoreError, ThreadRecord, ThreadView};
 use axum::extract::State;
@@ -74,6 +74,7 @@ fn thread_not_found() -> ApiError {
 
 /// 404 `thread_not_found` or 403 `not_authorized` unless `user` is in the thread.
 async fn check_member(state: &AppState, thread: &str, user: &str) -> ApiResult<ThreadRecord> {
+    check_id("thread", thread)?;
     let t = match state.store.get_thread(thread).await {
         Ok(t) => t,
         Err(StoreError::NotFound) => return Err(thread_not_found()),
@@ -105,7 +106,7 @@ struct CreateThread {
 async fn create_thread(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(b): ApiJson<CreateThread>,
+    JsonBody(b): JsonBody<CreateThread>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     match b.thread_type.as_str() {
         "custom" => {
@@ -177,6 +178,7 @@ async fn cursor(
     id: Option<String>,
 ) -> ApiResult<Option<MessageRecord>> {
     let Some(id) = id else { return Ok(None) };
+    check_id(field, &id)?;
     match state.store.get_message(&id).await {
         Ok(m) if m.thread_id == thread => Ok(Some(m)),
         Ok(_) | Err(StoreError::NotFound) => Err(ApiError::not_found(
@@ -229,7 +231,7 @@ struct PostMessage {
 async fn post_message(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(b): ApiJson<PostMessage>,
+    JsonBody(b): JsonBody<PostMessage>,
 ) -> ApiResult<Json<Value>> {
     let me = user.id();
     let content = b.content.unwrap_or_default();

@@ -3,9 +3,9 @@
 //! `limits.max_devices_per_user` per user (`device_limit_exceeded`). Also
 //! `GET /api/notifications`: the notification records created for the caller's devices.
 
-use super::util::{check_id, check_text, limit, validation};
+use super::util::{check_id, check_text, limit, validation, JsonBody};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 use crate::store::{DeviceRecord, Registered, StoreError};
 use crate::timefmt::rfc3339_ms;
@@ -73,7 +73,7 @@ struct RegisterBody {
 async fn register(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(b): ApiJson<RegisterBody>,
+    JsonBody(b): JsonBody<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_id("device_id", &b.device_id)?;
     if !PLATFORMS.contains(&b.platform.as_str()) {
@@ -140,8 +140,9 @@ async fn update_token(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(device_id): ApiPath<String>,
-    ApiJson(b): ApiJson<TokenBody>,
+    JsonBody(b): JsonBody<TokenBody>,
 ) -> ApiResult<Json<Value>> {
+    check_id("device_id", &device_id)?;
     if b.token.is_empty() {
         return Err(validation("token must not be empty"));
     }
@@ -159,6 +160,7 @@ async fn unregister(
     user: AuthUser,
     ApiPath(device_id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
+    check_id("device_id", &device_id)?;
     state
         .store
         .delete_device(user.id(), &device_id)
@@ -174,6 +176,7 @@ async fn heartbeat(
     user: AuthUser,
     ApiPath(device_id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
+    check_id("device_id", &device_id)?;
     let d = state
         .store
         .touch_device(user.id(), &device_id, state.clock.unix_ms())

@@ -2,9 +2,9 @@
 //! `POST .../leave`. A huddle is backed by an SFU room named after the huddle id; at most
 //! `room.max_huddle_size` participants (`huddle_full`).
 
-use super::util::{check_id, check_opt_id, check_text, join_credentials, validation};
+use super::util::{check_id, check_opt_id, check_text, join_credentials, validation, JsonBody};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::error::{ApiError, ApiPath, ApiResult};
 use crate::state::AppState;
 use crate::store::{HuddleMember, HuddleRecord, JoinOutcome, StoreError};
 use crate::timefmt::{opt, rfc3339_ms};
@@ -74,6 +74,7 @@ fn huddle_not_found() -> ApiError {
 
 /// Load a huddle `user` is a member of: 404 `huddle_not_found`, 403 `not_authorized`.
 async fn load_for(state: &AppState, id: &str, user: &str) -> ApiResult<HuddleRecord> {
+    check_id("huddle_id", id)?;
     let h = match state.store.get_huddle(id).await {
         Ok(h) => h,
         Err(StoreError::NotFound) => return Err(huddle_not_found()),
@@ -105,7 +106,7 @@ struct CreateHuddle {
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(body): ApiJson<CreateHuddle>,
+    JsonBody(body): JsonBody<CreateHuddle>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name.trim().to_string();
     if name.is_empty() {
@@ -152,7 +153,7 @@ async fn invite(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<InviteBody>,
+    JsonBody(body): JsonBody<InviteBody>,
 ) -> ApiResult<Json<Value>> {
     if body.user_ids.is_empty() || body.user_ids.len() > MAX_INVITES_PER_REQUEST {
         return Err(validation(format!(

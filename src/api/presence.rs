@@ -15,9 +15,9 @@
 //!   presence), `{"type":"typing","conversation_id","typing":true|false}`.
 //! - server → client: `chat.message`, `typing`, `call.invite`, `huddle.invite`, `error`.
 
-use super::util::{check_id, check_text, limit, validation};
+use super::util::{check_id, check_text, limit, validation, JsonBody};
 use crate::auth::{bearer, AuthUser};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 use crate::store::{PresenceRecord, StoreError};
 use crate::timefmt::{opt, rfc3339_ms};
@@ -93,6 +93,7 @@ async fn online(
     _user: AuthUser,
     ApiQuery(q): ApiQuery<OnlineQuery>,
 ) -> ApiResult<Json<Value>> {
+    super::util::check_opt_id("workspace_id", q.workspace_id.as_deref())?;
     let (users, total) = state
         .product
         .online_users(q.workspace_id.as_deref(), limit(q.limit, 50, 500) as usize);
@@ -156,7 +157,7 @@ async fn set_status(state: &AppState, user: &str, body: StatusBody) -> ApiResult
 async fn set_status_rest(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(body): ApiJson<StatusBody>,
+    JsonBody(body): JsonBody<StatusBody>,
 ) -> ApiResult<Json<Value>> {
     let p = set_status(&state, user.id(), body).await?;
     Ok(Json(json!({ "success": true, "presence": p })))
@@ -234,7 +235,7 @@ async fn typing_set_rest(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(conv): ApiPath<String>,
-    ApiJson(body): ApiJson<TypingBody>,
+    JsonBody(body): JsonBody<TypingBody>,
 ) -> ApiResult<Json<Value>> {
     set_typing(&state, user.id(), &conv, body.typing).await?;
     Ok(Json(json!({

@@ -33,6 +33,11 @@ pub fn check_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
             "{field} must be at most {max} characters"
         )));
     }
+    if value.contains('\0') {
+        return Err(validation(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
     Ok(())
 }
 
@@ -60,4 +65,30 @@ pub fn join_credentials(
 /// Page size from an optional `limit` (default `def`, clamped to 1..=max).
 pub fn limit(l: Option<i64>, def: i64, max: i64) -> i64 {
     l.unwrap_or(def).clamp(1, max)
+}
+
+/// A JSON request body that must be a JSON object (serde would also accept an array for a struct),
+/// with envelope rejections: 400 `invalid_request` for syntax, type and shape errors.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let crate::error::ApiJson(value) =
+            crate::error::ApiJson::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "the request body must be a JSON object",
+            ));
+        }
+        serde_json::from_value(value)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid body: {e}")))
+    }
 }
