@@ -177,10 +177,11 @@ async fn check_conversation_access(state: &AppState, conv: &str, user: &str) -> 
         Err(StoreError::NotFound) => {}
         Err(e) => return Err(e.into()),
     }
-    if conv.starts_with(crate::product::CALL_PREFIX) && state.store.get_call(conv).await.is_ok() {
-        if state.store.call_member(conv, user).await?.is_none() {
-            return Err(ApiError::forbidden("you are not a member of this call"));
-        }
+    if conv.starts_with(crate::product::CALL_PREFIX)
+        && state.store.get_call(conv).await.is_ok()
+        && state.store.call_member(conv, user).await?.is_none()
+    {
+        return Err(ApiError::forbidden("you are not a member of this call"));
     }
     Ok(false)
 }

@@ -115,7 +115,7 @@ async fn devices(s: &Srv) {
     assert_eq!(r.0, 200, "{}", r.1);
     assert_eq!(r.1["device"]["push_enabled"], true);
     let last1 = r.1["device"]["last_active"].as_str().unwrap().to_string();
-    assert!(last1 > r.1["device"]["registered_at"].as_str().unwrap().to_string());
+    assert!(last1.as_str() > r.1["device"]["registered_at"].as_str().unwrap());
     assert_envelope(
         &s.put("/api/devices/dev-2/token", "alice", json!({"token": ""}))
             .await,
