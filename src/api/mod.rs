@@ -7,6 +7,7 @@ pub mod health;
 pub mod huddles;
 pub mod openapi;
 pub mod presence;
+pub mod recordings;
 pub mod rooms;
 pub mod util;
 
@@ -22,5 +23,6 @@ pub fn routes() -> Router<AppState> {
         .merge(presence::routes())
         .merge(devices::routes())
         .merge(chat::routes())
+        .merge(recordings::routes())
         .merge(openapi::routes())
 }

@@ -174,6 +174,13 @@ fn schemas() -> Value {
             "lastMessage": { "allOf": [r("ChatMessage")], "nullable": true },
             "newActivityCount": int(), "createdAt": int(),
         }), &["_id", "type", "users", "activity", "access", "lastMessage", "newActivityCount", "createdAt"]),
+        "Recording": obj(json!({
+            "id": s(), "call_id": s(), "conversation_id": ns(), "call_type": s(), "started_by": s(),
+            "started_at": dt(), "ended_at": ndt(),
+            "duration": { "type": "number", "nullable": true, "description": "seconds" },
+            "status": { "type": "string", "enum": ["recording", "completed", "failed"] },
+            "size_bytes": { "type": "integer", "nullable": true }, "has_file": boolean(),
+        }), &["id", "call_id", "status"]),
         "JoinCredentials": success_obj(json!({
             "url": { "type": "string", "description": "WebSocket URL of the signaling endpoint" },
             "token": { "type": "string", "description": "access token for the call/huddle room" },
@@ -186,6 +193,7 @@ pub fn document(server_url: &str) -> Value {
     let call_id = || path_param("call_id", "call id (also the SFU room name)");
     let huddle_id = || path_param("huddle_id", "huddle id (also the SFU room name)");
     let device_id = || path_param("device_id", "the client's device id");
+    let rec_id = || path_param("recording_id", "recording id");
     let not_found_call = ("404", "call_not_found");
     let forbidden = ("403", "not_authorized: the caller is not a member");
     let paths = json!({
@@ -245,6 +253,8 @@ pub fn document(server_url: &str) -> Value {
             vec![call_id()], None,
             ("200", "participants", success_obj(json!({ "call_id": s(), "status": s(), "participants": arr(r("Participant")), "count": int() }))),
             &[forbidden, not_found_call], true) },
+    });
+    let paths2 = json!({
         "/api/huddles": { "post": op("huddles", "Create a huddle", vec![],
             Some(obj(json!({ "name": s(), "workspace_id": s(), "channel_id": s() }), &["name"])),
             ("201", "created", success_obj(json!({ "huddle": r("Huddle") }))), &[], true) },
@@ -320,6 +330,38 @@ pub fn document(server_url: &str) -> Value {
                 query("limit", "integer", "1-200, default 50")], None,
             ("200", "notifications", success_obj(json!({ "notifications": arr(r("Notification")), "count": int(), "sender": s() }))),
             &[], true) },
+    });
+    let paths3 = json!({
+        "/api/recordings": { "get": op("recordings", "Recordings of the caller's calls (and the ones it started), newest first", vec![
+                query("conversation_id", "string", "only this conversation's recordings"),
+                query("limit", "integer", "1-100, default 20"),
+                query("offset", "integer", "default 0")], None,
+            ("200", "recordings", success_obj(json!({ "recordings": arr(r("Recording")), "count": int() }))), &[], true) },
+        "/api/recordings/{recording_id}": {
+            "get": op("recordings", "Recording details", vec![rec_id()], None,
+                ("200", "the recording", success_obj(json!({ "recording": r("Recording") }))),
+                &[forbidden, ("404", "recording_not_found")], true),
+            "delete": op("recordings", "Delete a recording and its file (its starter or the call's creator)", vec![rec_id()], None,
+                ("200", "deleted", success_obj(json!({ "recording_id": s(), "deleted": boolean() }))),
+                &[("403", "not_authorized"), ("404", "recording_not_found")], true),
+        },
+        "/api/recordings/{recording_id}/download": { "get": op("recordings", "A download URL with an expiring signed token",
+            vec![rec_id()], None,
+            ("200", "URL", success_obj(json!({ "url": s(), "expires_in": int() }))),
+            &[forbidden, ("404", "recording_not_found"), ("409", "recording_not_ready")], true) },
+        "/api/recordings/{recording_id}/file": { "get": {
+            "tags": ["recordings"], "summary": "The recording file (authorised by the `token` from /download)",
+            "security": [],
+            "parameters": [rec_id(), query("token", "string", "signed download token")],
+            "responses": {
+                "200": { "description": "the file", "content": { "audio/webm": {}, "video/webm": {}, "application/octet-stream": {} } },
+                "400": err("invalid request"),
+                "401": err("missing, invalid or expired download token"),
+                "403": err("not_authorized: token for another recording"),
+                "404": err("recording_not_found"),
+                "409": err("recording_not_ready"),
+            },
+        } },
         "/api/v1/chat/threads": {
             "get": op("chat", "The caller's threads, most recent activity first", vec![], None,
                 ("200", "threads", arr(r("ChatThread"))), &[], true),
@@ -341,6 +383,12 @@ pub fn document(server_url: &str) -> Value {
                 obj(json!({ "message": s(), "thread": r("ChatThread") }), &["message"])),
             &[("403", "not_authorized: not a member of the thread"), ("404", "thread_not_found")], true) },
     });
+    let mut paths = paths;
+    for more in [paths2, paths3] {
+        if let (Some(all), Value::Object(m)) = (paths.as_object_mut(), more) {
+            all.extend(m);
+        }
+    }
     json!({
         "openapi": "3.0.3",
         "info": {

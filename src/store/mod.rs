@@ -11,12 +11,14 @@ mod chat;
 mod devices;
 mod huddles;
 mod presence;
+mod recordings;
 
 pub use calls::{CallMember, CallRecord};
 pub use chat::{personal_key, MessageQuery, MessageRecord, ThreadRecord, ThreadView};
 pub use devices::{DeviceRecord, NotificationRecord, Registered};
 pub use huddles::{HuddleMember, HuddleRecord, JoinOutcome};
 pub use presence::PresenceRecord;
+pub use recordings::RecordingRecord;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

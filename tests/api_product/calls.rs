@@ -503,3 +503,67 @@ async fn status_from_sfu_events(s: &Srv) {
 async fn call_status_follows_sfu_events() {
     on_every_backend!(status_from_sfu_events);
 }
+
+/// A sender that refuses every notification, to check the sender is pluggable and failures are
+/// recorded.
+struct RefusingSender;
+
+impl parlor::product::NotificationSender for RefusingSender {
+    fn name(&self) -> &'static str {
+        "refusing"
+    }
+    fn send<'a>(
+        &'a self,
+        device: &'a parlor::store::DeviceRecord,
+        _kind: &'a str,
+        _payload: &'a serde_json::Value,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { Err(format!("push service rejected {}", device.id)) })
+    }
+}
+
+async fn pluggable_sender(s: &Srv) {
+    s.handle
+        .state
+        .product
+        .set_sender(std::sync::Arc::new(RefusingSender));
+    s.post(
+        "/api/devices",
+        "bob",
+        json!({"device_id": "p1", "platform": "android", "token": "fcm-1"}),
+    )
+    .await;
+    let id = create_call(s, "alice", json!({})).await;
+    let r = s
+        .post(
+            &format!("/api/calls/{id}/invite"),
+            "alice",
+            json!({"user_id": "bob"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let v = s.get("/api/notifications", "bob").await.1;
+    assert_eq!(v["sender"], "refusing");
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["notifications"][0]["status"], "failed");
+    assert_eq!(v["notifications"][0]["error"], "push service rejected p1");
+    // A live invite push reaches bob's presence connection.
+    let mut ws = s.presence_ws("bob", "web:b", "").await;
+    let id2 = create_call(s, "alice", json!({"call_type": "audio"})).await;
+    s.post(
+        &format!("/api/calls/{id2}/invite"),
+        "alice",
+        json!({"user_id": "bob"}),
+    )
+    .await;
+    let push = ws.recv_type("call.invite").await;
+    assert_eq!(push["call_id"], id2.as_str());
+    assert_eq!(push["call_type"], "audio");
+    assert_eq!(push["from"], "alice");
+    ws.close().await;
+}
+
+#[tokio::test]
+async fn notification_sender_is_pluggable() {
+    on_every_backend!(pluggable_sender);
+}

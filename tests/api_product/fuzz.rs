@@ -143,7 +143,8 @@ async fn fuzz(s: &Srv) {
                 .replace("{huddle_id}", &huddle)
                 .replace("{device_id}", "dev")
                 .replace("{conversation_id}", &thread)
-                .replace("{thread_id}", &thread);
+                .replace("{thread_id}", &thread)
+                .replace("{recording_id}", "rec_x");
             assert!(!url.contains('{'), "unhandled path parameter in {path}");
             endpoints.push((method.clone(), url, op.get("requestBody").is_some()));
         }

@@ -11,4 +11,5 @@ mod fuzz;
 mod huddles;
 mod openapi;
 mod presence;
+mod recordings;
 mod support;
