@@ -206,6 +206,22 @@ impl Product {
         }
     }
 
+    /// Whether removing connection `conn` and/or SFU room `room` would leave `user` offline. Lets
+    /// callers record `last_seen` before the user is seen offline.
+    pub fn would_go_offline(&self, user: &str, conn: Option<u64>, room: Option<&str>) -> bool {
+        let users = lock(&self.inner.users);
+        let Some(live) = users.get(user) else {
+            return false;
+        };
+        let conns = live.conns.keys().filter(|c| Some(**c) != conn).count();
+        let rooms = live
+            .sfu_rooms
+            .keys()
+            .filter(|r| Some(r.as_str()) != room)
+            .count();
+        live.online() && conns == 0 && rooms == 0
+    }
+
     /// Unregister a connection. Returns true when the user is now offline.
     pub fn disconnect(&self, user: &str, conn: u64) -> bool {
         let mut users = lock(&self.inner.users);
@@ -474,30 +490,37 @@ impl EventConsumer {
             .or_default()
             .insert(identity.clone());
         let store = &self.state.store;
-        let mut workspace = None;
-        if room.starts_with(CALL_PREFIX) {
-            if store.get_call(&room).await.is_ok() {
-                store.mark_call_joined(&room, &identity, at).await?;
-            }
-        } else if room.starts_with(HUDDLE_PREFIX) {
-            if let Ok(h) = store.get_huddle(&room).await {
-                workspace = h.workspace_id.clone();
-                let max = self.state.config.room.max_huddle_size as i64;
-                let outcome = store.join_huddle(&room, &identity, max, at, true).await?;
-                if outcome == crate::store::JoinOutcome::Full {
-                    tracing::warn!(huddle = %room, user = %identity, "joined the room of a full huddle");
-                }
-            }
-        }
+        let call = if room.starts_with(CALL_PREFIX) {
+            store.get_call(&room).await.ok()
+        } else {
+            None
+        };
+        let huddle = if room.starts_with(HUDDLE_PREFIX) {
+            store.get_huddle(&room).await.ok()
+        } else {
+            None
+        };
+        // Presence first, so whoever sees the call/huddle change also sees the presence change.
         let manual = store
             .get_presence(&identity)
             .await
             .ok()
             .flatten()
             .and_then(|p| p.manual_status);
+        let workspace = huddle.as_ref().and_then(|h| h.workspace_id.clone());
         self.state
             .product
             .sfu_joined(&identity, &room, workspace, manual);
+        if call.is_some() {
+            store.mark_call_joined(&room, &identity, at).await?;
+        }
+        if huddle.is_some() {
+            let max = self.state.config.room.max_huddle_size as i64;
+            let outcome = store.join_huddle(&room, &identity, max, at, true).await?;
+            if outcome == crate::store::JoinOutcome::Full {
+                tracing::warn!(huddle = %room, user = %identity, "joined the room of a full huddle");
+            }
+        }
         Ok(())
     }
 
@@ -510,6 +533,16 @@ impl EventConsumer {
             None => true,
         };
         let store = &self.state.store;
+        // Presence first, so whoever sees the call/huddle change also sees the presence change;
+        // last_seen is stored before the user shows as offline.
+        if self
+            .state
+            .product
+            .would_go_offline(&identity, None, Some(&room))
+        {
+            store.set_last_seen(&identity, at).await?;
+        }
+        self.state.product.sfu_left(&identity, &room);
         if room.starts_with(CALL_PREFIX) {
             store.mark_call_left(&room, &identity, at).await?;
             if now_empty {
@@ -517,9 +550,6 @@ impl EventConsumer {
             }
         } else if room.starts_with(HUDDLE_PREFIX) {
             store.leave_huddle(&room, &identity, at).await?;
-        }
-        if self.state.product.sfu_left(&identity, &room) {
-            store.set_last_seen(&identity, at).await?;
         }
         Ok(())
     }

@@ -374,7 +374,8 @@ async fn run(
             },
         }
     }
-    if state.product.disconnect(&user, conn.id) {
+    // last_seen is stored before the user shows as offline.
+    if state.product.would_go_offline(&user, Some(conn.id), None) {
         if let Err(e) = state
             .store
             .set_last_seen(&user, state.clock.unix_ms())
@@ -383,6 +384,7 @@ async fn run(
             tracing::warn!(user, error = %e, "cannot record last_seen");
         }
     }
+    state.product.disconnect(&user, conn.id);
 }
 
 fn ws_error(code: &str, message: impl Into<String>) -> Value {

@@ -151,7 +151,7 @@ async fn fuzz(s: &Srv) {
     }
     assert!(endpoints.len() >= 15, "{endpoints:?}");
     let mut runner = TestRunner::new(Config::default());
-    let cases = 24;
+    let cases = 40;
     let mut sent = 0;
     for (method, url, takes_body) in &endpoints {
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
