@@ -413,6 +413,11 @@ impl Product {
 
 // ---- SFU event consumer ----
 
+/// A call nobody is in stays `ringing` this long after it was created, then ends `missed`.
+pub const RING_TIMEOUT_MS: i64 = 60_000;
+/// How often unanswered calls are looked for.
+pub const RING_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Room-name prefixes of product rooms (the room name is the call / huddle id).
 pub const CALL_PREFIX: &str = "call_";
 pub const HUDDLE_PREFIX: &str = "huddle_";
@@ -426,9 +431,17 @@ pub fn spawn_event_consumer(state: AppState) -> JoinHandle<()> {
             state: state.clone(),
             rooms: HashMap::new(),
         };
+        let mut sweep = tokio::time::interval(RING_SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let ev = tokio::select! {
                 _ = state.shutdown.cancelled() => break,
+                _ = sweep.tick() => {
+                    if let Err(e) = consumer.sweep_unanswered().await {
+                        tracing::error!(error = %e, "sweeping unanswered calls failed");
+                    }
+                    continue;
+                }
                 ev = rx.recv() => ev,
             };
             match ev {
@@ -573,6 +586,22 @@ impl EventConsumer {
     async fn end_call(&self, room: &str, at: i64) -> StoreResult<()> {
         if let Some(call) = self.state.store.end_call(room, at).await? {
             tracing::info!(call = %call.id, status = %call.status, duration_ms = ?call.duration_ms, "call ended");
+        }
+        Ok(())
+    }
+
+    /// Calls ringing for `RING_TIMEOUT_MS` with nobody in their room end `missed`.
+    async fn sweep_unanswered(&mut self) -> StoreResult<()> {
+        let now = self.state.clock.unix_ms();
+        let ids = self
+            .state
+            .store
+            .ringing_calls_before(now - RING_TIMEOUT_MS, 100)
+            .await?;
+        for id in ids {
+            if self.rooms.get(&id).is_none_or(|p| p.is_empty()) {
+                self.end_call(&id, now).await?;
+            }
         }
         Ok(())
     }

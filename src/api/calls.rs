@@ -65,7 +65,7 @@ fn check_call_type(t: &str) -> ApiResult<()> {
 }
 
 /// Load a call `user` belongs to: 404 `call_not_found`, 403 `not_authorized`.
-async fn load_for(state: &AppState, call_id: &str, user: &str) -> ApiResult<CallRecord> {
+pub(crate) async fn load_for(state: &AppState, call_id: &str, user: &str) -> ApiResult<CallRecord> {
     check_id("call_id", call_id)?;
     let call = match state.store.get_call(call_id).await {
         Ok(c) => c,

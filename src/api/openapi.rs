@@ -255,6 +255,10 @@ pub fn document(server_url: &str) -> Value {
             &[forbidden, not_found_call], true) },
     });
     let paths2 = json!({
+        "/api/calls/{call_id}/recording/status": { "get": op("recordings", "Whether the call is being recorded",
+            vec![call_id()], None,
+            ("200", "status", success_obj(json!({ "recording": boolean(), "recording_id": s(), "started_at": dt(), "started_by": s() }))),
+            &[forbidden, not_found_call], true) },
         "/api/huddles": { "post": op("huddles", "Create a huddle", vec![],
             Some(obj(json!({ "name": s(), "workspace_id": s(), "channel_id": s() }), &["name"])),
             ("201", "created", success_obj(json!({ "huddle": r("Huddle") }))), &[], true) },

@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/recordings/{recording_id}/download", get(download))
         .route("/api/recordings/{recording_id}/file", get(file))
+        .route("/api/calls/{call_id}/recording/status", get(call_status))
 }
 
 /// Lifetime of download URLs.
@@ -266,4 +267,25 @@ async fn file(
         h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
     }
     Ok(resp)
+}
+
+/// `GET /api/calls/{call_id}/recording/status`: whether the call is being recorded (members only).
+async fn call_status(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(call_id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let call = super::calls::load_for(&state, &call_id, user.id()).await?;
+    Ok(Json(
+        match state.store.active_recording_for_call(&call.id).await? {
+            Some(r) => json!({
+                "success": true,
+                "recording": true,
+                "recording_id": r.id,
+                "started_at": rfc3339_ms(r.started_at),
+                "started_by": r.started_by,
+            }),
+            None => json!({ "success": true, "recording": false }),
+        },
+    ))
 }

@@ -257,6 +257,19 @@ impl Store {
         self.get_call(call_id).await.map(Some)
     }
 
+    /// Ids of calls still ringing that were created before `cutoff` (oldest first, at most `limit`).
+    pub async fn ringing_calls_before(&self, cutoff: i64, limit: i64) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM calls WHERE status = 'ringing' AND created_at < $1 \
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
     pub async fn count_calls_with_status(&self, status: &str) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM calls WHERE status = $1")
             .bind(status)

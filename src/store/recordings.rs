@@ -129,6 +129,21 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// The call's recording in progress, if any (the newest).
+    pub async fn active_recording_for_call(
+        &self,
+        call_id: &str,
+    ) -> StoreResult<Option<RecordingRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLS} FROM recordings r WHERE r.call_id = $1 AND r.status = 'recording' \
+             ORDER BY r.started_at DESC, r.id DESC LIMIT 1"
+        ))
+        .bind(call_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
     pub async fn delete_recording(&self, id: &str) -> StoreResult<()> {
         let res = sqlx::query("DELETE FROM recordings WHERE id = $1")
             .bind(id)

@@ -567,3 +567,37 @@ async fn pluggable_sender(s: &Srv) {
 async fn notification_sender_is_pluggable() {
     on_every_backend!(pluggable_sender);
 }
+
+async fn unanswered_calls_are_missed(s: &Srv) {
+    let sfu = &s.handle.state.sfu;
+    // Nobody ever joins: missed after the ring timeout.
+    let lonely = create_call(s, "alice", json!({})).await;
+    // Someone is in the room (media not connected yet): not swept.
+    let waiting = create_call(s, "alice", json!({})).await;
+    sfu.emit(SfuEvent::ParticipantJoined {
+        room: waiting.clone(),
+        identity: "alice".into(),
+        at_ms: s.now_ms(),
+    });
+    // Still ringing just before the timeout (the sweep runs every second).
+    s.clock.advance_ms(parlor::product::RING_TIMEOUT_MS - 5_000);
+    tokio::time::sleep(parlor::product::RING_SWEEP_INTERVAL * 2).await;
+    let path = format!("/api/calls/{lonely}");
+    assert_eq!(s.get(&path, "alice").await.1["call"]["status"], "ringing");
+    s.clock.advance_ms(10_000);
+    let v = s
+        .eventually("missed", || async {
+            let v = s.get(&path, "alice").await.1;
+            (v["call"]["status"] == "missed").then_some(v)
+        })
+        .await;
+    assert!(v["call"]["ended_at"].is_string());
+    assert_eq!(v["call"]["duration_ms"], 0);
+    let v = s.get(&format!("/api/calls/{waiting}"), "alice").await.1;
+    assert_eq!(v["call"]["status"], "ringing", "{v}");
+}
+
+#[tokio::test]
+async fn unanswered_calls_end_missed() {
+    on_every_backend!(unanswered_calls_are_missed);
+}

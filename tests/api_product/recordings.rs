@@ -78,6 +78,27 @@ async fn recordings(s: &Srv) {
         .await
         .unwrap();
 
+    // Recording status of the call: rec_live is in progress.
+    let r = s
+        .get(&format!("/api/calls/{call}/recording/status"), "bob")
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["recording"], true);
+    assert_eq!(r.1["recording_id"], "rec_live");
+    assert_eq!(r.1["started_by"], "bob");
+    assert_eq!(r.1["started_at"], parlor::timefmt::rfc3339_ms(t0 + 1));
+    assert_envelope(
+        &s.get(&format!("/api/calls/{call}/recording/status"), "carol")
+            .await,
+        403,
+        "not_authorized",
+    );
+    assert_envelope(
+        &s.get("/api/calls/call_nope/recording/status", "bob").await,
+        404,
+        "call_not_found",
+    );
+
     // Lists: members of the call see its recordings, newest first; carol sees only hers.
     let v = s.get("/api/recordings", "alice").await.1;
     assert_eq!(v["count"], 2, "{v}");
@@ -203,6 +224,10 @@ async fn recordings(s: &Srv) {
     );
     let r = s.delete("/api/recordings/rec_live", "alice").await;
     assert_eq!(r.0, 200, "{}", r.1);
+    let r = s
+        .get(&format!("/api/calls/{call}/recording/status"), "alice")
+        .await;
+    assert_eq!(r.1, json!({"success": true, "recording": false}));
     assert_eq!(s.get("/api/recordings", "alice").await.1["count"], 0);
 }
 
