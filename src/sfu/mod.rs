@@ -92,10 +92,9 @@ impl SfuHandle {
             .unwrap_or_default()
     }
 
-    /// Broadcast an event to subscribers (the SFU's room actors; tests).
+    /// Publish a lifecycle event (used by the media worker).
     #[doc(hidden)]
     pub fn emit(&self, ev: SfuEvent) {
-        // No subscribers is fine.
         let _ = self.events.send(ev);
     }
 
