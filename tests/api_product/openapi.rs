@@ -6,15 +6,20 @@ use crate::support::Srv;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-/// (METHOD, path) of every `.route("path", method(handler)...)` in `src/api/*.rs`.
+/// (METHOD, path) of every `.route("path", method(handler)...)` in `src/api/*.rs` and in
+/// `src/signal.rs` (the signaling routes, when that module exists).
 fn registered_routes() -> BTreeSet<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("api"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("rs"))
+        .collect();
+    if root.join("signal.rs").exists() {
+        files.push(root.join("signal.rs"));
+    }
     let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
-            continue;
-        }
+    for path in files {
         let src = std::fs::read_to_string(&path).unwrap();
         let chunks: Vec<&str> = src.split(".route(").skip(1).collect();
         for chunk in chunks {
