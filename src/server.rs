@@ -192,7 +192,9 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         worker: Some(worker),
         turn_secrets: Arc::new(turn_secrets),
         turn: turn_server,
+        product: crate::product::Product::default(),
     };
+    crate::product::spawn_event_consumer(state.clone());
     let app = router(state.clone());
     let turn = state.turn.clone();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);

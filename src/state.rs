@@ -28,4 +28,6 @@ pub struct AppState {
     pub turn_secrets: Arc<Vec<String>>,
     /// The embedded TURN server, when enabled.
     pub turn: Option<Arc<parlor_turn::TurnServer>>,
+    /// Presence, typing, live pushes and notifications (calls/huddles/chat APIs).
+    pub product: crate::product::Product,
 }

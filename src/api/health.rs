@@ -30,6 +30,12 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let db = db_status(&state).await;
     let healthy = db == "healthy";
     let m = &state.metrics;
+    let active_calls = state
+        .store
+        .count_calls_with_status("active")
+        .await
+        .unwrap_or(0);
+    let active_huddles = state.store.count_active_huddles().await.unwrap_or(0);
     let body = json!({
         "success": healthy,
         "status": if healthy { "healthy" } else { "unhealthy" },
@@ -39,9 +45,9 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "dependencies": { state.store.backend.name(): db },
         "stats": {
             "websocket_connections": m.websocket_connections.load(Relaxed),
-            "online_users": m.participants.load(Relaxed),
-            "active_calls": 0,
-            "active_huddles": 0,
+            "online_users": state.product.online_count(),
+            "active_calls": active_calls.max(0),
+            "active_huddles": active_huddles.max(0),
             "rooms": m.rooms.load(Relaxed),
             "participants": m.participants.load(Relaxed),
         }

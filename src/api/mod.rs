@@ -1,8 +1,16 @@
 //! REST API routes.
 
+pub mod calls;
+pub mod chat;
+pub mod devices;
 pub mod health;
 pub mod ice;
+pub mod huddles;
+pub mod openapi;
+pub mod presence;
+pub mod recordings;
 pub mod rooms;
+pub mod util;
 
 use crate::state::AppState;
 use axum::Router;
@@ -13,4 +21,11 @@ pub fn routes() -> Router<AppState> {
         .merge(rooms::routes())
         .merge(ice::routes())
         .merge(crate::signal::routes())
+        .merge(calls::routes())
+        .merge(huddles::routes())
+        .merge(presence::routes())
+        .merge(devices::routes())
+        .merge(chat::routes())
+        .merge(recordings::routes())
+        .merge(openapi::routes())
 }

@@ -6,6 +6,20 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
 
+mod calls;
+mod chat;
+mod devices;
+mod huddles;
+mod presence;
+mod recordings;
+
+pub use calls::{CallMember, CallRecord};
+pub use chat::{personal_key, MessageQuery, MessageRecord, ThreadRecord, ThreadView};
+pub use devices::{DeviceRecord, NotificationRecord, Registered};
+pub use huddles::{HuddleMember, HuddleRecord, JoinOutcome};
+pub use presence::PresenceRecord;
+pub use recordings::RecordingRecord;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,291 @@
+//! Call recordings (rows written by the recorder): `GET /api/recordings`,
+//! `GET|DELETE /api/recordings/{recording_id}`, `GET /api/recordings/{recording_id}/download`
+//! (a URL with an expiring signed token) and `GET /api/recordings/{recording_id}/file?token=...`
+//! (the file itself). Users see recordings of calls they belong to, and the ones they started.
+
+use super::util::{check_id, check_opt_id, limit};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use crate::state::AppState;
+use crate::store::{RecordingRecord, StoreError};
+use crate::timefmt::{opt, rfc3339_ms};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use parlor_signaling::{AccessToken, VideoGrant};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::{Component, Path, PathBuf};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/recordings", get(list))
+        .route(
+            "/api/recordings/{recording_id}",
+            get(get_one).delete(delete),
+        )
+        .route("/api/recordings/{recording_id}/download", get(download))
+        .route("/api/recordings/{recording_id}/file", get(file))
+        .route("/api/calls/{call_id}/recording/status", get(call_status))
+}
+
+/// Lifetime of download URLs.
+pub const DOWNLOAD_TTL_SECS: u64 = 3600;
+
+/// Where recording files live: `<data_dir>/recordings`.
+pub fn recordings_dir(state: &AppState) -> PathBuf {
+    state.config.storage.data_dir.join("recordings")
+}
+
+fn recording_json(r: &RecordingRecord) -> Value {
+    json!({
+        "id": r.id,
+        "call_id": r.call_id,
+        "conversation_id": r.conversation_id,
+        "call_type": r.call_type,
+        "started_by": r.started_by,
+        "started_at": rfc3339_ms(r.started_at),
+        "ended_at": opt(r.ended_at),
+        "duration": r.duration_ms.map(|d| d as f64 / 1000.0),
+        "status": r.status,
+        "size_bytes": r.size_bytes,
+        "has_file": r.file_path.is_some(),
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found(
+        "recording_not_found",
+        "the specified recording does not exist",
+    )
+}
+
+async fn load_for(state: &AppState, id: &str, user: &str) -> ApiResult<RecordingRecord> {
+    check_id("recording_id", id)?;
+    let r = match state.store.get_recording(id).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if !state.store.can_see_recording(&r, user).await? {
+        return Err(ApiError::forbidden(
+            "you did not start this recording and are not a member of its call",
+        ));
+    }
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    conversation_id: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    check_opt_id("conversation_id", q.conversation_id.as_deref())?;
+    let recs = state
+        .store
+        .list_recordings_for_user(
+            user.id(),
+            q.conversation_id.as_deref(),
+            limit(q.limit, 20, 100),
+            q.offset.unwrap_or(0).max(0),
+        )
+        .await?;
+    let out: Vec<Value> = recs.iter().map(recording_json).collect();
+    Ok(Json(
+        json!({ "success": true, "recordings": out, "count": out.len() }),
+    ))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let r = load_for(&state, &id, user.id()).await?;
+    Ok(Json(
+        json!({ "success": true, "recording": recording_json(&r) }),
+    ))
+}
+
+/// A stored relative path, refusing anything that could leave the recordings directory.
+fn safe_relative(p: &str) -> Option<&Path> {
+    let path = Path::new(p);
+    (!p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))).then_some(path)
+}
+
+/// Delete (the recording's starter or the call's creator): the row and the file.
+async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let r = load_for(&state, &id, user.id()).await?;
+    let creator = state
+        .store
+        .get_call(&r.call_id)
+        .await
+        .map(|c| c.created_by)
+        .ok();
+    if r.started_by != user.id() && creator.as_deref() != Some(user.id()) {
+        return Err(ApiError::forbidden(
+            "only the recording's starter or the call's creator can delete it",
+        ));
+    }
+    match state.store.delete_recording(&r.id).await {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(rel) = r.file_path.as_deref().and_then(safe_relative) {
+        let path = recordings_dir(&state).join(rel);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete recording file");
+            }
+        }
+    }
+    Ok(Json(
+        json!({ "success": true, "recording_id": r.id, "deleted": true }),
+    ))
+}
+
+fn file_grant_room(id: &str) -> String {
+    format!("recording:{id}")
+}
+
+async fn download(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let r = load_for(&state, &id, user.id()).await?;
+    if r.status == "recording" || r.file_path.is_none() {
+        return Err(ApiError::conflict(
+            "recording_not_ready",
+            "the recording has no finished file yet",
+        ));
+    }
+    let (key, secret) = state
+        .keys
+        .primary()
+        .ok_or_else(|| ApiError::unavailable("no API key configured to sign URLs"))?;
+    let grant = VideoGrant {
+        room: Some(file_grant_room(&r.id)),
+        ..Default::default()
+    };
+    let token = AccessToken::for_join(
+        key,
+        secret,
+        user.id(),
+        grant,
+        state.clock.unix_secs(),
+        DOWNLOAD_TTL_SECS,
+    );
+    let url = format!(
+        "{}/api/recordings/{}/file?token={token}",
+        state.config.public_http_url(),
+        r.id
+    );
+    Ok(Json(json!({
+        "success": true,
+        "url": url,
+        "expires_in": DOWNLOAD_TTL_SECS,
+    })))
+}
+
+#[derive(Deserialize)]
+struct FileQuery {
+    token: Option<String>,
+}
+
+/// The file, authorised by the signed token from `/download` (no Bearer header needed).
+async fn file(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<FileQuery>,
+) -> ApiResult<Response> {
+    check_id("recording_id", &id)?;
+    let token = q
+        .token
+        .ok_or_else(|| ApiError::unauthorized("missing download token"))?;
+    let claims = state
+        .keys
+        .verify(&token, state.clock.unix_secs())
+        .map_err(|e| ApiError::unauthorized(format!("invalid download token: {e}")))?;
+    if claims.video().room.as_deref() != Some(file_grant_room(&id).as_str()) {
+        return Err(ApiError::forbidden("the token is not for this recording"));
+    }
+    let r = match state.store.get_recording(&id).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    let rel = r
+        .file_path
+        .as_deref()
+        .and_then(safe_relative)
+        .ok_or_else(|| ApiError::conflict("recording_not_ready", "the recording has no file"))?;
+    let path = recordings_dir(&state).join(rel);
+    let f = tokio::fs::File::open(&path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ApiError::not_found("recording_not_found", "the recording file is gone")
+        } else {
+            ApiError::internal(format!("cannot open recording file: {e}"))
+        }
+    })?;
+    let len = f.metadata().await.map(|m| m.len()).ok();
+    let ctype = match path.extension().and_then(|e| e.to_str()) {
+        Some("webm") if r.call_type == "video" => "video/webm",
+        Some("webm") => "audio/webm",
+        Some("ogg") | Some("opus") => "audio/ogg",
+        _ => "application/octet-stream",
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("recording")
+        .replace('"', "");
+    let mut resp = Body::from_stream(tokio_util::io::ReaderStream::new(f)).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(len) = len {
+        h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    }
+    Ok(resp)
+}
+
+/// `GET /api/calls/{call_id}/recording/status`: whether the call is being recorded (members only).
+async fn call_status(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(call_id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let call = super::calls::load_for(&state, &call_id, user.id()).await?;
+    Ok(Json(
+        match state.store.active_recording_for_call(&call.id).await? {
+            Some(r) => json!({
+                "success": true,
+                "recording": true,
+                "recording_id": r.id,
+                "started_at": rfc3339_ms(r.started_at),
+                "started_by": r.started_by,
+            }),
+            None => json!({ "success": true, "recording": false }),
+        },
+    ))
+}

@@ -1,0 +1,15 @@
+//! Calls, huddles, presence, devices, chat and OpenAPI over real HTTP/WebSocket against a running
+//! server, on every backend from `all_dbs()` (SQLite and PostgreSQL).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod calls;
+mod chat;
+mod devices;
+mod fuzz;
+mod huddles;
+mod openapi;
+mod presence;
+mod recordings;
+mod support;
