@@ -174,9 +174,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         config.turn.secrets.clone()
     };
     let turn_server = if config.turn.enabled {
-        Some(Arc::new(
-            start_turn(&config, bind_ip, &turn_secrets, clock.clone()).await?,
-        ))
+        Some(start_turn(&config, bind_ip, &turn_secrets, clock.clone()).await?)
     } else {
         None
     };
@@ -191,7 +189,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         sfu,
         worker: Some(worker),
         turn_secrets: Arc::new(turn_secrets),
-        turn: turn_server,
+        turn: Arc::new(std::sync::Mutex::new(turn_server)),
         product: crate::product::Product::default(),
     };
     crate::product::spawn_event_consumer(state.clone());
@@ -219,7 +217,8 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
                 tracing::warn!("shutdown grace period elapsed; dropping remaining connections");
             }
         }
-        if let Some(turn) = turn.and_then(|t| Arc::try_unwrap(t).ok()) {
+        let turn = turn.lock().ok().and_then(|mut t| t.take());
+        if let Some(turn) = turn {
             turn.shutdown().await;
         }
         store.close().await;

@@ -26,8 +26,8 @@ pub struct AppState {
     pub worker: Option<crate::sfu::worker::WorkerHandle>,
     /// TURN REST shared secrets (first mints).
     pub turn_secrets: Arc<Vec<String>>,
-    /// The embedded TURN server, when enabled.
-    pub turn: Option<Arc<parlor_turn::TurnServer>>,
+    /// The embedded TURN server, when enabled (taken out at shutdown).
+    pub turn: Arc<std::sync::Mutex<Option<parlor_turn::TurnServer>>>,
     /// Presence, typing, live pushes and notifications (calls/huddles/chat APIs).
     pub product: crate::product::Product,
 }

@@ -357,11 +357,17 @@ async fn room_limits_and_empty_close() {
     .await;
     let a = Client::connect(&s.ws, &s.token("a", VideoGrant::join("small")), false).await;
     let b = Client::connect(&s.ws, &s.token("b", VideoGrant::join("small")), false).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/rtc?access_token={}", s.ws, s.token("c", VideoGrant::join("small"))))
-        .await
-        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{}/rtc?access_token={}",
+        s.ws,
+        s.token("c", VideoGrant::join("small"))
+    ))
+    .await
+    .unwrap();
     let first = ws.next().await.unwrap().unwrap();
-    let WsMsg::Binary(bytes) = first else { panic!("expected a binary leave, got {first:?}") };
+    let WsMsg::Binary(bytes) = first else {
+        panic!("expected a binary leave, got {first:?}")
+    };
     match parlor_signaling::protocol::decode_response(&bytes).unwrap() {
         Resp::Leave(l) => assert_eq!(l.action, proto::leave_request::Action::Disconnect as i32),
         other => panic!("third participant was not refused: {other:?}"),
@@ -372,7 +378,10 @@ async fn room_limits_and_empty_close() {
     b.leave().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !s.handle.state.sfu.rooms().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "empty room never closed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "empty room never closed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.stop().await;

@@ -87,8 +87,12 @@ async fn live(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let uptime = state.started.elapsed().as_secs_f64();
     let mut extra = vec![("parlor_uptime_seconds", "Seconds since start", uptime)];
-    if let Some(turn) = &state.turn {
-        let m = turn.metrics();
+    let turn_metrics = state
+        .turn
+        .lock()
+        .ok()
+        .and_then(|t| t.as_ref().map(|t| t.metrics()));
+    if let Some(m) = turn_metrics {
         extra.push((
             "parlor_turn_active_allocations",
             "Active TURN allocations",

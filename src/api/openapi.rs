@@ -210,6 +210,10 @@ pub fn document(server_url: &str) -> Value {
             "tags": ["health"], "summary": "Prometheus metrics (text format)", "parameters": [], "security": [],
             "responses": { "200": { "description": "metrics", "content": { "text/plain": { "schema": s() } } } },
         } },
+        "/demo": { "get": {
+            "tags": ["meta"], "summary": "Demo page joining a room with the livekit-client SDK", "parameters": [], "security": [],
+            "responses": { "200": { "description": "HTML page", "content": { "text/html": { "schema": s() } } } },
+        } },
         "/openapi.json": { "get": op("meta", "This document", vec![], None,
             ("200", "OpenAPI 3 document", json!({ "type": "object" })), &[], false) },
         "/api/rooms": {

@@ -609,7 +609,9 @@ impl Worker {
             RTCMessage::RtcpPacket(track_id, packets) => {
                 // Only PLI/FIR reach us (see peer::KeyframeRequests). On a subscriber leg the local
                 // track id is the track sid: ask that track's publisher for a keyframe.
-                let Some(pc) = self.pcs.get(&pc_id) else { return };
+                let Some(pc) = self.pcs.get(&pc_id) else {
+                    return;
+                };
                 if pc.role == Role::Subscriber && !packets.is_empty() {
                     if let Some(room) = self.parts.get(&pc.owner).map(|p| p.room.clone()) {
                         self.request_keyframe(&room, &track_id, now);
