@@ -296,13 +296,13 @@ async fn session(
                     _ => None,
                 };
                 if let Some(cmd) = cmd {
-                    if worker.tx.send(Cmd::Signal(pid, cmd)).await.is_err() {
+                    if worker.tx.send(Cmd::Signal(pid, Box::new(cmd))).await.is_err() {
                         break;
                     }
                 }
             }
             out = events.recv() => match out {
-                Some(Out::Signal(m)) => if !send(&mut ws, m).await { break },
+                Some(Out::Signal(m)) => if !send(&mut ws, *m).await { break },
                 Some(Out::Close(reason)) => { close_reason = Some((1000, reason)); break }
                 None => { close_reason = Some((1000, "removed")); break }
             },

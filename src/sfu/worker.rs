@@ -73,7 +73,7 @@ pub struct Joined {
 /// Client → worker.
 pub enum Cmd {
     Join(Box<JoinReq>, oneshot::Sender<Result<Joined, JoinError>>),
-    Signal(Pid, SignalIn),
+    Signal(Pid, Box<SignalIn>),
     Leave(Pid),
 }
 
@@ -90,9 +90,13 @@ pub enum SignalIn {
 /// Worker → session.
 #[derive(Debug)]
 pub enum Out {
-    Signal(Resp),
+    Signal(Box<Resp>),
     /// Close the session with this reason (already sent a LeaveRequest when appropriate).
     Close(&'static str),
+}
+
+fn sig(m: Resp) -> Out {
+    Out::Signal(Box::new(m))
 }
 
 #[derive(Debug, Clone)]
@@ -285,7 +289,7 @@ impl Worker {
         for pid in pids {
             self.send_out(
                 pid,
-                Out::Signal(Resp::Leave(proto::LeaveRequest {
+                sig(Resp::Leave(proto::LeaveRequest {
                     can_reconnect: false,
                     reason: proto::DisconnectReason::ServerShutdown as i32,
                     action: proto::leave_request::Action::Disconnect as i32,
@@ -437,10 +441,10 @@ impl Worker {
                     _ => {}
                 }
             }
-            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                if role == Role::Publisher {
-                    self.on_track_open(pc_id, owner, init, now);
-                }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
+                if role == Role::Publisher =>
+            {
+                self.on_track_open(pc_id, owner, init, now);
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
                 if let Some(dc) = pc.rtc.data_channel(id) {
@@ -852,7 +856,7 @@ impl Worker {
                 let res = self.join(*req, now);
                 let _ = reply.send(res);
             }
-            Cmd::Signal(pid, msg) => self.on_signal(pid, msg, now),
+            Cmd::Signal(pid, msg) => self.on_signal(pid, *msg, now),
             Cmd::Leave(pid) => self.remove_participant(pid),
         }
     }
@@ -893,7 +897,7 @@ impl Worker {
             if let Some(dup) = dup {
                 self.send_out(
                     dup,
-                    Out::Signal(Resp::Leave(proto::LeaveRequest {
+                    sig(Resp::Leave(proto::LeaveRequest {
                         can_reconnect: false,
                         reason: proto::DisconnectReason::DuplicateIdentity as i32,
                         action: proto::leave_request::Action::Disconnect as i32,
@@ -1097,7 +1101,7 @@ impl Worker {
         for o in others {
             self.send_out(
                 o,
-                Out::Signal(Resp::Update(proto::ParticipantUpdate {
+                sig(Resp::Update(proto::ParticipantUpdate {
                     participants: vec![info.clone()],
                 })),
             );
@@ -1198,7 +1202,7 @@ impl Worker {
             warn!(participant = %p.identity, "AddTrack without canPublish refused");
             self.send_out(
                 pid,
-                Out::Signal(Resp::RequestResponse(proto::RequestResponse {
+                sig(Resp::RequestResponse(proto::RequestResponse {
                     reason: proto::request_response::Reason::NotAllowed as i32,
                     message: "token does not allow publishing".into(),
                     ..Default::default()
@@ -1230,7 +1234,7 @@ impl Worker {
         p.pending.insert(req.cid.clone(), info.clone());
         self.send_out(
             pid,
-            Out::Signal(Resp::TrackPublished(proto::TrackPublishedResponse {
+            sig(Resp::TrackPublished(proto::TrackPublishedResponse {
                 cid: req.cid,
                 track: Some(info),
             })),
@@ -1283,7 +1287,7 @@ impl Worker {
             Ok(sdp) => {
                 self.send_out(
                     pid,
-                    Out::Signal(Resp::Answer(proto::SessionDescription {
+                    sig(Resp::Answer(proto::SessionDescription {
                         r#type: "answer".into(),
                         sdp,
                         id: sd.id,
@@ -1426,7 +1430,7 @@ impl Worker {
             {
                 self.send_out(
                     owner,
-                    Out::Signal(Resp::TrackSubscribed(proto::TrackSubscribed {
+                    sig(Resp::TrackSubscribed(proto::TrackSubscribed {
                         track_sid: sid.to_string(),
                     })),
                 );
@@ -1485,7 +1489,7 @@ impl Worker {
                 let id = p.sub_offer_id;
                 self.send_out(
                     pid,
-                    Out::Signal(Resp::Offer(proto::SessionDescription {
+                    sig(Resp::Offer(proto::SessionDescription {
                         r#type: "offer".into(),
                         sdp,
                         id,
@@ -1562,7 +1566,7 @@ impl Worker {
         for o in others {
             self.send_out(
                 o,
-                Out::Signal(Resp::Update(proto::ParticipantUpdate {
+                sig(Resp::Update(proto::ParticipantUpdate {
                     participants: vec![info.clone()],
                 })),
             );
@@ -1662,7 +1666,7 @@ impl Worker {
         for t in targets {
             self.send_out(
                 t,
-                Out::Signal(Resp::SpeakersChanged(proto::SpeakersChanged {
+                sig(Resp::SpeakersChanged(proto::SpeakersChanged {
                     speakers: infos.clone(),
                 })),
             );

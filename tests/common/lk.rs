@@ -1,7 +1,7 @@
 //! A LiveKit-protocol test client on real WebRTC (webrtc-rs `rtc`, full ICE as a browser would be):
 //! WebSocket signaling with protobuf, a publisher PC that offers, a subscriber PC that answers server
 //! offers, each on its own UDP socket on 127.0.0.1.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::large_enum_variant)]
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
