@@ -588,6 +588,7 @@ impl Worker {
             .filter(|&x| x != owner)
             .collect();
         // Tell everyone about the new track, then subscribe those who auto-subscribe.
+        self.publish_snapshot(&room_name);
         self.broadcast_participant(owner);
         for other in others {
             let auto = self
@@ -598,7 +599,6 @@ impl Worker {
                 self.subscribe(other, &room_name, &sid, now);
             }
         }
-        self.publish_snapshot(&room_name);
     }
 
     fn track_mut(&mut self, owner: Pid, sid: &str) -> Option<&mut TrackIn> {
@@ -1261,8 +1261,8 @@ impl Worker {
         {
             t.info.muted = muted;
         }
-        self.broadcast_participant(pid);
         self.publish_snapshot(&room);
+        self.broadcast_participant(pid);
     }
 
     fn on_publisher_offer(&mut self, pid: Pid, sd: proto::SessionDescription, now: Instant) {
@@ -1548,6 +1548,13 @@ impl Worker {
                 room.empty_since = Some(now);
             }
         }
+        // Observers (product APIs) see the new state before any client hears about it.
+        self.publish_snapshot(&room_name);
+        self.sfu.emit(SfuEvent::ParticipantLeft {
+            room: room_name.clone(),
+            identity: p.identity.clone(),
+            at_ms: now_ms,
+        });
         // Tell the others it left (state DISCONNECTED).
         p.version += 1;
         let info = proto::ParticipantInfo {
@@ -1576,12 +1583,6 @@ impl Worker {
         for s in affected {
             self.negotiate_subscriber(s, now);
         }
-        self.sfu.emit(SfuEvent::ParticipantLeft {
-            room: room_name.clone(),
-            identity: p.identity.clone(),
-            at_ms: now_ms,
-        });
-        self.publish_snapshot(&room_name);
     }
 
     fn housekeeping(&mut self) {
