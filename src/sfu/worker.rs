@@ -498,7 +498,10 @@ impl Worker {
             .cloned()
         {
             if let Some(t) = self.track_mut(owner, &sid) {
-                t.layers.push((init.ssrc, layer));
+                if t.layers.len() < 4 && !t.layers.iter().any(|(s, _)| *s == init.ssrc) {
+                    t.layers.push((init.ssrc, layer));
+                    info!(track = %sid, rid = ?init.rid, layer, "simulcast layer received");
+                }
             }
             return;
         }
@@ -576,7 +579,7 @@ impl Worker {
             audio_level_ext,
             last_pli: None,
         };
-        info!(room = %room_name, participant = %identity, track = %sid, mime = %mime, "track published");
+        info!(room = %room_name, participant = %identity, track = %sid, mime = %mime, rid = ?init.rid, "track published");
         let Some(room) = self.rooms.get_mut(&room_name) else {
             return;
         };
