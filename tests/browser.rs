@@ -1,6 +1,7 @@
 //! Browser interop: headless Debian chromium runs the unmodified `livekit-client` SDK (npm, pinned in
 //! tests/browser/package.json) against Parlor: two pages connect, publish microphone (and camera), each
-//! page's TrackSubscribed fires and getStats() shows inbound audio bytes (and decoded video frames) grow.
+//! page's TrackSubscribed fires and getStats() shows inbound audio bytes (and decoded video frames) grow;
+//! reliable data packets reach the other page with the sender's identity; active speakers are announced.
 
 mod common;
 use common::*;
@@ -70,6 +71,8 @@ async fn run_pages(video: bool) {
         out.status.success() && v["ok"] == true,
         "browser run failed: {v}"
     );
+    assert_eq!(v["data"][1][0]["text"], "hello from a", "{v}");
+    assert_eq!(v["data"][0][0]["text"], "hello from b", "{v}");
     for page in v["pages"].as_array().unwrap() {
         assert!(
             page["last"]["audioBytes"].as_u64().unwrap()

@@ -557,11 +557,16 @@ impl Worker {
             .as_ref()
             .map(|c| c.mime_type.to_ascii_lowercase())
             .unwrap_or_default();
-        let audio_level_ext = self.pcs.get(&pc_id).and_then(|pc| {
-            pc.rtc
-                .remote_description()
-                .and_then(|d| extmap_id(&d.sdp, AUDIO_LEVEL_URI))
-        });
+        // Only audio carries levels; video extension ids mean other things.
+        let audio_level_ext = if kind == RtpCodecKind::Audio {
+            self.pcs.get(&pc_id).and_then(|pc| {
+                pc.rtc
+                    .remote_description()
+                    .and_then(|d| extmap_id(&d.sdp, "audio", AUDIO_LEVEL_URI))
+            })
+        } else {
+            None
+        };
         if let Some(pc) = self.pcs.get_mut(&pc_id) {
             pc.inbound.insert(init.track_id.clone(), sid.clone());
         }
@@ -1708,24 +1713,45 @@ impl Worker {
     }
 }
 
-/// Find the extmap id of `uri` in an SDP (first match).
-fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
-    sdp.lines().find_map(|l| {
-        let rest = l.strip_prefix("a=extmap:")?;
-        let (id, tail) = rest.split_once(' ')?;
-        let id = id.split('/').next()?;
-        tail.split_whitespace().next().filter(|u| *u == uri)?;
-        id.parse().ok()
-    })
+/// The extmap id of `uri` in the first `m=<media>` section that declares it.
+fn extmap_id(sdp: &str, media: &str, uri: &str) -> Option<u8> {
+    let mut in_media = false;
+    for l in sdp.lines() {
+        if let Some(m) = l.strip_prefix("m=") {
+            in_media = m.split_whitespace().next() == Some(media);
+            continue;
+        }
+        if !in_media {
+            continue;
+        }
+        let Some(rest) = l.strip_prefix("a=extmap:") else {
+            continue;
+        };
+        let Some((id, tail)) = rest.split_once(' ') else {
+            continue;
+        };
+        if tail.split_whitespace().next() == Some(uri) {
+            return id.split('/').next()?.parse().ok();
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn extmap_lookup() {
-        let sdp = "v=0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3/recvonly http://x\r\n";
-        assert_eq!(super::extmap_id(sdp, super::AUDIO_LEVEL_URI), Some(1));
-        assert_eq!(super::extmap_id(sdp, "http://x"), Some(3));
-        assert_eq!(super::extmap_id(sdp, "nope"), None);
+        let sdp = "v=0\r\nm=video 9 UDP 96\r\na=extmap:5 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+                   m=audio 9 UDP 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3/recvonly http://x\r\n";
+        assert_eq!(
+            super::extmap_id(sdp, "audio", super::AUDIO_LEVEL_URI),
+            Some(1)
+        );
+        assert_eq!(
+            super::extmap_id(sdp, "video", super::AUDIO_LEVEL_URI),
+            Some(5)
+        );
+        assert_eq!(super::extmap_id(sdp, "audio", "http://x"), Some(3));
+        assert_eq!(super::extmap_id(sdp, "audio", "nope"), None);
     }
 }

@@ -60,6 +60,25 @@ try {
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
+  if (ok) {
+    // Data packets: each page sends one reliable message; the other must receive it from the sender.
+    await pages[0].evaluate(() => window.sendData('hello from a'));
+    await pages[1].evaluate(() => window.sendData('hello from b'));
+    const until = Date.now() + 10000;
+    let data = [[], []];
+    while (Date.now() < until) {
+      data = await Promise.all(pages.map((p) => p.evaluate(() => window.parlor.data)));
+      if (data[0].length > 0 && data[1].length > 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    result.data = data;
+    result.speakers = await Promise.all(pages.map((p) => p.evaluate(() => window.parlor.speakers)));
+    const identities = await Promise.all(pages.map((p) => p.evaluate(() => window.room.localParticipant.identity)));
+    ok = data[1].some((d) => d.text === 'hello from a' && d.from === identities[0] && d.topic === 'chat')
+      && data[0].some((d) => d.text === 'hello from b' && d.from === identities[1])
+      // SpeakersChanged (from the ssrc-audio-level extension) reached both pages.
+      && result.speakers.every((s) => s.some((list) => list.some((id) => identities.includes(id))));
+  }
   result.ok = ok;
   if (!ok) result.logs = logs.map((l) => l.slice(-30));
 } catch (e) {
