@@ -353,20 +353,11 @@ impl Worker {
     /// Drain one peer connection's outputs: datagrams, events, inbound media.
     fn drive(&mut self, pc_id: PcId, now: Instant) {
         self.flush(pc_id);
-        let mut events = Vec::new();
-        let mut reads = Vec::new();
-        if let Some(pc) = self.pcs.get_mut(&pc_id) {
-            while let Some(ev) = pc.rtc.poll_event() {
-                events.push(ev);
-            }
-            while let Some(m) = pc.rtc.poll_read() {
-                reads.push(m);
-            }
-        }
-        for ev in events {
+        // One output at a time (no buffering Vec): a handler may remove this peer connection.
+        while let Some(ev) = self.pcs.get_mut(&pc_id).and_then(|pc| pc.rtc.poll_event()) {
             self.on_pc_event(pc_id, ev, now);
         }
-        for m in reads {
+        while let Some(m) = self.pcs.get_mut(&pc_id).and_then(|pc| pc.rtc.poll_read()) {
             self.on_pc_read(pc_id, m, now);
         }
         self.flush(pc_id);
@@ -712,15 +703,21 @@ impl Worker {
         let n = self.scratch.len();
         for i in 0..n {
             let (sub_pc, sender_id, ssrc, pt, seq, ts) = self.scratch[i];
-            let mut out = pkt.clone();
-            out.header.ssrc = ssrc;
-            out.header.payload_type = pt;
-            out.header.sequence_number = seq;
-            out.header.timestamp = ts;
-            // Extension ids differ per leg; the sender rejects ids it did not negotiate.
-            out.header.extension = false;
-            out.header.extensions.clear();
-            out.header.extension_profile = 0;
+            // A fresh header (no extension or CSRC vectors to clone: no heap allocation) around the
+            // shared payload. Extension ids differ per leg and the sender rejects ids it did not
+            // negotiate, so extensions are not forwarded.
+            let out = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: pkt.header.marker,
+                    payload_type: pt,
+                    sequence_number: seq,
+                    timestamp: ts,
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: pkt.payload.clone(),
+            };
             let Some(spc) = self.pcs.get_mut(&sub_pc) else {
                 continue;
             };
