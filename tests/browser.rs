@@ -1,7 +1,8 @@
 //! Browser interop: headless Debian chromium runs the unmodified `livekit-client` SDK (npm, pinned in
 //! tests/browser/package.json) against Parlor: two pages connect, publish microphone (and camera), each
 //! page's TrackSubscribed fires and getStats() shows inbound audio bytes (and decoded video frames) grow;
-//! reliable data packets reach the other page with the sender's identity; active speakers are announced.
+//! reliable data packets reach the other page with the sender's identity; active speakers are announced;
+//! with video, one subscriber's switch to the LOW simulcast layer changes only its own stream.
 
 mod common;
 use common::*;
@@ -71,6 +72,12 @@ async fn run_pages(video: bool) {
         out.status.success() && v["ok"] == true,
         "browser run failed: {v}"
     );
+    if video {
+        // Per-subscriber simulcast: page B asked for LOW; its frame width dropped, page A's did not
+        // (checked in run.mjs whenever the publisher was sending two or more resolutions).
+        assert!(v["simulcast"].is_object(), "{v}");
+        println!("simulcast: {}", v["simulcast"]);
+    }
     assert_eq!(v["data"][1][0]["text"], "hello from a", "{v}");
     assert_eq!(v["data"][0][0]["text"], "hello from b", "{v}");
     for page in v["pages"].as_array().unwrap() {

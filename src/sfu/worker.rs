@@ -135,6 +135,9 @@ struct Pc {
 }
 
 struct SubOut {
+    /// Simulcast layer the subscriber asked for (0 low .. 2 high); the forwarder targets the best
+    /// published layer at or below it.
+    requested_layer: u8,
     sender_id: RTCRtpSenderId,
     ssrc: u32,
     /// Payload type negotiated on this subscriber's sender (None until the answer arrives).
@@ -180,6 +183,8 @@ struct TrackIn {
     receiver_id: Option<RTCRtpReceiverId>,
     /// ssrc → simulcast layer.
     layers: Vec<(u32, u8)>,
+    /// Last packet arrival per simulcast layer (0..=2): which layers the publisher sends right now.
+    layer_seen: [Option<Instant>; 3],
     is_vp8: bool,
     is_h264: bool,
     subscribers: Vec<Pid>,
@@ -217,6 +222,8 @@ pub struct Worker {
 }
 
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// RFC 6464 level (−dBov) below which a packet counts as voiced.
+const SPEAKING_LEVEL: u8 = 50;
 
 impl Worker {
     pub async fn spawn(
@@ -493,6 +500,14 @@ impl Worker {
                     t.layers.push((init.ssrc, layer));
                     info!(track = %sid, rid = ?init.rid, layer, "simulcast layer received");
                 }
+                let max_layer = t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0);
+                let subs = t.subscribers.clone();
+                for sub in subs {
+                    if let Some(out) = self.parts.get_mut(&sub).and_then(|p| p.subs.get_mut(&sid)) {
+                        out.forwarder
+                            .set_target_layer(out.requested_layer.min(max_layer));
+                    }
+                }
             }
             return;
         }
@@ -569,6 +584,7 @@ impl Worker {
             codec,
             receiver_id: Some(init.receiver_id),
             layers: vec![(init.ssrc, layer)],
+            layer_seen: [None; 3],
             is_vp8: mime.ends_with("vp8"),
             is_h264: mime.ends_with("h264"),
             subscribers: Vec::new(),
@@ -648,7 +664,9 @@ impl Worker {
         // Audio level for active-speaker detection.
         if let Some(id) = track.audio_level_ext {
             if let Some(v) = pkt.header.get_extension(id) {
-                if let Some(level) = peer::audio_level(&v) {
+                // Remember the last voiced packet (louder than -50 dBov); the speaker check looks
+                // at a window, so one quiet packet between words does not end "speaking".
+                if let Some(level) = peer::audio_level(&v).filter(|l| *l < SPEAKING_LEVEL) {
                     p.level = Some((level, now));
                 }
             }
@@ -662,6 +680,9 @@ impl Worker {
             .find(|(s, _)| *s == pkt.header.ssrc)
             .map(|(_, l)| *l)
             .unwrap_or(0);
+        if let Some(seen) = track.layer_seen.get_mut(layer as usize) {
+            *seen = Some(now);
+        }
         let keyframe = track.kind == RtpCodecKind::Video
             && is_keyframe(track.is_vp8, track.is_h264, &pkt.payload);
         let meta = PacketMeta {
@@ -682,7 +703,12 @@ impl Worker {
                 continue;
             };
             let Some(pt) = out.pt else { continue };
-            match out.forwarder.on_packet(&meta) {
+            let before = out.forwarder.current_layer();
+            let decision = out.forwarder.on_packet(&meta);
+            if out.forwarder.current_layer() != before {
+                debug!(track = sid_ref, from = ?before, to = ?out.forwarder.current_layer(), "layer switch");
+            }
+            match decision {
                 Decision::Forward { seq, ts } => {
                     self.scratch
                         .push((sp.sub_pc, out.sender_id, out.ssrc, pt, seq, ts));
@@ -770,7 +796,9 @@ impl Worker {
                         }) as Box<dyn rtc::rtcp::Packet>
                     })
                     .collect();
-                if rx.write_rtcp(now, pkts).is_ok() {
+                let ok = rx.write_rtcp(now, pkts).is_ok();
+                debug!(track = %track_sid, ?ssrcs, ok, "keyframe requested from publisher");
+                if ok {
                     Metrics::inc(&self.metrics.plis_forwarded);
                 }
             }
@@ -1177,6 +1205,7 @@ impl Worker {
                     .get(&pid)
                     .map(|p| p.room.clone())
                     .unwrap_or_default();
+                debug!(tracks = ?s.track_sids, quality = s.quality, disabled = s.disabled, width = s.width, "track settings");
                 let layer = match proto::VideoQuality::try_from(s.quality) {
                     Ok(proto::VideoQuality::High) => 2,
                     Ok(proto::VideoQuality::Medium) => 1,
@@ -1191,6 +1220,7 @@ impl Worker {
                         .unwrap_or(0);
                     if let Some(out) = self.parts.get_mut(&pid).and_then(|p| p.subs.get_mut(sid)) {
                         out.forwarder.set_paused(s.disabled);
+                        out.requested_layer = layer;
                         out.forwarder.set_target_layer(layer.min(max_layer));
                     }
                     self.request_keyframe(&room, sid, now);
@@ -1408,11 +1438,12 @@ impl Worker {
         };
         let is_video = t.kind == RtpCodecKind::Video;
         let mut forwarder = Forwarder::new(is_video, codec.clock_rate);
-        // Start on the highest layer published so far (LiveKit adapts from the client's settings).
+        // Default HIGH, like LiveKit: the best layer published so far, raised as more layers arrive.
         forwarder.set_target_layer(t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0));
         p.subs.insert(
             sid.to_string(),
             SubOut {
+                requested_layer: 2,
                 sender_id,
                 ssrc,
                 pt: None,
@@ -1592,6 +1623,7 @@ impl Worker {
 
     fn housekeeping(&mut self) {
         let now = Instant::now();
+        self.retarget_layers(now);
         // Close rooms that stayed empty for the grace period.
         let expired: Vec<String> = self
             .rooms
@@ -1628,6 +1660,42 @@ impl Worker {
         }
     }
 
+    /// Point every video subscriber at the best layer the publisher is actually sending at or below
+    /// what it asked for (publishers drop layers under CPU or bandwidth pressure).
+    fn retarget_layers(&mut self, now: Instant) {
+        const ACTIVE: Duration = Duration::from_millis(1500);
+        for room in self.rooms.values() {
+            for t in room.tracks.values() {
+                if t.kind != RtpCodecKind::Video {
+                    continue;
+                }
+                let active: Vec<u8> = (0u8..3)
+                    .filter(|l| {
+                        t.layer_seen[*l as usize].is_some_and(|at| now.duration_since(at) < ACTIVE)
+                    })
+                    .collect();
+                let Some(&lowest) = active.first() else {
+                    continue;
+                };
+                for sub in &t.subscribers {
+                    let Some(out) = self.parts.get_mut(sub).and_then(|p| p.subs.get_mut(&t.sid))
+                    else {
+                        continue;
+                    };
+                    let want = active
+                        .iter()
+                        .rev()
+                        .find(|l| **l <= out.requested_layer)
+                        .copied()
+                        .unwrap_or(lowest);
+                    if out.forwarder.target_layer() != want {
+                        out.forwarder.set_target_layer(want);
+                    }
+                }
+            }
+        }
+    }
+
     fn update_speakers(&mut self, room_name: &str, now: Instant) {
         let Some(room) = self.rooms.get(room_name) else {
             return;
@@ -1638,8 +1706,8 @@ impl Worker {
             .filter_map(|pid| self.parts.get(pid))
             .filter_map(|p| {
                 let (level, at) = p.level?;
-                // RFC 6464: 0 dBov loudest .. 127 silence. "Speaking" above -50 dBov within the last 500 ms.
-                (now.duration_since(at) < Duration::from_millis(500) && level < 50)
+                // RFC 6464: 0 dBov loudest .. 127 silence. Speaking: a voiced packet in the last 500 ms.
+                (now.duration_since(at) < Duration::from_millis(500))
                     .then(|| (p.sid.clone(), 1.0 - level as f32 / 127.0))
             })
             .collect();

@@ -79,6 +79,29 @@ try {
       // SpeakersChanged (from the ssrc-audio-level extension) reached both pages.
       && result.speakers.every((s) => s.some((list) => list.some((id) => identities.includes(id))));
   }
+  if (ok && withVideo) {
+    // Per-subscriber simulcast: page B asks for the LOW layer of A's video; only B's stream changes.
+    const widthOf = async (i) => (await pages[i].evaluate(() => window.inboundStats())).frameWidth;
+    const before = [await widthOf(0), await widthOf(1)];
+    await pages[1].evaluate(() => window.setRemoteVideoQuality('low'));
+    let after = before;
+    const until = Date.now() + 15000;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 500));
+      after = [await widthOf(0), await widthOf(1)];
+      if (after[1] < before[1]) break;
+    }
+    const layers = await pages[0].evaluate(() => window.outboundLayers());
+    result.simulcast = { before, after, publisherLayers: layers };
+    const widths = new Set(Object.values(layers));
+    if (widths.size >= 2 && before[1] > Math.min(...widths)) {
+      // B switched down; A (who asked for nothing) kept its layer.
+      ok = after[1] < before[1] && after[0] >= before[0];
+    } else {
+      // The publisher sends a single resolution right now (CPU/bandwidth adaptation): nothing to switch.
+      result.simulcast.skipped = 'publisher sent one layer';
+    }
+  }
   result.ok = ok;
   if (!ok) result.logs = logs.map((l) => l.slice(-30));
 } catch (e) {
