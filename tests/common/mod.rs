@@ -55,7 +55,27 @@ impl TestDb {
                 return None;
             }
         };
-        let name = format!("parlor_t_{}", parlor::ids::new_id("").to_lowercase());
+        // Databases are named parlor_t_<unix secs>_<random>; ones older than an hour are leftovers
+        // of killed runs and are dropped here.
+        let now = now_unix();
+        let stale: Vec<String> =
+            sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'parlor_t_%'")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+        for db in stale {
+            let born = db
+                .split('_')
+                .nth(2)
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0);
+            if born + 3600 < now {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        let name = format!("parlor_t_{now}_{}", parlor::ids::new_id("").to_lowercase());
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
