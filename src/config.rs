@@ -57,6 +57,8 @@ pub struct RtcConfig {
     pub bind_ip: String,
     /// The one UDP port all peer connections share.
     pub udp_port: u16,
+    /// ICE-TCP fallback port for clients whose UDP is blocked (0: off).
+    pub tcp_port: u16,
     /// Public IP announced in ICE candidates (NAT 1:1). Empty: the bind IP.
     pub public_ip: String,
     /// Extra STUN URLs handed to clients.
@@ -128,6 +130,7 @@ impl Default for Config {
             rtc: RtcConfig {
                 bind_ip: "127.0.0.1".into(),
                 udp_port: 7882,
+                tcp_port: 7881,
                 public_ip: String::new(),
                 stun_urls: Vec::new(),
             },

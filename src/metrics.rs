@@ -21,6 +21,8 @@ pub struct Metrics {
     pub retransmits: AtomicU64,
     pub plis_forwarded: AtomicU64,
     pub signal_errors: AtomicU64,
+    pub ice_tcp_connections: AtomicU64,
+    pub ice_tcp_frames_in: AtomicU64,
 }
 
 impl Metrics {
@@ -36,7 +38,7 @@ impl Metrics {
 
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut out = String::with_capacity(2048);
-        let counters: [(&str, &str, &AtomicU64, &str); 15] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 17] = [
             (
                 "parlor_http_requests_total",
                 "HTTP requests served",
@@ -120,6 +122,18 @@ impl Metrics {
                 "parlor_signal_errors_total",
                 "Signal connections closed for bad input",
                 &self.signal_errors,
+                "counter",
+            ),
+            (
+                "parlor_ice_tcp_connections_total",
+                "ICE-TCP connections accepted",
+                &self.ice_tcp_connections,
+                "counter",
+            ),
+            (
+                "parlor_ice_tcp_frames_in_total",
+                "Frames received over ICE-TCP",
+                &self.ice_tcp_frames_in,
                 "counter",
             ),
         ];

@@ -147,6 +147,8 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         udp_bind,
         crate::sfu::worker::WorkerConfig {
             candidate_ip,
+            tcp_bind: (config.rtc.tcp_port != 0)
+                .then(|| std::net::SocketAddr::new(bind_ip, config.rtc.tcp_port)),
             max_participants: config.room.max_participants,
             max_rooms: config.room.max_rooms,
             empty_timeout: Duration::from_secs(config.room.empty_timeout_secs),

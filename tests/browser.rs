@@ -32,16 +32,45 @@ fn browser_ready() -> bool {
     }
 }
 
-async fn run_pages(video: bool) {
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Audio,
+    Video,
+    /// Chromium may not use UDP: media must go over ICE-TCP.
+    TcpOnly,
+}
+
+async fn run_pages(mode: Mode) {
     if !browser_ready() {
         return;
     }
+    let video = mode == Mode::Video;
     let db = TestDb::sqlite();
-    let s = TestServer::start(&db).await;
-    let room = if video {
-        "browser-video"
-    } else {
-        "browser-audio"
+    let tcp_port = free_tcp_port();
+    let s = TestServer::start_with(&db, |c| {
+        if mode == Mode::TcpOnly {
+            c.rtc.tcp_port = tcp_port;
+        }
+    })
+    .await;
+    let room = match mode {
+        Mode::Audio => "browser-audio",
+        Mode::Video => "browser-video",
+        Mode::TcpOnly => "browser-tcp",
     };
     let ta = s.token("page-a", VideoGrant::join(room));
     let tb = s.token("page-b", VideoGrant::join(room));
@@ -52,8 +81,14 @@ async fn run_pages(video: bool) {
         .arg(&ta)
         .arg(&tb)
         .current_dir(&dir);
-    if video {
-        cmd.arg("video");
+    match mode {
+        Mode::Video => {
+            cmd.arg("video");
+        }
+        Mode::TcpOnly => {
+            cmd.arg("tcp");
+        }
+        Mode::Audio => {}
     }
     let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
         .await
@@ -89,15 +124,39 @@ async fn run_pages(video: bool) {
             assert!(page["last"]["videoFramesDecoded"].as_u64().unwrap() > 0);
         }
     }
+    if mode == Mode::TcpOnly {
+        let m = s
+            .client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metric(&m, "parlor_ice_tcp_connections_total") >= 2.0,
+            "no ICE-TCP connections:\n{m}"
+        );
+        assert!(
+            metric(&m, "parlor_ice_tcp_frames_in_total") > 100.0,
+            "media did not use ICE-TCP:\n{m}"
+        );
+    }
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_client_pages_exchange_audio() {
-    run_pages(false).await;
+    run_pages(Mode::Audio).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_client_pages_exchange_audio_and_video() {
-    run_pages(true).await;
+    run_pages(Mode::Video).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_client_pages_over_ice_tcp_when_udp_is_blocked() {
+    run_pages(Mode::TcpOnly).await;
 }

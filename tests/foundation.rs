@@ -298,6 +298,7 @@ fn serve_on_embedded_defaults() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("PARLOR_RTC_UDP_PORT", "0")
+        .env("PARLOR_RTC_TCP_PORT", "0")
         .env("PARLOR_TURN_ENABLED", "false")
         .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())

@@ -5,6 +5,7 @@
 
 pub mod forwarder;
 pub mod peer;
+pub mod tcp;
 pub mod worker;
 
 use serde::Serialize;

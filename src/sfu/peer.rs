@@ -44,6 +44,7 @@ pub fn build(
     now: Instant,
     ufrag: &str,
     candidate_addr: SocketAddr,
+    tcp_candidate: Option<SocketAddr>,
     publisher: bool,
 ) -> Result<RTCPeerConnection, PeerError> {
     let setting_engine = SettingEngineBuilder::new()
@@ -98,6 +99,21 @@ pub fn build(
     }
     .new_candidate_host()?;
     pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+    if let Some(tcp) = tcp_candidate {
+        // ICE-TCP passive candidate: clients that cannot use UDP connect to our TCP listener.
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "tcp".to_owned(),
+                address: tcp.ip().to_string(),
+                port: tcp.port(),
+                component: 1,
+                ..Default::default()
+            },
+            tcp_type: rtc::ice::tcp_type::TcpType::Passive,
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+    }
     Ok(pc)
 }
 

@@ -102,6 +102,8 @@ fn sig(m: Resp) -> Out {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub candidate_ip: std::net::IpAddr,
+    /// ICE-TCP (passive, RFC 6544 + RFC 4571 framing) listener for clients whose UDP is blocked.
+    pub tcp_bind: Option<SocketAddr>,
     pub max_participants: usize,
     pub max_rooms: usize,
     pub empty_timeout: Duration,
@@ -124,7 +126,7 @@ struct Pc {
     owner: Pid,
     role: Role,
     ufrag: String,
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<(SocketAddr, bool)>,
     next_timeout: Option<Instant>,
     connected: bool,
     /// rtc track id → (track sid) for inbound tracks (publisher PCs).
@@ -208,7 +210,11 @@ pub struct Worker {
     candidate_addr: SocketAddr,
     cfg: WorkerConfig,
     pcs: HashMap<PcId, Pc>,
-    by_addr: HashMap<SocketAddr, PcId>,
+    /// (remote address, is TCP) → peer connection.
+    by_addr: HashMap<(SocketAddr, bool), PcId>,
+    /// ICE-TCP: our listener's address and the writer queue of each accepted connection.
+    tcp_local: Option<SocketAddr>,
+    tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     by_ufrag: HashMap<String, PcId>,
     rooms: HashMap<String, Room>,
     parts: HashMap<Pid, Participant>,
@@ -236,6 +242,11 @@ impl Worker {
     ) -> std::io::Result<WorkerHandle> {
         let socket = UdpSocket::bind(bind).await?;
         let local_addr = socket.local_addr()?;
+        let (tcp_tx, tcp_rx) = mpsc::channel(4096);
+        let tcp_local = match cfg.tcp_bind {
+            Some(addr) => Some(super::tcp::listen(addr, tcp_tx, shutdown.clone()).await?),
+            None => None,
+        };
         let candidate_addr = SocketAddr::new(cfg.candidate_ip, local_addr.port());
         let (tx, rx) = mpsc::channel(1024);
         let w = Worker {
@@ -245,6 +256,8 @@ impl Worker {
             cfg,
             pcs: HashMap::new(),
             by_addr: HashMap::new(),
+            tcp_local,
+            tcp_conns: HashMap::new(),
             by_ufrag: HashMap::new(),
             rooms: HashMap::new(),
             parts: HashMap::new(),
@@ -255,7 +268,7 @@ impl Worker {
             scratch: Vec::with_capacity(64),
             earliest: None,
         };
-        tokio::spawn(w.run(rx, shutdown));
+        tokio::spawn(w.run(rx, tcp_rx, shutdown));
         Ok(WorkerHandle {
             tx,
             udp_addr: local_addr,
@@ -265,11 +278,14 @@ impl Worker {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Cmd>,
+        mut tcp_rx: mpsc::Receiver<super::tcp::TcpEvent>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         info!(udp = %self.local_addr, candidate = %self.candidate_addr, "media worker started");
         let mut buf = vec![0u8; 1500 * 2];
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
+        // With ICE-TCP off the channel's sender is gone: never poll a closed channel in a loop.
+        let mut tcp_enabled = self.tcp_local.is_some();
         loop {
             let sleep_until = self
                 .earliest
@@ -280,10 +296,25 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 res = self.socket.recv_from(&mut buf) => {
                     match res {
-                        Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                        Ok((n, from)) => self.on_datagram(&buf[..n], from, false),
                         Err(e) => debug!(error = %e, "udp recv error"),
                     }
                 }
+                ev = tcp_rx.recv(), if tcp_enabled => match ev {
+                    Some(super::tcp::TcpEvent::Opened(addr, writer)) => {
+                        Metrics::inc(&self.metrics.ice_tcp_connections);
+                        self.tcp_conns.insert(addr, writer);
+                    }
+                    Some(super::tcp::TcpEvent::Frame(addr, frame)) => {
+                        Metrics::inc(&self.metrics.ice_tcp_frames_in);
+                        self.on_datagram(&frame, addr, true);
+                    }
+                    Some(super::tcp::TcpEvent::Closed(addr)) => {
+                        self.tcp_conns.remove(&addr);
+                        self.by_addr.remove(&(addr, true));
+                    }
+                    None => tcp_enabled = false,
+                },
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.on_cmd(cmd),
                     None => break,
@@ -314,8 +345,8 @@ impl Worker {
 
     // ---------------------------------------------------------------- UDP path
 
-    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        let pc_id = match self.by_addr.get(&from) {
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr, tcp: bool) {
+        let pc_id = match self.by_addr.get(&(from, tcp)) {
             Some(id) => *id,
             None => {
                 // Unknown 4-tuple: only a STUN binding with one of our ufrags may introduce it.
@@ -330,8 +361,8 @@ impl Worker {
                 };
                 if let Some(pc) = self.pcs.get_mut(&id) {
                     if pc.addrs.len() < 8 {
-                        pc.addrs.push(from);
-                        self.by_addr.insert(from, id);
+                        pc.addrs.push((from, tcp));
+                        self.by_addr.insert((from, tcp), id);
                     }
                 }
                 id
@@ -344,10 +375,18 @@ impl Worker {
         let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: self.local_addr,
+                local_addr: if tcp {
+                    self.tcp_local.unwrap_or(self.local_addr)
+                } else {
+                    self.local_addr
+                },
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: if tcp {
+                    TransportProtocol::TCP
+                } else {
+                    TransportProtocol::UDP
+                },
             },
             message: BytesMut::from(data),
         };
@@ -376,12 +415,17 @@ impl Worker {
             return;
         };
         while let Some(out) = pc.rtc.poll_write() {
-            // Never block the worker: a full socket buffer drops the datagram (congestion).
-            if self
-                .socket
-                .try_send_to(&out.message, out.transport.peer_addr)
-                .is_err()
-            {
+            // Never block the worker: a full socket buffer or TCP queue drops the packet (congestion).
+            let sent = if out.transport.transport_protocol == TransportProtocol::TCP {
+                self.tcp_conns
+                    .get(&out.transport.peer_addr)
+                    .is_some_and(|w| w.try_send(out.message.to_vec()).is_ok())
+            } else {
+                self.socket
+                    .try_send_to(&out.message, out.transport.peer_addr)
+                    .is_ok()
+            };
+            if !sent {
                 Metrics::inc(&self.metrics.rtp_send_failures);
             }
         }
@@ -898,7 +942,16 @@ impl Worker {
         let id = self.next_id;
         self.next_id += 1;
         let ufrag = peer::random_string(16);
-        let rtc = peer::build(now, &ufrag, self.candidate_addr, role == Role::Publisher)?;
+        let tcp_candidate = self
+            .tcp_local
+            .map(|t| SocketAddr::new(self.candidate_addr.ip(), t.port()));
+        let rtc = peer::build(
+            now,
+            &ufrag,
+            self.candidate_addr,
+            tcp_candidate,
+            role == Role::Publisher,
+        )?;
         self.by_ufrag.insert(ufrag.clone(), id);
         self.pcs.insert(
             id,

@@ -11,6 +11,8 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [url, tokenA, tokenB, mode] = process.argv.slice(2);
 const withVideo = mode === 'video';
+// 'tcp': chromium may not use UDP at all, so media must flow over ICE-TCP.
+const tcpOnly = mode === 'tcp';
 const files = {
   '/': [path.join(here, 'page.html'), 'text/html'],
   '/livekit-client.umd.js': [path.join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js'), 'text/javascript'],
@@ -28,7 +30,8 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
     '--allow-loopback-in-peer-connection', '--disable-background-networking', '--disable-component-update',
-    '--no-first-run', '--disable-quic', '--autoplay-policy=no-user-gesture-required'],
+    '--no-first-run', '--disable-quic', '--autoplay-policy=no-user-gesture-required',
+    ...(tcpOnly ? ['--webrtc-ip-handling-policy=disable_non_proxied_udp', '--force-webrtc-ip-handling-policy'] : [])],
 });
 const result = { ok: false, pages: [] };
 const timeout = (ms, what) => new Promise((_, rej) => setTimeout(() => rej(new Error('timeout: ' + what)), ms));

@@ -131,6 +131,7 @@ pub fn test_config(db_url: &str, data: &std::path::Path) -> Config {
     c.database.url = db_url.to_string();
     c.storage.data_dir = data.to_path_buf();
     c.rtc.udp_port = 0;
+    c.rtc.tcp_port = 0;
     c.turn.enabled = false;
     c.room.empty_timeout_secs = 1;
     c.keys.insert(KEY.into(), SECRET.into());
