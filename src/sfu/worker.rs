@@ -213,6 +213,7 @@ pub struct Worker {
 }
 
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
+const UDP_BUFFER_BYTES: usize = 4 << 20;
 
 impl Worker {
     pub async fn spawn(
@@ -224,6 +225,17 @@ impl Worker {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<WorkerHandle> {
         let socket = UdpSocket::bind(bind).await?;
+        // Every peer shares this socket: the default receive buffer (~200 KiB, a few hundred small
+        // datagrams) overflows after a ~100 ms scheduling stall at a few thousand packets/s. Ask for
+        // 4 MiB each way (the kernel caps it at net.core.{r,w}mem_max); failure is not fatal.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
+        let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
+        debug!(
+            rcvbuf = sock.recv_buffer_size().unwrap_or(0),
+            sndbuf = sock.send_buffer_size().unwrap_or(0),
+            "media socket buffers"
+        );
         let local_addr = socket.local_addr()?;
         let candidate_addr = SocketAddr::new(cfg.candidate_ip, local_addr.port());
         let (tx, rx) = mpsc::channel(1024);
