@@ -1061,11 +1061,11 @@ impl Worker {
             for sid in track_sids {
                 self.subscribe_no_offer(pid, &req.room, &sid, now);
             }
-            // Offer once the client has the JoinResponse (sent by the session before any Out).
-            if let Some(p) = self.parts.get_mut(&pid) {
-                if !p.subs.is_empty() {
-                    p.sub_needs_offer = true;
-                }
+            // Offer right away: the session sends the JoinResponse before it forwards any queued
+            // Out, so the client still sees join first. (Waiting for the 250 ms housekeeping tick
+            // added 0-250 ms to join-to-first-audio.)
+            if self.parts.get(&pid).is_some_and(|p| !p.subs.is_empty()) {
+                self.negotiate_subscriber(pid, now);
             }
         }
         self.publish_snapshot(&req.room);
