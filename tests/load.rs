@@ -33,6 +33,8 @@ async fn parlor_load_tiny_workload() {
         room_prefix: "lt-".into(),
         publishers_subscribe: false,
         progress: true,
+        ice_check_interval: Some(Duration::from_millis(50)),
+        bind_ip: "127.0.0.1".parse().unwrap(),
     };
     let summary = parlor_load::run(cfg).await.unwrap();
     let json = serde_json::to_string_pretty(&summary).unwrap();

@@ -60,8 +60,8 @@ fn pair() -> Pair {
     let b_addr: SocketAddr = "127.0.0.1:41002".parse().unwrap();
     let ssrc = 0x1234_5678;
     let now = Instant::now();
-    let (mut a, senders) = pc::build(now, a_addr, &[TrackSpec { ssrc, video: false }]).unwrap();
-    let (mut b, _) = pc::build(now, b_addr, &[]).unwrap();
+    let (mut a, senders) = pc::build(now, a_addr, &[TrackSpec { ssrc, video: false }], None).unwrap();
+    let (mut b, _) = pc::build(now, b_addr, &[], None).unwrap();
     let offer = a.create_offer(None).unwrap();
     a.set_local_description(now, offer).unwrap();
     let sdp = a.local_description().unwrap().sdp;

@@ -176,6 +176,7 @@ pub async fn run(
             .as_str()
             .ok_or("janus sent no answer")?
             .to_string();
+        tracing::debug!(%sdp, %answer, "janus publisher negotiation");
         media.set_remote(id, answer, false).await?;
     } else if p.subscribe {
         let v = conn

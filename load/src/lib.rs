@@ -55,6 +55,11 @@ pub struct LoadConfig {
     pub publishers_subscribe: bool,
     /// Print progress lines to stderr.
     pub progress: bool,
+    /// ICE connectivity-check pacing of the client connections (None: `rtc` default, 200 ms).
+    pub ice_check_interval: Option<Duration>,
+    /// Address the client sockets bind to (127.0.0.1; Janus/libnice gathers no loopback candidates,
+    /// so against Janus use the host's own address: traffic still never leaves the machine).
+    pub bind_ip: std::net::IpAddr,
 }
 
 impl LoadConfig {
@@ -316,6 +321,8 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     let params = MediaParams {
         audio_bytes: cfg.audio_bytes,
         video_kbps: cfg.video_kbps,
+        ice_check_interval: cfg.ice_check_interval,
+        bind_ip: cfg.bind_ip,
     };
     let (media, threads) = media::spawn(
         cfg.threads,

@@ -130,6 +130,7 @@ pub async fn run(
                 if ws.send(req(Req::Ping(ms))).await.is_err() { break Err("websocket send failed".to_string()) }
             }
             ev = ev_rx.recv() => {
+                tracing::debug!(participant = %p.identity, ?ev, at_ms = t0.elapsed().as_millis() as u64, "pc event");
                 if ev == Some(PcEvent::Connected) {
                     // Only the publisher connection carries `ready`; subscribers never set it.
                     if let Some(r) = publisher_ready.take() { let _ = r.send(()); }
@@ -162,6 +163,7 @@ pub async fn run(
                         }
                     }
                     Resp::Offer(sd) => {
+                        tracing::debug!(participant = %p.identity, at_ms = t0.elapsed().as_millis() as u64, "subscriber offer");
                         let id = match sub_pc {
                             Some(id) => id,
                             None => {

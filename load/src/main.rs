@@ -60,6 +60,14 @@ struct Args {
     /// Publishers also subscribe to the other publishers in their room.
     #[arg(long)]
     publishers_subscribe: bool,
+    /// ICE connectivity-check pacing of the client connections in ms (browsers: Ta = 50 ms;
+    /// 0: the webrtc-rs default, 200 ms).
+    #[arg(long, default_value_t = 50)]
+    ice_check_ms: u64,
+    /// Address the client sockets bind to. Janus (libnice) gathers no loopback candidates: against
+    /// Janus pass the host's own address (traffic still stays on the machine).
+    #[arg(long, default_value = "127.0.0.1")]
+    client_ip: std::net::IpAddr,
     /// Also write the JSON summary to this file.
     #[arg(long)]
     json_out: Option<std::path::PathBuf>,
@@ -104,6 +112,8 @@ fn main() -> anyhow::Result<()> {
         room_prefix: a.room_prefix.clone(),
         publishers_subscribe: a.publishers_subscribe,
         progress: true,
+        bind_ip: a.client_ip,
+        ice_check_interval: (a.ice_check_ms > 0).then(|| Duration::from_millis(a.ice_check_ms)),
     };
     // Hard stop: whatever happens, the process ends.
     let hard = Duration::from_secs(a.duration + a.hard_stop_grace);

@@ -62,6 +62,10 @@ pub struct MediaParams {
     pub audio_bytes: usize,
     /// VP8 bitrate (kbit/s) when a track is video.
     pub video_kbps: u32,
+    /// ICE connectivity-check pacing of the client connections.
+    pub ice_check_interval: Option<Duration>,
+    /// Address the client sockets bind to (and announce as their host candidate).
+    pub bind_ip: std::net::IpAddr,
 }
 
 enum Cmd {
@@ -331,12 +335,12 @@ impl MediaThread {
     }
 
     fn create(&mut self, id: PcId, spec: PcSpec, now: Instant) -> Result<(), String> {
-        let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let std_sock = std::net::UdpSocket::bind(SocketAddr::new(self.params.bind_ip, 0)).map_err(|e| e.to_string())?;
         std_sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let local = std_sock.local_addr().map_err(|e| e.to_string())?;
         let mut socket = UdpSocket::from_std(std_sock);
         let tracks: Vec<TrackSpec> = spec.tracks.iter().map(|t| t.track).collect();
-        let (rtc, senders) = pc::build(now, local, &tracks).map_err(|e| e.to_string())?;
+        let (rtc, senders) = pc::build(now, local, &tracks, self.params.ice_check_interval).map_err(|e| e.to_string())?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
@@ -488,6 +492,7 @@ impl MediaThread {
                     .record(now_ns.saturating_sub(sent_ns).max(1));
                 if !pc.got_first {
                     pc.got_first = true;
+                    debug!(pc = pc.id, at_ms = now.saturating_duration_since(pc.join_started).as_millis() as u64, "first packet");
                     let d = now.saturating_duration_since(pc.join_started);
                     let _ = self.local.first_packet.record((d.as_nanos() as u64).max(1));
                 }
