@@ -4,7 +4,8 @@
 #
 # Installs nothing. Needs: Debian `janus` (apt-get install -y janus), python3, and release builds:
 #   cargo build --release -p parlor -p parlor-load
-# Knobs (env): ROOMS (10) PUBS (2) SUBS (8) DURATION (60 s) THREADS (1) JOIN_RATE (40)
+# Both servers and the load generator run at the same priority; on a shared machine run it when idle.
+# Knobs (env): HOST_IP (first of hostname -I) ROOMS (10) PUBS (2) SUBS (8) DURATION (60 s) THREADS (1) JOIN_RATE (40)
 #   CARGO_TARGET_DIR (target)  PARLOR_BIN  PARLOR_LOAD_BIN  JANUS_WS_PORT (8188)
 #   PARLOR_HTTP_PORT (7880) PARLOR_UDP_PORT (7882) KEEP (1: keep the work dir)
 set -euo pipefail
@@ -23,11 +24,14 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PARLOR_BIN=${PARLOR_BIN:-$TARGET/release/parlor}
 LOAD_BIN=${PARLOR_LOAD_BIN:-$TARGET/release/parlor-load}
 JANUS_LIB=${JANUS_LIB:-/usr/lib/x86_64-linux-gnu/janus}
+# Janus (libnice) gathers no loopback candidates, so its ICE runs on the host's own address; packets to
+# a local address still go through the kernel's loopback device and never leave the machine.
+HOST_IP=${HOST_IP:-$(hostname -I 2>/dev/null | awk '{print $1}')}
 
 die() { echo "compare_janus: $*" >&2; exit 1; }
 
 command -v janus >/dev/null || die "janus not found (Debian: apt-get install -y janus)"
-JV=$(janus --version 2>/dev/null | sed -n 's/^Janus version: [0-9]* (\(.*\))/\1/p')
+JV=$( (janus --version 2>/dev/null || true) | sed -n 's/^Janus version: [0-9]* (\(.*\))/\1/p')
 case "$JV" in
   1.1.*) ;;
   *) echo "compare_janus: warning: expected Janus 1.1.x, found '${JV:-unknown}'" >&2 ;;
@@ -36,6 +40,7 @@ command -v python3 >/dev/null || die "python3 not found"
 [ -x "$PARLOR_BIN" ] || die "$PARLOR_BIN missing: cargo build --release -p parlor -p parlor-load"
 [ -x "$LOAD_BIN" ] || die "$LOAD_BIN missing: cargo build --release -p parlor -p parlor-load"
 [ -d "$JANUS_LIB/plugins" ] || die "Janus plugins not found under $JANUS_LIB (set JANUS_LIB)"
+[ -n "$HOST_IP" ] || die "no host address found (set HOST_IP)"
 
 WORK=$(mktemp -d /tmp/parlor-vs-janus.XXXXXX)
 PIDS=()
@@ -83,7 +88,7 @@ nat: {
   ice_lite = false
   ice_tcp = false
   ignore_mdns = true
-  ice_enforce_list = "127.0.0.1"
+  ice_enforce_list = "$HOST_IP"
 }
 plugins: {
   disable = "$(disable_except "$JANUS_LIB/plugins" libjanus_videoroom.so)"
@@ -131,7 +136,7 @@ janus -C "$WORK/janus/janus.jcfg" -F "$WORK/janus" -L "$WORK/janus.log" >/dev/nu
 JPID=$!
 PIDS+=("$JPID")
 wait_port 127.0.0.1 "$JANUS_WS_PORT" 20 || { tail -20 "$WORK/janus.log" >&2; die "Janus did not start"; }
-run_load janus "$JPID" --janus --url "ws://127.0.0.1:$JANUS_WS_PORT"
+run_load janus "$JPID" --janus --url "ws://127.0.0.1:$JANUS_WS_PORT" --client-ip "$HOST_IP"
 kill "$JPID" && wait "$JPID" 2>/dev/null || true
 
 # ---------------------------------------------------------------- Parlor
