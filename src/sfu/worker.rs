@@ -705,6 +705,11 @@ impl Worker {
                 continue;
             };
             let Some(pt) = out.pt else { continue };
+            // Until DTLS is up the sender has no SRTP context: writing would fail (and rtc logs a
+            // WARN per packet). The forwarder starts with the first packet it actually forwards.
+            if !self.pcs.get(&sp.sub_pc).is_some_and(|pc| pc.connected) {
+                continue;
+            }
             match out.forwarder.on_packet(&meta) {
                 Decision::Forward { seq, ts } => {
                     self.scratch
