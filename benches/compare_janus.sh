@@ -5,7 +5,7 @@
 # Installs nothing. Needs: Debian `janus` (apt-get install -y janus), python3, and release builds:
 #   cargo build --release -p parlor -p parlor-load
 # Both servers and the load generator run at the same priority; on a shared machine run it when idle.
-# Knobs (env): HOST_IP (first of hostname -I) ROOMS (10) PUBS (2) SUBS (8) DURATION (60 s) THREADS (1) JOIN_RATE (40)
+# Knobs (env): ROOMS (10) PUBS (2) SUBS (8) DURATION (60 s) THREADS (1) JOIN_RATE (40)
 #   CARGO_TARGET_DIR (target)  PARLOR_BIN  PARLOR_LOAD_BIN  JANUS_WS_PORT (8188)
 #   PARLOR_HTTP_PORT (7880) PARLOR_UDP_PORT (7882) KEEP (1: keep the work dir)
 set -euo pipefail
@@ -24,9 +24,19 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PARLOR_BIN=${PARLOR_BIN:-$TARGET/release/parlor}
 LOAD_BIN=${PARLOR_LOAD_BIN:-$TARGET/release/parlor-load}
 JANUS_LIB=${JANUS_LIB:-/usr/lib/x86_64-linux-gnu/janus}
-# Janus (libnice) gathers no loopback candidates, so its ICE runs on the host's own address; packets to
-# a local address still go through the kernel's loopback device and never leave the machine.
-HOST_IP=${HOST_IP:-$(hostname -I 2>/dev/null | awk '{print $1}')}
+# Janus (libnice) gathers no loopback candidates, so it needs a non-loopback address. Workplace rule:
+# benchmarks only target loopback or test hosts in a network namespace we create. So the whole
+# comparison re-executes itself inside a private network namespace (`unshare -n`, root) with `lo` and a
+# dummy interface 10.199.0.1/24 that exists only there: no packet can reach any real network.
+if [ -z "${PARLOR_IN_NETNS:-}" ]; then
+  command -v unshare >/dev/null || { echo "compare_janus: unshare (util-linux) needed" >&2; exit 1; }
+  exec unshare -n env PARLOR_IN_NETNS=1 bash "$0" "$@"
+fi
+ip link set lo up
+ip link add pl0 type dummy 2>/dev/null || true
+ip addr add 10.199.0.1/24 dev pl0 2>/dev/null || true
+ip link set pl0 up
+HOST_IP=10.199.0.1
 
 die() { echo "compare_janus: $*" >&2; exit 1; }
 

@@ -33,7 +33,13 @@ struct Pair {
     seq: u16,
 }
 
-fn deliver(to: &mut RTCPeerConnection, local: SocketAddr, peer: SocketAddr, data: &[u8], now: Instant) {
+fn deliver(
+    to: &mut RTCPeerConnection,
+    local: SocketAddr,
+    peer: SocketAddr,
+    data: &[u8],
+    now: Instant,
+) {
     let _ = to.handle_read(TaggedBytesMut {
         now,
         transport: TransportContext {
@@ -48,7 +54,10 @@ fn deliver(to: &mut RTCPeerConnection, local: SocketAddr, peer: SocketAddr, data
 
 fn connected(pc: &mut RTCPeerConnection, flag: &mut bool) {
     while let Some(ev) = pc.poll_event() {
-        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = ev {
+        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+            RTCPeerConnectionState::Connected,
+        ) = ev
+        {
             *flag = true;
         }
     }
@@ -60,16 +69,19 @@ fn pair() -> Pair {
     let b_addr: SocketAddr = "127.0.0.1:41002".parse().unwrap();
     let ssrc = 0x1234_5678;
     let now = Instant::now();
-    let (mut a, senders) = pc::build(now, a_addr, &[TrackSpec { ssrc, video: false }], None).unwrap();
+    let (mut a, senders) =
+        pc::build(now, a_addr, &[TrackSpec { ssrc, video: false }], None).unwrap();
     let (mut b, _) = pc::build(now, b_addr, &[], None).unwrap();
     let offer = a.create_offer(None).unwrap();
     a.set_local_description(now, offer).unwrap();
     let sdp = a.local_description().unwrap().sdp;
-    b.set_remote_description(now, RTCSessionDescription::offer(sdp).unwrap()).unwrap();
+    b.set_remote_description(now, RTCSessionDescription::offer(sdp).unwrap())
+        .unwrap();
     let ans = b.create_answer(None).unwrap();
     b.set_local_description(now, ans).unwrap();
     let sdp = b.local_description().unwrap().sdp;
-    a.set_remote_description(now, RTCSessionDescription::answer(sdp).unwrap()).unwrap();
+    a.set_remote_description(now, RTCSessionDescription::answer(sdp).unwrap())
+        .unwrap();
     let (mut ca, mut cb) = (false, false);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !(ca && cb) {
@@ -93,9 +105,24 @@ fn pair() -> Pair {
     let sender = senders[0];
     let pt = a
         .rtp_sender(sender)
-        .and_then(|mut s| s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type))
+        .and_then(|mut s| {
+            s.get_parameters()
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.payload_type)
+        })
         .unwrap_or(111);
-    Pair { a, b, a_addr, b_addr, sender, ssrc, pt, seq: 1 }
+    Pair {
+        a,
+        b,
+        a_addr,
+        b_addr,
+        sender,
+        ssrc,
+        pt,
+        seq: 1,
+    }
 }
 
 impl Pair {

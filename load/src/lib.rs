@@ -408,7 +408,8 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     // Wait until every participant joined (or failed) to close the join phase.
     let join_deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < join_deadline.min(end) {
-        let done = Shared::get(&shared.joins_ok) as usize + tasks.iter().filter(|t| t.is_finished()).count();
+        let done = Shared::get(&shared.joins_ok) as usize
+            + tasks.iter().filter(|t| t.is_finished()).count();
         if done >= total {
             break;
         }
@@ -426,7 +427,11 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_tx.send(true);
     let _ = reporter.await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), futures_util::future::join_all(tasks)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::future::join_all(tasks),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop_media.store(true, Ordering::Relaxed);
     for t in threads {

@@ -72,7 +72,12 @@ enum Cmd {
     New(PcId, PcSpec, oneshot::Sender<Result<(), String>>),
     CreateOffer(PcId, oneshot::Sender<Result<String, String>>),
     /// Set a remote description; for an offer, reply with our answer SDP.
-    Remote(PcId, String, bool, oneshot::Sender<Result<Option<String>, String>>),
+    Remote(
+        PcId,
+        String,
+        bool,
+        oneshot::Sender<Result<Option<String>, String>>,
+    ),
     Close(PcId),
 }
 
@@ -87,7 +92,9 @@ static NEXT_PC: AtomicU64 = AtomicU64::new(1);
 
 impl MediaHandle {
     fn send(&self, c: Cmd) -> Result<(), String> {
-        self.tx.send(c).map_err(|_| "media thread gone".to_string())?;
+        self.tx
+            .send(c)
+            .map_err(|_| "media thread gone".to_string())?;
         self.waker.wake().map_err(|e| e.to_string())
     }
 
@@ -328,19 +335,19 @@ impl MediaThread {
         f: impl FnOnce(&mut ClientPc) -> Result<T, rtc::shared::error::Error>,
     ) -> Result<T, String> {
         let slot = *self.by_id.get(&id).ok_or("unknown peer connection")?;
-        let pc = self.slots[slot]
-            .as_mut()
-            .ok_or("unknown peer connection")?;
+        let pc = self.slots[slot].as_mut().ok_or("unknown peer connection")?;
         f(pc).map_err(|e| e.to_string())
     }
 
     fn create(&mut self, id: PcId, spec: PcSpec, now: Instant) -> Result<(), String> {
-        let std_sock = std::net::UdpSocket::bind(SocketAddr::new(self.params.bind_ip, 0)).map_err(|e| e.to_string())?;
+        let std_sock = std::net::UdpSocket::bind(SocketAddr::new(self.params.bind_ip, 0))
+            .map_err(|e| e.to_string())?;
         std_sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let local = std_sock.local_addr().map_err(|e| e.to_string())?;
         let mut socket = UdpSocket::from_std(std_sock);
         let tracks: Vec<TrackSpec> = spec.tracks.iter().map(|t| t.track).collect();
-        let (rtc, senders) = pc::build(now, local, &tracks, self.params.ice_check_interval).map_err(|e| e.to_string())?;
+        let (rtc, senders) = pc::build(now, local, &tracks, self.params.ice_check_interval)
+            .map_err(|e| e.to_string())?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
@@ -492,7 +499,11 @@ impl MediaThread {
                     .record(now_ns.saturating_sub(sent_ns).max(1));
                 if !pc.got_first {
                     pc.got_first = true;
-                    debug!(pc = pc.id, at_ms = now.saturating_duration_since(pc.join_started).as_millis() as u64, "first packet");
+                    debug!(
+                        pc = pc.id,
+                        at_ms = now.saturating_duration_since(pc.join_started).as_millis() as u64,
+                        "first packet"
+                    );
                     let d = now.saturating_duration_since(pc.join_started);
                     let _ = self.local.first_packet.record((d.as_nanos() as u64).max(1));
                 }
