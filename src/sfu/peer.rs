@@ -51,6 +51,10 @@ pub fn build(
         .with_lite(true)
         .with_ice_credentials(ufrag.to_string(), random_string(24))
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // The agent's tick while connecting (default 200 ms) also paces how soon the lite agent
+        // acts on the client's nomination; 25 ms cuts join-to-first-audio by ~150 ms. Only used in
+        // the New/Checking states (connected peers tick at the keepalive interval).
+        .with_ice_connection_attempts(Some(std::time::Duration::from_millis(25)), None)
         .build();
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs()?;

@@ -230,6 +230,7 @@ pub struct Worker {
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// RFC 6464 level (−dBov) below which a packet counts as voiced.
 const SPEAKING_LEVEL: u8 = 50;
+const UDP_BUFFER_BYTES: usize = 4 << 20;
 
 impl Worker {
     pub async fn spawn(
@@ -241,6 +242,17 @@ impl Worker {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<WorkerHandle> {
         let socket = UdpSocket::bind(bind).await?;
+        // Every peer shares this socket: the default receive buffer (~200 KiB, a few hundred small
+        // datagrams) overflows after a ~100 ms scheduling stall at a few thousand packets/s. Ask for
+        // 4 MiB each way (the kernel caps it at net.core.{r,w}mem_max); failure is not fatal.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
+        let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
+        debug!(
+            rcvbuf = sock.recv_buffer_size().unwrap_or(0),
+            sndbuf = sock.send_buffer_size().unwrap_or(0),
+            "media socket buffers"
+        );
         let local_addr = socket.local_addr()?;
         let (tcp_tx, tcp_rx) = mpsc::channel(4096);
         let tcp_local = match cfg.tcp_bind {
@@ -747,6 +759,11 @@ impl Worker {
                 continue;
             };
             let Some(pt) = out.pt else { continue };
+            // Until DTLS is up the sender has no SRTP context: writing would fail (and rtc logs a
+            // WARN per packet). The forwarder starts with the first packet it actually forwards.
+            if !self.pcs.get(&sp.sub_pc).is_some_and(|pc| pc.connected) {
+                continue;
+            }
             let before = out.forwarder.current_layer();
             let decision = out.forwarder.on_packet(&meta);
             if out.forwarder.current_layer() != before {
@@ -1125,11 +1142,11 @@ impl Worker {
             for sid in track_sids {
                 self.subscribe_no_offer(pid, &req.room, &sid, now);
             }
-            // Offer once the client has the JoinResponse (sent by the session before any Out).
-            if let Some(p) = self.parts.get_mut(&pid) {
-                if !p.subs.is_empty() {
-                    p.sub_needs_offer = true;
-                }
+            // Offer right away: the session sends the JoinResponse before it forwards any queued
+            // Out, so the client still sees join first. (Waiting for the 250 ms housekeeping tick
+            // added 0-250 ms to join-to-first-audio.)
+            if self.parts.get(&pid).is_some_and(|p| !p.subs.is_empty()) {
+                self.negotiate_subscriber(pid, now);
             }
         }
         self.publish_snapshot(&req.room);
