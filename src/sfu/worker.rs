@@ -231,6 +231,9 @@ const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// RFC 6464 level (−dBov) below which a packet counts as voiced.
 const SPEAKING_LEVEL: u8 = 50;
 const UDP_BUFFER_BYTES: usize = 4 << 20;
+/// Datagrams handled per wake-up of the worker (the rest wait for the next turn of the loop, so
+/// commands and timers are never starved).
+const RECV_BATCH: usize = 64;
 
 impl Worker {
     pub async fn spawn(
@@ -308,7 +311,17 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 res = self.socket.recv_from(&mut buf) => {
                     match res {
-                        Ok((n, from)) => self.on_datagram(&buf[..n], from, false),
+                        Ok((n, from)) => {
+                            self.on_datagram(&buf[..n], from, false);
+                            // Drain what else is queued before going back to select!: one wake-up
+                            // (and one timer registration) per burst instead of per datagram.
+                            for _ in 0..RECV_BATCH {
+                                match self.socket.try_recv_from(&mut buf) {
+                                    Ok((n, from)) => self.on_datagram(&buf[..n], from, false),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
                         Err(e) => debug!(error = %e, "udp recv error"),
                     }
                 }
