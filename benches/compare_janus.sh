@@ -2,7 +2,8 @@
 # Side-by-side: the same audio workload against Janus 1.1.x (VideoRoom) and Parlor, both on loopback.
 # Prints Parlor/Janus ratios of forwarded audio streams per server CPU-second and of one-way latency.
 #
-# Installs nothing. Needs: Debian `janus` (apt-get install -y janus), python3, and release builds:
+# Installs nothing. Needs root (it runs inside its own network namespace: `unshare -n`, `ip` from
+# iproute2), Debian `janus` (apt-get install -y janus), python3, and release builds:
 #   cargo build --release -p parlor -p parlor-load
 # Both servers and the load generator run at the same priority; on a shared machine run it when idle.
 # Knobs (env): ROOMS (10) PUBS (2) SUBS (8) DURATION (60 s) THREADS (1) JOIN_RATE (40)
@@ -27,14 +28,18 @@ JANUS_LIB=${JANUS_LIB:-/usr/lib/x86_64-linux-gnu/janus}
 # Janus (libnice) gathers no loopback candidates, so it needs a non-loopback address. Workplace rule:
 # benchmarks only target loopback or test hosts in a network namespace we create. So the whole
 # comparison re-executes itself inside a private network namespace (`unshare -n`, root) with `lo` and a
-# dummy interface 10.199.0.1/24 that exists only there: no packet can reach any real network.
+# dummy (or veth) interface 10.199.0.1/24 that exists only there: no packet can reach any real network.
 if [ -z "${PARLOR_IN_NETNS:-}" ]; then
   command -v unshare >/dev/null || { echo "compare_janus: unshare (util-linux) needed" >&2; exit 1; }
   exec unshare -n env PARLOR_IN_NETNS=1 bash "$0" "$@"
 fi
 ip link set lo up
-ip link add pl0 type dummy 2>/dev/null || true
-ip addr add 10.199.0.1/24 dev pl0 2>/dev/null || true
+# A dummy interface where the kernel has the module, else a veth pair (containers often lack `dummy`).
+if ! ip link add pl0 type dummy 2>/dev/null; then
+  ip link add pl0 type veth peer name pl1 || { echo "compare_janus: cannot create a test interface" >&2; exit 1; }
+  ip link set pl1 up
+fi
+ip addr add 10.199.0.1/24 dev pl0
 ip link set pl0 up
 HOST_IP=10.199.0.1
 
@@ -168,8 +173,8 @@ import json, sys
 p, j = (json.load(open(f)) for f in sys.argv[1:3])
 def row(name, f, unit=""):
     a, b = f(p), f(j)
-    r = (a / b) if b else float("nan")
-    print(f"{name:<34} {a:>12.3f} {b:>12.3f} {r:>8.2f}x {unit}")
+    r = f"{a / b:>8.2f}x" if b else f"{'-':>9}"
+    print(f"{name:<34} {a:>12.3f} {b:>12.3f} {r} {unit}")
 print(f"{'':<34} {'parlor':>12} {'janus':>12} {'ratio':>9}")
 row("forwarded streams", lambda s: s["forwarded_streams"])
 row("server CPU % (1 core = 100)", lambda s: s["server"]["cpu_pct"])
