@@ -795,7 +795,12 @@ impl Worker {
                 }
             }
         }
-        if needs_kf {
+        // Rate limit checked here too, so packets waiting for a keyframe clone nothing.
+        if needs_kf
+            && track
+                .last_pli
+                .is_none_or(|l| now.duration_since(l) >= PLI_MIN_INTERVAL)
+        {
             let room_name = room.name.clone();
             let sid = track.sid.clone();
             self.request_keyframe(&room_name, &sid, now);
@@ -1391,16 +1396,10 @@ impl Worker {
         let Some(pc) = self.pcs.get_mut(&pc_id) else {
             return;
         };
-        let result = (|| -> Result<String, rtc::shared::error::Error> {
-            let offer = RTCSessionDescription::offer(sd.sdp)?;
-            pc.rtc.set_remote_description(now, offer)?;
-            let answer = pc.rtc.create_answer(None)?;
-            pc.rtc.set_local_description(now, answer)?;
-            pc.rtc
-                .local_description()
-                .map(|d| d.sdp)
-                .ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
-        })();
+        let result = RTCSessionDescription::offer(sd.sdp)
+            .and_then(|offer| pc.rtc.set_remote_description(now, offer))
+            .and_then(|()| pc.rtc.create_answer(None))
+            .and_then(|answer| apply_local(&mut pc.rtc, now, answer));
         match result {
             Ok(sdp) => {
                 self.send_out(
@@ -1593,14 +1592,10 @@ impl Worker {
         let Some(pc) = self.pcs.get_mut(&pc_id) else {
             return;
         };
-        let res = (|| -> Result<String, rtc::shared::error::Error> {
-            let offer = pc.rtc.create_offer(None)?;
-            pc.rtc.set_local_description(now, offer)?;
-            pc.rtc
-                .local_description()
-                .map(|d| d.sdp)
-                .ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
-        })();
+        let res = pc
+            .rtc
+            .create_offer(None)
+            .and_then(|offer| apply_local(&mut pc.rtc, now, offer));
         match res {
             Ok(sdp) => {
                 p.sub_offer_id += 1;
@@ -1859,6 +1854,18 @@ impl Worker {
             .collect();
         self.sfu.set_room(room_name, snaps);
     }
+}
+
+/// Set `desc` as the local description and return the resulting SDP (with our candidates).
+fn apply_local(
+    pc: &mut RTCPeerConnection,
+    now: Instant,
+    desc: RTCSessionDescription,
+) -> Result<String, rtc::shared::error::Error> {
+    pc.set_local_description(now, desc)?;
+    pc.local_description()
+        .map(|d| d.sdp)
+        .ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
 }
 
 /// The extmap id of `uri` in the first `m=<media>` section that declares it.
