@@ -135,6 +135,15 @@ pub(crate) struct Header {
     pub data_start: usize,
 }
 
+impl Header {
+    /// Offset just past the element's data; `None` for the unknown size or an overflowing one.
+    pub fn end(&self) -> Option<usize> {
+        self.size
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| self.data_start.checked_add(s))
+    }
+}
+
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8], pos: usize) -> Self {
         Reader { data, pos }

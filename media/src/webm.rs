@@ -466,11 +466,7 @@ pub fn repair(data: &[u8]) -> Result<(Vec<u8>, RepairReport), WebmError> {
     if seg.id != id::SEGMENT {
         return Err(WebmError::Unrepairable("no Segment"));
     }
-    let seg_end = seg
-        .size
-        .and_then(|s| usize::try_from(s).ok())
-        .and_then(|s| seg.data_start.checked_add(s))
-        .map_or(data.len(), |e| e.min(data.len()));
+    let seg_end = seg.end().map_or(data.len(), |e| e.min(data.len()));
 
     let mut scale_ns: u64 = 1_000_000;
     let mut track: Option<(u64, u8, u16, u32)> = None;
@@ -501,10 +497,7 @@ pub fn repair(data: &[u8]) -> Result<(Vec<u8>, RepairReport), WebmError> {
     while r.pos < seg_end {
         let el_start = r.pos;
         let Some(h) = r.header() else { break };
-        let declared_end = h
-            .size
-            .and_then(|s| usize::try_from(s).ok())
-            .and_then(|s| h.data_start.checked_add(s));
+        let declared_end = h.end();
         let complete = declared_end.is_some_and(|e| e <= seg_end);
         match h.id {
             id::INFO | id::TRACKS if !complete => break,
@@ -512,12 +505,7 @@ pub fn repair(data: &[u8]) -> Result<(Vec<u8>, RepairReport), WebmError> {
                 let end = declared_end.unwrap_or(h.data_start);
                 let mut ir = Reader::new(&data[..end], h.data_start);
                 while let Some(c) = ir.header() {
-                    let Some(ce) = c
-                        .size
-                        .and_then(|s| usize::try_from(s).ok())
-                        .and_then(|s| c.data_start.checked_add(s))
-                        .filter(|&e| e <= end)
-                    else {
+                    let Some(ce) = c.end().filter(|&e| e <= end) else {
                         break;
                     };
                     if c.id == id::TIMECODE_SCALE {
@@ -535,12 +523,7 @@ pub fn repair(data: &[u8]) -> Result<(Vec<u8>, RepairReport), WebmError> {
                 let end = declared_end.unwrap_or(h.data_start);
                 let mut tr = Reader::new(&data[..end], h.data_start);
                 while let Some(c) = tr.header() {
-                    let Some(ce) = c
-                        .size
-                        .and_then(|s| usize::try_from(s).ok())
-                        .and_then(|s| c.data_start.checked_add(s))
-                        .filter(|&e| e <= end)
-                    else {
+                    let Some(ce) = c.end().filter(|&e| e <= end) else {
                         break;
                     };
                     if c.id == id::TRACK_ENTRY && track.is_none() {
@@ -565,12 +548,7 @@ pub fn repair(data: &[u8]) -> Result<(Vec<u8>, RepairReport), WebmError> {
                         cr.pos = c_start; // unknown-size cluster ends here
                         break;
                     }
-                    let Some(ce) = c
-                        .size
-                        .and_then(|s| usize::try_from(s).ok())
-                        .and_then(|s| c.data_start.checked_add(s))
-                        .filter(|&e| e <= end)
-                    else {
+                    let Some(ce) = c.end().filter(|&e| e <= end) else {
                         cr.pos = c_start;
                         break;
                     };
@@ -581,12 +559,7 @@ pub fn repair(data: &[u8]) -> Result<(Vec<u8>, RepairReport), WebmError> {
                         id::BLOCK_GROUP => {
                             let mut gr = Reader::new(body, 0);
                             while let Some(g) = gr.header() {
-                                let Some(ge) = g
-                                    .size
-                                    .and_then(|s| usize::try_from(s).ok())
-                                    .and_then(|s| g.data_start.checked_add(s))
-                                    .filter(|&e| e <= body.len())
-                                else {
+                                let Some(ge) = g.end().filter(|&e| e <= body.len()) else {
                                     break;
                                 };
                                 if g.id == id::BLOCK {
