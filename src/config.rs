@@ -55,10 +55,15 @@ pub struct StorageConfig {
 pub struct RtcConfig {
     /// IP the media UDP socket binds to.
     pub bind_ip: String,
-    /// The one UDP port all peer connections share.
+    /// UDP port of the first media worker; worker `i` uses `udp_port + i` (0: ephemeral ports).
     pub udp_port: u16,
-    /// ICE-TCP fallback port for clients whose UDP is blocked (0: off).
+    /// ICE-TCP fallback port for clients whose UDP is blocked (0: off). One port for all workers.
     pub tcp_port: u16,
+    /// Media workers (threads, each owning its rooms and UDP socket). 0: one per CPU core.
+    pub workers: usize,
+    /// Run media workers under SCHED_FIFO with this priority (1-99; 0: normal scheduling). Needs
+    /// CAP_SYS_NICE (or root); without it the server logs a warning and keeps normal scheduling.
+    pub realtime_priority: u8,
     /// Public IP announced in ICE candidates (NAT 1:1). Empty: the bind IP.
     pub public_ip: String,
     /// Extra STUN URLs handed to clients.
@@ -131,6 +136,8 @@ impl Default for Config {
                 bind_ip: "127.0.0.1".into(),
                 udp_port: 7882,
                 tcp_port: 7881,
+                workers: 0,
+                realtime_priority: 0,
                 public_ip: String::new(),
                 stun_urls: Vec::new(),
             },

@@ -120,7 +120,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let sfu = crate::sfu::SfuHandle::new();
-    // Media worker: one UDP socket shared by every peer connection.
+    // Media workers: one thread per core by default, each with its own UDP socket and rooms.
     let bind_ip: std::net::IpAddr = config.rtc.bind_ip.parse().map_err(|_| StartError::Bind {
         what: "media UDP",
         addr: config.rtc.bind_ip.clone(),
@@ -143,9 +143,16 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         })?
     };
     let udp_bind = std::net::SocketAddr::new(bind_ip, config.rtc.udp_port);
-    let worker = crate::sfu::worker::Worker::spawn(
+    let workers = if config.rtc.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        config.rtc.workers
+    };
+    let workers = crate::sfu::worker::spawn_workers(
         udp_bind,
         crate::sfu::worker::WorkerConfig {
+            workers,
+            realtime_priority: config.rtc.realtime_priority,
             candidate_ip,
             tcp_bind: (config.rtc.tcp_port != 0)
                 .then(|| std::net::SocketAddr::new(bind_ip, config.rtc.tcp_port)),
@@ -189,7 +196,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         started: Instant::now(),
         shutdown: shutdown.clone(),
         sfu,
-        worker: Some(worker),
+        workers: Arc::new(workers),
         turn_secrets: Arc::new(turn_secrets),
         turn: Arc::new(std::sync::Mutex::new(turn_server)),
         product: crate::product::Product::default(),

@@ -3,7 +3,8 @@
 
 use crate::error::KeepBody;
 use crate::metrics::Metrics;
-use crate::sfu::worker::{Cmd, JoinReq, Out, Perms, SignalIn};
+use crate::sfu::worker::{Cmd, JoinError, JoinReq, Out, Perms, SignalIn};
+use crate::sfu::PlaceError;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -161,14 +162,9 @@ async fn session(
         close(&mut ws, 1000, "resume not supported").await;
         return;
     }
-    let Some(worker) = state.worker.clone() else {
-        close(&mut ws, 1011, "media worker unavailable").await;
-        return;
-    };
     let grant = claims.video();
     let (events_tx, mut events) = mpsc::channel::<Out>(512);
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let req = JoinReq {
+    let make_req = || JoinReq {
         room: room.clone(),
         identity: identity.clone(),
         name: claims.name.clone().unwrap_or_default(),
@@ -181,38 +177,71 @@ async fn session(
         auto_subscribe: params
             .get("auto_subscribe")
             .is_none_or(|v| v != "0" && v != "false"),
-        events: events_tx,
+        events: events_tx.clone(),
     };
-    if worker
-        .tx
-        .send(Cmd::Join(Box::new(req), reply_tx))
-        .await
-        .is_err()
-    {
-        close(&mut ws, 1011, "media worker unavailable").await;
-        return;
+    // Route to the worker that owns the room (placing a new room on the least-loaded one). A room
+    // that closed and reopened on another worker meanwhile answers `Moved`: route again.
+    let mut outcome = Err(JoinError::Moved);
+    let mut worker = None;
+    for _ in 0..3 {
+        let w = match state
+            .sfu
+            .place_room(&room, state.workers.len(), state.config.room.max_rooms)
+        {
+            Ok(w) => w,
+            Err(PlaceError::TooManyRooms) => {
+                outcome = Err(JoinError::TooManyRooms);
+                break;
+            }
+            Err(PlaceError::NoWorker) => {
+                close(&mut ws, 1011, "media worker unavailable").await;
+                return;
+            }
+        };
+        let Some(handle) = state.workers.get(w).cloned() else {
+            break;
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if handle
+            .tx
+            .send(Cmd::Join(Box::new(make_req()), reply_tx))
+            .await
+            .is_err()
+        {
+            close(&mut ws, 1011, "media worker unavailable").await;
+            return;
+        }
+        outcome = match tokio::time::timeout(Duration::from_secs(5), reply_rx).await {
+            Ok(Ok(r)) => r,
+            _ => {
+                close(&mut ws, 1011, "join timed out").await;
+                return;
+            }
+        };
+        worker = Some(handle);
+        if !matches!(outcome, Err(JoinError::Moved)) {
+            break;
+        }
     }
-    let joined = match tokio::time::timeout(Duration::from_secs(5), reply_rx).await {
-        Ok(Ok(Ok(j))) => j,
-        Ok(Ok(Err(e))) => {
+    let (joined, worker) = match (outcome, worker) {
+        (Ok(j), Some(w)) => (j, w),
+        (Err(e), _) => {
             warn!(room = %room, participant = %identity, error = %e, "join refused");
-            let reason = match e {
-                crate::sfu::worker::JoinError::RoomFull => proto::DisconnectReason::JoinFailure,
-                _ => proto::DisconnectReason::JoinFailure,
-            };
             send(
                 &mut ws,
-                leave(reason, proto::leave_request::Action::Disconnect),
+                leave(
+                    proto::DisconnectReason::JoinFailure,
+                    proto::leave_request::Action::Disconnect,
+                ),
             )
             .await;
             close(&mut ws, 1008, &e.to_string()).await;
             return;
         }
-        _ => {
-            close(&mut ws, 1011, "join timed out").await;
-            return;
-        }
+        (Ok(_), None) => return,
     };
+    // Only the worker holds the session's event sender now: it closing means "removed".
+    drop(events_tx);
     let pid = joined.pid;
     let mut join = joined.join;
     join.ice_servers = crate::ice::ice_servers_proto(&state, &identity);

@@ -22,8 +22,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Live rooms and participants.
     pub sfu: SfuHandle,
-    /// The media worker (None only if it failed to start).
-    pub worker: Option<crate::sfu::worker::WorkerHandle>,
+    /// The media workers (rooms are placed on them by `sfu`).
+    pub workers: Arc<Vec<crate::sfu::worker::WorkerHandle>>,
     /// TURN REST shared secrets (first mints).
     pub turn_secrets: Arc<Vec<String>>,
     /// The embedded TURN server, when enabled (taken out at shutdown).

@@ -386,3 +386,62 @@ async fn room_limits_and_empty_close() {
     }
     s.stop().await;
 }
+
+/// Rooms are spread over the media workers (one thread and UDP port each); each room's media flows
+/// on its own worker, and a room keeps its worker for every later join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_spread_over_media_workers() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| c.rtc.workers = 2).await;
+    let sfu = s.handle.state.sfu.clone();
+    assert_eq!(s.handle.state.workers.len(), 2);
+    let ports: Vec<u16> = s
+        .handle
+        .state
+        .workers
+        .iter()
+        .map(|w| w.udp_addr.port())
+        .collect();
+    assert_ne!(ports[0], ports[1], "each worker has its own UDP socket");
+
+    let mut rooms = Vec::new();
+    for room in ["spread-1", "spread-2"] {
+        let mut a = Client::connect(&s.ws, &s.token("pub", VideoGrant::join(room)), true).await;
+        let b = Client::connect(&s.ws, &s.token("sub", VideoGrant::join(room)), false).await;
+        a.publish_audio().await;
+        a.wait_for(|s| {
+            matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+        })
+        .await;
+        rooms.push((room, a, b));
+    }
+    let w1 = sfu.room_worker("spread-1").expect("room 1 placed");
+    let w2 = sfu.room_worker("spread-2").expect("room 2 placed");
+    assert_ne!(w1, w2, "two rooms on an idle server go to different workers");
+
+    // Media flows in both rooms at once.
+    for (room, a, b) in rooms.iter_mut() {
+        let mut received = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut i = 0u16;
+        while received < 20 && tokio::time::Instant::now() < deadline {
+            a.send_rtp(payload(i)).await;
+            i = i.wrapping_add(1);
+            while let Ok(Some(seen)) =
+                tokio::time::timeout(Duration::from_millis(20), b.seen.recv()).await
+            {
+                if let Seen::Rtp { payload, .. } = seen {
+                    let k = u16::from_be_bytes([payload[1], payload[2]]);
+                    assert_eq!(payload, self::payload(k), "payload altered in {room}");
+                    received += 1;
+                }
+            }
+        }
+        assert!(received >= 20, "{room}: only {received} packets forwarded");
+    }
+    // A later join of an open room lands on the room's worker (it sees the other participants).
+    let c = Client::connect(&s.ws, &s.token("late", VideoGrant::join("spread-2")), false).await;
+    assert_eq!(c.join.other_participants.len(), 2);
+    assert_eq!(sfu.room_worker("spread-2"), Some(w2));
+    s.stop().await;
+}

@@ -12,6 +12,7 @@ pub mod janus;
 pub mod livekit;
 pub mod media;
 pub mod pc;
+pub mod sock;
 pub mod stats;
 
 use media::{MediaHandle, MediaParams, OutSpec};
@@ -159,8 +160,13 @@ pub struct Summary {
     pub received_pps: f64,
     pub sent_bytes_per_sec: f64,
     pub received_bytes_per_sec: f64,
-    /// One-way latency publisher → server → subscriber, whole run.
+    /// One-way latency publisher → server → subscriber, whole run: from the publisher's send stamp
+    /// (taken just before SRTP and `sendto`) to the kernel's arrival timestamp on the subscriber's
+    /// socket (`SO_TIMESTAMPNS`). This is the latency the network path (here: the server) adds; it
+    /// excludes this tool's own receive-side queueing.
     pub latency_ms: Percentiles,
+    /// Send stamp → the moment this tool decrypted the packet (includes its event-loop delay).
+    pub app_latency_ms: Percentiles,
     pub send_errors: u64,
     pub socket_drops: u64,
     pub server: Option<ServerStats>,
@@ -442,16 +448,17 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     let (expected, received) = shared.loss(true);
     let lost = expected.saturating_sub(received);
     let steady = (steady_b.at - steady_a.at).as_secs_f64().max(1e-3);
-    let (latency, join_ms, first_packet, fwd_streams) = match shared.hist.lock() {
+    let (latency, app_latency, join_ms, first_packet, fwd_streams) = match shared.hist.lock() {
         Ok(h) => (
             percentiles_ms(&h.latency),
+            percentiles_ms(&h.app_latency),
             percentiles_ms(&h.join),
             percentiles_ms(&h.first_packet),
             h.streams.iter().map(|v| v.len() as u64).sum(),
         ),
         Err(_) => {
             let e = percentiles_ms(&stats::new_histogram());
-            (e.clone(), e.clone(), e, 0)
+            (e.clone(), e.clone(), e.clone(), e, 0)
         }
     };
     let server = cfg.server_pid.and_then(|pid| {
@@ -520,6 +527,7 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
         sent_bytes_per_sec: (steady_b.bytes_sent - steady_a.bytes_sent) as f64 / steady,
         received_bytes_per_sec: (steady_b.bytes_recv - steady_a.bytes_recv) as f64 / steady,
         latency_ms: latency,
+        app_latency_ms: app_latency,
         send_errors: Shared::get(&shared.send_errors),
         socket_drops: Shared::get(&shared.socket_drops),
         server,

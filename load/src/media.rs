@@ -157,6 +157,7 @@ struct ClientPc {
 /// Thread-local measurements, merged into `Shared` every `FLUSH`.
 struct Local {
     latency: Histogram<u64>,
+    app_latency: Histogram<u64>,
     first_packet: Histogram<u64>,
     packets_sent: u64,
     bytes_sent: u64,
@@ -185,6 +186,8 @@ struct MediaThread {
     local: Local,
     closed_recv: Vec<RecvStream>,
     buf: Vec<u8>,
+    /// Kernel arrival time (realtime ns) of the datagram being handled, if any.
+    rx_ns: Option<u64>,
 }
 
 /// Start `n` media threads. They run until `stop` is set; `sending` gates the publishers.
@@ -216,6 +219,7 @@ pub fn spawn(
             earliest: None,
             local: Local {
                 latency: new_histogram(),
+                app_latency: new_histogram(),
                 first_packet: new_histogram(),
                 packets_sent: 0,
                 bytes_sent: 0,
@@ -226,6 +230,7 @@ pub fn spawn(
             },
             closed_recv: Vec::new(),
             buf: vec![0u8; 2048],
+            rx_ns: None,
         };
         joins.push(
             std::thread::Builder::new()
@@ -343,6 +348,7 @@ impl MediaThread {
         let std_sock = std::net::UdpSocket::bind(SocketAddr::new(self.params.bind_ip, 0))
             .map_err(|e| e.to_string())?;
         std_sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        crate::sock::enable_rx_timestamps(&std_sock).map_err(|e| e.to_string())?;
         let local = std_sock.local_addr().map_err(|e| e.to_string())?;
         let mut socket = UdpSocket::from_std(std_sock);
         let tracks: Vec<TrackSpec> = spec.tracks.iter().map(|t| t.track).collect();
@@ -407,7 +413,7 @@ impl MediaThread {
             let Some(pc) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
                 return;
             };
-            let (n, from) = match pc.socket.recv_from(&mut self.buf) {
+            let (n, from, rx_ns) = match crate::sock::recv_with_ts(&pc.socket, &mut self.buf) {
                 Ok(x) => x,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -429,7 +435,9 @@ impl MediaThread {
             if let Err(e) = pc.rtc.handle_read(msg) {
                 debug!(error = %e, "handle_read");
             }
+            self.rx_ns = rx_ns;
             self.drive(slot, now);
+            self.rx_ns = None;
         }
     }
 
@@ -487,16 +495,21 @@ impl MediaThread {
         }
         while let Some(m) = pc.rtc.poll_read() {
             if let RTCMessage::RtpPacket(_, pkt) = m.message {
-                let now_ns = self.shared.ns_since_origin(now);
                 self.local.packets_recv += 1;
                 self.local.bytes_recv += pkt.payload.len() as u64;
                 let Some((stream, seq, sent_ns)) = stats::read_stamp(&pkt.payload) else {
                     continue;
                 };
+                let app_ns = crate::sock::realtime_ns();
+                let arrived_ns = self.rx_ns.unwrap_or(app_ns);
                 let _ = self
                     .local
                     .latency
-                    .record(now_ns.saturating_sub(sent_ns).max(1));
+                    .record(arrived_ns.saturating_sub(sent_ns).max(1));
+                let _ = self
+                    .local
+                    .app_latency
+                    .record(app_ns.saturating_sub(sent_ns).max(1));
                 if !pc.got_first {
                     pc.got_first = true;
                     debug!(
@@ -617,9 +630,9 @@ impl MediaThread {
         } else {
             960
         };
-        let now_ns = self.shared.ns_since_origin(now);
         for (mut payload, marker) in packets {
-            stats::write_stamp(&mut payload, stream, t.n, now_ns);
+            // Stamped per packet, right before SRTP and sendto (same clock as kernel timestamps).
+            stats::write_stamp(&mut payload, stream, t.n, crate::sock::realtime_ns());
             let len = payload.len() as u64;
             let pkt = rtc::rtp::Packet {
                 header: rtc::rtp::header::Header {
@@ -670,6 +683,7 @@ impl MediaThread {
         if let Ok(mut h) = s.hist.lock() {
             let _ = h.latency.add(&l.latency);
             let _ = h.latency_interval.add(&l.latency);
+            let _ = h.app_latency.add(&l.app_latency);
             let _ = h.first_packet.add(&l.first_packet);
             if h.streams.len() <= self.index {
                 h.streams.resize_with(self.index + 1, Vec::new);
@@ -677,6 +691,7 @@ impl MediaThread {
             h.streams[self.index] = streams;
         }
         l.latency.reset();
+        l.app_latency.reset();
         l.first_packet.reset();
     }
 }

@@ -68,6 +68,8 @@ pub struct Hists {
     pub latency: Histogram<u64>,
     /// Since the last progress line.
     pub latency_interval: Histogram<u64>,
+    /// Send stamp → packet handled by this tool (includes its own event-loop delay), whole run.
+    pub app_latency: Histogram<u64>,
     /// WebSocket connect → JoinResponse.
     pub join: Histogram<u64>,
     /// WebSocket connect → first media packet on the subscriber connection.
@@ -103,6 +105,7 @@ impl Shared {
             hist: Mutex::new(Hists {
                 latency: new_histogram(),
                 latency_interval: new_histogram(),
+                app_latency: new_histogram(),
                 join: new_histogram(),
                 first_packet: new_histogram(),
                 streams: Vec::new(),

@@ -5,6 +5,7 @@
 
 pub mod forwarder;
 pub mod peer;
+pub mod sendmmsg;
 pub mod tcp;
 pub mod worker;
 
@@ -67,6 +68,36 @@ pub struct SfuHandle {
 struct SfuShared {
     /// Room name -> participants. Written only by room actors on join/leave/publish (not per packet).
     rooms: std::sync::RwLock<std::collections::HashMap<String, Vec<ParticipantSnapshot>>>,
+    /// Which media worker owns each open room (control path only: joins and room closes).
+    placement: std::sync::Mutex<Placement>,
+}
+
+#[derive(Default)]
+struct Placement {
+    /// Room name -> index of the media worker that owns it.
+    rooms: std::collections::HashMap<String, usize>,
+    /// Participants per worker (the load measure new rooms are balanced on).
+    participants: Vec<usize>,
+    /// Rooms per worker (tie-breaker).
+    room_counts: Vec<usize>,
+}
+
+/// Why a room could not be placed on a media worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceError {
+    #[error("too many rooms on this server")]
+    TooManyRooms,
+    #[error("no media worker")]
+    NoWorker,
+}
+
+impl Placement {
+    fn ensure(&mut self, workers: usize) {
+        if self.participants.len() < workers {
+            self.participants.resize(workers, 0);
+            self.room_counts.resize(workers, 0);
+        }
+    }
 }
 
 impl Default for SfuHandle {
@@ -124,7 +155,121 @@ impl SfuHandle {
             .unwrap_or_default()
     }
 
+    /// The media worker that owns `room`; a room not open yet goes to the least-loaded of `workers`
+    /// workers (fewest participants, then fewest rooms). At most `max_rooms` rooms are placed.
+    pub fn place_room(
+        &self,
+        room: &str,
+        workers: usize,
+        max_rooms: usize,
+    ) -> Result<usize, PlaceError> {
+        if workers == 0 {
+            return Err(PlaceError::NoWorker);
+        }
+        let mut p = self.placement();
+        p.ensure(workers);
+        if let Some(&w) = p.rooms.get(room) {
+            if w < workers {
+                return Ok(w);
+            }
+        }
+        if p.rooms.len() >= max_rooms {
+            return Err(PlaceError::TooManyRooms);
+        }
+        let w = (0..workers)
+            .min_by_key(|&i| (p.participants[i], p.room_counts[i], i))
+            .unwrap_or(0);
+        p.rooms.insert(room.to_string(), w);
+        p.room_counts[w] += 1;
+        Ok(w)
+    }
+
+    /// Worker `w` is about to open `room`: allowed if the room is placed on `w` or not placed at all
+    /// (then it is placed on `w`). False means another worker owns it (the join must be re-routed).
+    pub(crate) fn claim_room(&self, room: &str, w: usize) -> bool {
+        let mut p = self.placement();
+        p.ensure(w + 1);
+        match p.rooms.get(room) {
+            Some(&owner) => owner == w,
+            None => {
+                p.rooms.insert(room.to_string(), w);
+                p.room_counts[w] += 1;
+                true
+            }
+        }
+    }
+
+    /// Worker `w` closed `room`.
+    pub(crate) fn release_room(&self, room: &str, w: usize) {
+        let mut p = self.placement();
+        if p.rooms.get(room) == Some(&w) {
+            p.rooms.remove(room);
+            if let Some(c) = p.room_counts.get_mut(w) {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Worker `w` gained (`+1`) or lost (`-1`) a participant.
+    pub(crate) fn worker_participants(&self, w: usize, delta: isize) {
+        let mut p = self.placement();
+        p.ensure(w + 1);
+        p.participants[w] = p.participants[w].saturating_add_signed(delta);
+    }
+
+    /// Worker owning `room`, if it is placed.
+    pub fn room_worker(&self, room: &str) -> Option<usize> {
+        self.placement().rooms.get(room).copied()
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
+        self.inner
+            .placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn room_count(&self) -> usize {
         self.inner.rooms.read().map(|r| r.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_go_to_the_least_loaded_worker_and_stay_there() {
+        let sfu = SfuHandle::new();
+        assert_eq!(sfu.place_room("a", 2, 10), Ok(0));
+        sfu.worker_participants(0, 1);
+        assert_eq!(sfu.place_room("b", 2, 10), Ok(1));
+        sfu.worker_participants(1, 1);
+        sfu.worker_participants(1, 1);
+        // Same room, same worker, whatever the load.
+        assert_eq!(sfu.place_room("b", 2, 10), Ok(1));
+        assert_eq!(sfu.place_room("c", 2, 10), Ok(0));
+        assert_eq!(sfu.room_worker("c"), Some(0));
+        assert_eq!(sfu.place_room("d", 2, 3), Err(PlaceError::TooManyRooms));
+        assert_eq!(sfu.place_room("d", 0, 3), Err(PlaceError::NoWorker));
+    }
+
+    #[test]
+    fn claim_and_release_keep_one_owner_per_room() {
+        let sfu = SfuHandle::new();
+        assert_eq!(sfu.place_room("r", 2, 10), Ok(0));
+        // Worker 1 may not open a room placed on worker 0.
+        assert!(!sfu.claim_room("r", 1));
+        assert!(sfu.claim_room("r", 0));
+        // Only the owner's release counts.
+        sfu.release_room("r", 1);
+        assert_eq!(sfu.room_worker("r"), Some(0));
+        sfu.release_room("r", 0);
+        assert_eq!(sfu.room_worker("r"), None);
+        // A late join reaching worker 0 after the close re-places the room there...
+        assert!(sfu.claim_room("r", 0));
+        // ...so routing follows it.
+        assert_eq!(sfu.place_room("r", 2, 10), Ok(0));
     }
 }

@@ -1,11 +1,15 @@
 //! Building `rtc` (Sans-I/O webrtc-rs) peer connections for the shared UDP socket: ICE-lite with
 //! per-connection ICE credentials (so the worker can route STUN by USERNAME), our host candidate with the
-//! public IP, mDNS off, default interceptors (NACK responder/generator, RTCP reports, TWCC receiver).
+//! public IP, mDNS off, and per direction only the interceptors it needs (publisher legs: NACK generator,
+//! receiver reports, TWCC feedback; subscriber legs: NACK responder, sender reports, keyframe requests).
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{
+    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
+};
+use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -13,7 +17,9 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -36,6 +42,24 @@ pub fn random_string(n: usize) -> String {
         .take(n)
         .map(char::from)
         .collect()
+}
+
+const WORKER_CHARS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+
+/// A fresh local ICE ufrag for a peer connection of media worker `index` (< 32): its first character
+/// names the worker, so the shared ICE-TCP listener can hand a connection to the right worker from
+/// the first STUN request's USERNAME.
+pub fn ufrag_for_worker(index: usize) -> String {
+    let mut u = String::with_capacity(16);
+    u.push(WORKER_CHARS[index % WORKER_CHARS.len()] as char);
+    u.push_str(&random_string(15));
+    u
+}
+
+/// The media worker a local ufrag (from `ufrag_for_worker`) belongs to.
+pub fn worker_of_ufrag(ufrag: &str) -> Option<usize> {
+    let c = *ufrag.as_bytes().first()?;
+    WORKER_CHARS.iter().position(|&w| w == c)
 }
 
 /// A new peer connection whose local ICE ufrag is `ufrag`, announcing `candidate_addr` as its only
@@ -76,14 +100,33 @@ pub fn build(
             )?;
         }
     }
-    // Subscriber legs: keyframe requests (PLI/FIR) must reach the worker, which relays them to the
-    // publisher; everything else stays with the interceptor chain (NACK responder, reports).
+    // Each leg gets only the interceptors its direction uses: every interceptor in the chain is a
+    // hop (and a copy of the packet) on every RTP write, and subscriber legs carry all the egress.
+    // NACK feedback is negotiated for video on both legs (browsers NACK lost video).
+    for param in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: param.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
     let registry = if publisher {
-        Registry::new()
+        // Receive side: NACK generation for lost video, receiver reports, and transport-wide CC
+        // feedback so the browser's bandwidth estimator can adapt its send rate.
+        let registry = Registry::new()
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
+        configure_twcc_receiver_only(registry, &mut media_engine)?
     } else {
-        Registry::new().with(Slot::from(14_000), KeyframeRequests::default())
+        // Send side: retransmit on NACK, sender reports (lip sync), and keyframe requests (PLI/FIR)
+        // handed to the worker, which relays them to the publisher.
+        Registry::new()
+            .with(Slot::NackResponder, NackResponderBuilder::new().build())
+            .with(Slot::SenderReport, SenderReportBuilder::new().build())
+            .with(Slot::from(14_000), KeyframeRequests::default())
     };
-    let registry = register_default_interceptors(registry, &mut media_engine)?;
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(config)
@@ -229,6 +272,13 @@ mod tests {
     fn parses_username_and_rejects_garbage() {
         let m = stun_with_username("abcd:efgh");
         assert_eq!(stun_local_ufrag(&m), Some("abcd"));
+        for w in [0, 1, 9, 10, 31] {
+            let u = ufrag_for_worker(w);
+            assert_eq!(u.len(), 16);
+            assert_eq!(worker_of_ufrag(&u), Some(w));
+        }
+        assert_eq!(worker_of_ufrag(""), None);
+        assert_eq!(worker_of_ufrag("Zabc"), None);
         assert!(is_stun(&m));
         assert_eq!(stun_local_ufrag(&m[..m.len() - 3]), None);
         assert_eq!(stun_local_ufrag(&[0u8; 19]), None);

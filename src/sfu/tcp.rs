@@ -1,6 +1,8 @@
 //! ICE-TCP listener (passive candidates, RFC 6544) with RFC 4571 framing. Each accepted connection gets a
 //! reader task that turns the byte stream into frames for the media worker and a writer task that frames
 //! what the worker sends back. The worker sees frames exactly like UDP datagrams, tagged as TCP.
+//! With several media workers, the first frame (a STUN Binding request) names the worker: its
+//! USERNAME starts with our ufrag, whose first character is the worker's index.
 
 use rtc::shared::tcp_framing::{frame_packet, TcpFrameDecoder};
 use std::net::SocketAddr;
@@ -27,9 +29,10 @@ pub enum TcpEvent {
 /// Bind and start accepting; returns the bound address.
 pub async fn listen(
     addr: SocketAddr,
-    to_worker: mpsc::Sender<TcpEvent>,
+    workers: Vec<mpsc::Sender<TcpEvent>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    let workers = std::sync::Arc::new(workers);
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -47,9 +50,9 @@ pub async fn listen(
             }
             let _ = stream.set_nodelay(true);
             live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (to_worker, live, shutdown) = (to_worker.clone(), live.clone(), shutdown.clone());
+            let (workers, live, shutdown) = (workers.clone(), live.clone(), shutdown.clone());
             tokio::spawn(async move {
-                connection(stream, peer, to_worker, shutdown).await;
+                connection(stream, peer, &workers, shutdown).await;
                 live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             });
         }
@@ -60,18 +63,14 @@ pub async fn listen(
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    to_worker: mpsc::Sender<TcpEvent>,
+    workers: &[mpsc::Sender<TcpEvent>],
     shutdown: CancellationToken,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
-    if to_worker
-        .send(TcpEvent::Opened(peer, out_tx))
-        .await
-        .is_err()
-    {
-        return;
-    }
+    let mut out_tx = Some(out_tx);
+    // The worker this connection belongs to, known from its first frame.
+    let mut to_worker: Option<&mpsc::Sender<TcpEvent>> = None;
     let writer = tokio::spawn(async move {
         while let Some(pkt) = out_rx.recv().await {
             if wr.write_all(&frame_packet(&pkt)).await.is_err() {
@@ -103,12 +102,36 @@ async fn connection(
                 break 'read;
             }
             got_frame = true;
-            if to_worker.send(TcpEvent::Frame(peer, frame)).await.is_err() {
+            let w = match to_worker {
+                Some(w) => w,
+                None => {
+                    // Only a STUN request carrying one of our ufrags may open the connection.
+                    let Some(w) = super::peer::is_stun(&frame)
+                        .then(|| super::peer::stun_local_ufrag(&frame))
+                        .flatten()
+                        .and_then(super::peer::worker_of_ufrag)
+                        .and_then(|i| workers.get(i))
+                    else {
+                        break 'read;
+                    };
+                    let Some(tx) = out_tx.take() else {
+                        break 'read;
+                    };
+                    if w.send(TcpEvent::Opened(peer, tx)).await.is_err() {
+                        break 'read;
+                    }
+                    to_worker = Some(w);
+                    w
+                }
+            };
+            if w.send(TcpEvent::Frame(peer, frame)).await.is_err() {
                 break 'read;
             }
         }
     }
     debug!(%peer, "ICE-TCP connection closed");
     writer.abort();
-    let _ = to_worker.send(TcpEvent::Closed(peer)).await;
+    if let Some(w) = to_worker {
+        let _ = w.send(TcpEvent::Closed(peer)).await;
+    }
 }

@@ -61,6 +61,10 @@ pub enum JoinError {
     TooManyRooms,
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The room is owned by another media worker (it closed and reopened elsewhere meanwhile):
+    /// route the join again.
+    #[error("room moved to another media worker")]
+    Moved,
     #[error("webrtc: {0}")]
     Peer(#[from] peer::PeerError),
 }
@@ -101,6 +105,10 @@ fn sig(m: Resp) -> Out {
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
+    /// Media workers (threads) to start; rooms are spread over them. Clamped to 1..=MAX_WORKERS.
+    pub workers: usize,
+    /// SCHED_FIFO priority for the worker threads (0: normal scheduling).
+    pub realtime_priority: u8,
     pub candidate_ip: std::net::IpAddr,
     /// ICE-TCP (passive, RFC 6544 + RFC 4571 framing) listener for clients whose UDP is blocked.
     pub tcp_bind: Option<SocketAddr>,
@@ -113,6 +121,33 @@ pub struct WorkerConfig {
 pub struct WorkerHandle {
     pub tx: mpsc::Sender<Cmd>,
     pub udp_addr: SocketAddr,
+}
+
+/// Most media workers one server runs (the worker index is encoded in one ufrag character).
+pub const MAX_WORKERS: usize = 32;
+
+/// Per-packet counters kept by the worker itself and added to the shared `Metrics` on every
+/// housekeeping tick: no atomic read-modify-write shared between worker threads per packet.
+#[derive(Default)]
+struct Counters {
+    packets_in: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    bytes_out: u64,
+    dropped: u64,
+    send_failures: u64,
+}
+
+impl Counters {
+    fn flush(&mut self, m: &Metrics) {
+        let c = std::mem::take(self);
+        Metrics::add(&m.rtp_packets_in, c.packets_in);
+        Metrics::add(&m.rtp_bytes_in, c.bytes_in);
+        Metrics::add(&m.rtp_packets_out, c.packets_out);
+        Metrics::add(&m.rtp_bytes_out, c.bytes_out);
+        Metrics::add(&m.rtp_dropped, c.dropped);
+        Metrics::add(&m.rtp_send_failures, c.send_failures);
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -205,6 +240,8 @@ struct Room {
 }
 
 pub struct Worker {
+    /// This worker's index (0..workers): its rooms are placed on it in `SfuHandle`.
+    index: usize,
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     candidate_addr: SocketAddr,
@@ -225,6 +262,9 @@ pub struct Worker {
     /// Scratch space reused on every forwarded packet (no per-packet allocation).
     scratch: Vec<(PcId, RTCRtpSenderId, u32, u8, u16, u32)>,
     earliest: Option<Instant>,
+    counters: Counters,
+    /// UDP datagrams produced since the last `send_batch` (sent with one sendmmsg).
+    batch: super::sendmmsg::SendBatch,
 }
 
 const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -235,55 +275,152 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// commands and timers are never starved).
 const RECV_BATCH: usize = 64;
 
+/// Start the media workers: `cfg.workers` threads, each with its own single-threaded runtime, UDP
+/// socket and rooms (worker `i` binds `bind.port() + i`, or an ephemeral port when it is 0). One
+/// ICE-TCP listener (if configured) hands each connection to the worker its ufrag names.
+pub async fn spawn_workers(
+    bind: SocketAddr,
+    cfg: WorkerConfig,
+    sfu: SfuHandle,
+    metrics: Arc<Metrics>,
+    clock: crate::clock::SharedClock,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<Vec<WorkerHandle>> {
+    let n = cfg.workers.clamp(1, MAX_WORKERS);
+    let mut tcp_txs = Vec::with_capacity(n);
+    let mut tcp_rxs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(4096);
+        tcp_txs.push(tx);
+        tcp_rxs.push(rx);
+    }
+    let tcp_local = match cfg.tcp_bind {
+        Some(addr) => Some(super::tcp::listen(addr, tcp_txs, shutdown.clone()).await?),
+        None => None,
+    };
+    let mut handles = Vec::with_capacity(n);
+    for (index, tcp_rx) in tcp_rxs.into_iter().enumerate() {
+        let port = if bind.port() == 0 {
+            0
+        } else {
+            u16::try_from(bind.port() as usize + index)
+                .map_err(|_| std::io::Error::other("rtc.udp_port + rtc.workers exceeds 65535"))?
+        };
+        let handle = Worker::spawn(
+            index,
+            SocketAddr::new(bind.ip(), port),
+            tcp_local,
+            tcp_rx,
+            cfg.clone(),
+            sfu.clone(),
+            metrics.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        )?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Put the calling thread under SCHED_FIFO at `priority` (clamped to 1..=99); logs and carries on
+/// with normal scheduling when not permitted.
+fn set_realtime_priority(index: usize, priority: u8) {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority.clamp(1, 99)),
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if r == 0 {
+        info!(
+            worker = index,
+            priority, "media worker runs under SCHED_FIFO"
+        );
+    } else {
+        warn!(
+            worker = index,
+            priority,
+            error = %std::io::Error::last_os_error(),
+            "could not set realtime priority (needs CAP_SYS_NICE); normal scheduling"
+        );
+    }
+}
+
 impl Worker {
-    pub async fn spawn(
+    /// One worker on its own OS thread: a current-thread runtime drives its socket, timers and
+    /// channels, so a burst of packets is handled where it arrives (no hand-off between runtime
+    /// threads, no contention with HTTP/signaling tasks).
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        index: usize,
         bind: SocketAddr,
+        tcp_local: Option<SocketAddr>,
+        tcp_rx: mpsc::Receiver<super::tcp::TcpEvent>,
         cfg: WorkerConfig,
         sfu: SfuHandle,
         metrics: Arc<Metrics>,
         clock: crate::clock::SharedClock,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<WorkerHandle> {
-        let socket = UdpSocket::bind(bind).await?;
-        // Every peer shares this socket: the default receive buffer (~200 KiB, a few hundred small
-        // datagrams) overflows after a ~100 ms scheduling stall at a few thousand packets/s. Ask for
-        // 4 MiB each way (the kernel caps it at net.core.{r,w}mem_max); failure is not fatal.
-        let sock = socket2::SockRef::from(&socket);
+        let std_socket = std::net::UdpSocket::bind(bind)?;
+        std_socket.set_nonblocking(true)?;
+        // Every peer of this worker shares this socket: the default receive buffer (~200 KiB, a few
+        // hundred small datagrams) overflows after a ~100 ms scheduling stall at a few thousand
+        // packets/s. Ask for 4 MiB each way (the kernel caps it at net.core.{r,w}mem_max).
+        let sock = socket2::SockRef::from(&std_socket);
         let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
         let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
         debug!(
+            worker = index,
             rcvbuf = sock.recv_buffer_size().unwrap_or(0),
             sndbuf = sock.send_buffer_size().unwrap_or(0),
             "media socket buffers"
         );
-        let local_addr = socket.local_addr()?;
-        let (tcp_tx, tcp_rx) = mpsc::channel(4096);
-        let tcp_local = match cfg.tcp_bind {
-            Some(addr) => Some(super::tcp::listen(addr, tcp_tx, shutdown.clone()).await?),
-            None => None,
-        };
+        let local_addr = std_socket.local_addr()?;
         let candidate_addr = SocketAddr::new(cfg.candidate_ip, local_addr.port());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (tx, rx) = mpsc::channel(1024);
-        let w = Worker {
-            socket: Arc::new(socket),
-            local_addr,
-            candidate_addr,
-            cfg,
-            pcs: HashMap::new(),
-            by_addr: HashMap::new(),
-            tcp_local,
-            tcp_conns: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            rooms: HashMap::new(),
-            parts: HashMap::new(),
-            next_id: 1,
-            sfu,
-            metrics,
-            clock,
-            scratch: Vec::with_capacity(64),
-            earliest: None,
-        };
-        tokio::spawn(w.run(rx, tcp_rx, shutdown));
+        std::thread::Builder::new()
+            .name(format!("parlor-media-{index}"))
+            .spawn(move || {
+                if cfg.realtime_priority > 0 {
+                    set_realtime_priority(index, cfg.realtime_priority);
+                }
+                runtime.block_on(async move {
+                    let socket = match UdpSocket::from_std(std_socket) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(worker = index, error = %e, "media socket");
+                            return;
+                        }
+                    };
+                    let w = Worker {
+                        index,
+                        socket: Arc::new(socket),
+                        local_addr,
+                        candidate_addr,
+                        cfg,
+                        pcs: HashMap::new(),
+                        by_addr: HashMap::new(),
+                        tcp_local,
+                        tcp_conns: HashMap::new(),
+                        by_ufrag: HashMap::new(),
+                        rooms: HashMap::new(),
+                        parts: HashMap::new(),
+                        // Ids unique across workers (they show up in logs).
+                        next_id: ((index as u64) << 48) + 1,
+                        sfu,
+                        metrics,
+                        clock,
+                        scratch: Vec::with_capacity(64),
+                        earliest: None,
+                        counters: Counters::default(),
+                        batch: Default::default(),
+                    };
+                    w.run(rx, tcp_rx, shutdown).await;
+                });
+            })?;
         Ok(WorkerHandle {
             tx,
             udp_addr: local_addr,
@@ -296,7 +433,7 @@ impl Worker {
         mut tcp_rx: mpsc::Receiver<super::tcp::TcpEvent>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        info!(udp = %self.local_addr, candidate = %self.candidate_addr, "media worker started");
+        info!(worker = self.index, udp = %self.local_addr, candidate = %self.candidate_addr, "media worker started");
         let mut buf = vec![0u8; 1500 * 2];
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         // With ICE-TCP off the channel's sender is gone: never poll a closed channel in a loop.
@@ -313,11 +450,16 @@ impl Worker {
                     match res {
                         Ok((n, from)) => {
                             self.on_datagram(&buf[..n], from, false);
+                            self.send_batch();
                             // Drain what else is queued before going back to select!: one wake-up
                             // (and one timer registration) per burst instead of per datagram.
                             for _ in 0..RECV_BATCH {
                                 match self.socket.try_recv_from(&mut buf) {
-                                    Ok((n, from)) => self.on_datagram(&buf[..n], from, false),
+                                    Ok((n, from)) => {
+                                        self.on_datagram(&buf[..n], from, false);
+                                        // Each packet's fan-out leaves before the next is read.
+                                        self.send_batch();
+                                    }
                                     Err(_) => break,
                                 }
                             }
@@ -347,6 +489,7 @@ impl Worker {
                 _ = timer => self.on_timers(),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
+            self.send_batch();
         }
         let pids: Vec<Pid> = self.parts.keys().copied().collect();
         for pid in pids {
@@ -361,7 +504,9 @@ impl Worker {
             );
             self.remove_participant(pid);
         }
-        info!("media worker stopped");
+        self.send_batch();
+        self.counters.flush(&self.metrics);
+        info!(worker = self.index, "media worker stopped");
     }
 
     fn now_ms(&self) -> i64 {
@@ -446,13 +591,21 @@ impl Worker {
                     .get(&out.transport.peer_addr)
                     .is_some_and(|w| w.try_send(out.message.to_vec()).is_ok())
             } else {
-                self.socket
-                    .try_send_to(&out.message, out.transport.peer_addr)
-                    .is_ok()
+                // Queued; `send_batch` hands the whole fan-out to the kernel at once.
+                self.batch.push(out.transport.peer_addr, out.message);
+                true
             };
             if !sent {
-                Metrics::inc(&self.metrics.rtp_send_failures);
+                self.counters.send_failures += 1;
             }
+        }
+    }
+
+    fn send_batch(&mut self) {
+        if !self.batch.is_empty() {
+            use std::os::fd::AsRawFd;
+            let (_, failed) = self.batch.send(self.socket.as_raw_fd());
+            self.counters.send_failures += failed as u64;
         }
     }
 
@@ -712,8 +865,8 @@ impl Worker {
     }
 
     fn forward_rtp(&mut self, pc_id: PcId, track_id: &str, pkt: rtc::rtp::Packet, now: Instant) {
-        Metrics::inc(&self.metrics.rtp_packets_in);
-        Metrics::add(&self.metrics.rtp_bytes_in, pkt.payload.len() as u64);
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += pkt.payload.len() as u64;
         let Some(pc) = self.pcs.get(&pc_id) else {
             return;
         };
@@ -791,7 +944,7 @@ impl Worker {
                     if reason == super::forwarder::DropReason::WaitingForKeyframe {
                         needs_kf = true;
                     }
-                    Metrics::inc(&self.metrics.rtp_dropped);
+                    self.counters.dropped += 1;
                 }
             }
         }
@@ -832,10 +985,10 @@ impl Worker {
                 .map(|mut s| s.write_rtp(now, out).is_ok())
                 .unwrap_or(false);
             if ok {
-                Metrics::inc(&self.metrics.rtp_packets_out);
-                Metrics::add(&self.metrics.rtp_bytes_out, pkt.payload.len() as u64);
+                self.counters.packets_out += 1;
+                self.counters.bytes_out += pkt.payload.len() as u64;
             } else {
-                Metrics::inc(&self.metrics.rtp_send_failures);
+                self.counters.send_failures += 1;
             }
             self.flush(sub_pc);
             self.update_timeout(sub_pc);
@@ -976,7 +1129,7 @@ impl Worker {
     fn new_pc(&mut self, owner: Pid, role: Role, now: Instant) -> Result<PcId, JoinError> {
         let id = self.next_id;
         self.next_id += 1;
-        let ufrag = peer::random_string(16);
+        let ufrag = peer::ufrag_for_worker(self.index);
         let tcp_candidate = self
             .tcp_local
             .map(|t| SocketAddr::new(self.candidate_addr.ip(), t.port()));
@@ -1030,7 +1183,13 @@ impl Worker {
             }
         }
         if !self.rooms.contains_key(&req.room) {
+            // Rooms are placed on workers before the join is sent; a room that closed here since
+            // may have been placed on another worker.
+            if !self.sfu.claim_room(&req.room, self.index) {
+                return Err(JoinError::Moved);
+            }
             if self.rooms.len() >= self.cfg.max_rooms {
+                self.sfu.release_room(&req.room, self.index);
                 return Err(JoinError::TooManyRooms);
             }
             self.rooms.insert(
@@ -1041,7 +1200,8 @@ impl Worker {
                     created_at_ms: now_ms,
                     participants: Vec::new(),
                     tracks: HashMap::new(),
-                    empty_since: None,
+                    // Empty until the join below completes (if it fails, the room still closes).
+                    empty_since: Some(now),
                     last_speakers: Vec::new(),
                 },
             );
@@ -1096,6 +1256,7 @@ impl Worker {
         let identity = p.identity.clone();
         self.parts.insert(pid, p);
         Metrics::inc(&self.metrics.participants);
+        self.sfu.worker_participants(self.index, 1);
         let room = self
             .rooms
             .get_mut(&req.room)
@@ -1631,6 +1792,7 @@ impl Worker {
             return;
         };
         Metrics::dec(&self.metrics.participants);
+        self.sfu.worker_participants(self.index, -1);
         let now = Instant::now();
         let now_ms = self.now_ms();
         self.drop_pc(p.pub_pc);
@@ -1701,6 +1863,7 @@ impl Worker {
 
     fn housekeeping(&mut self) {
         let now = Instant::now();
+        self.counters.flush(&self.metrics);
         self.retarget_layers(now);
         // Close rooms that stayed empty for the grace period.
         let expired: Vec<String> = self
@@ -1717,6 +1880,7 @@ impl Worker {
             Metrics::dec(&self.metrics.rooms);
             info!(room = %name, "room closed (empty)");
             self.sfu.remove_room(&name);
+            self.sfu.release_room(&name, self.index);
             self.sfu.emit(SfuEvent::RoomClosed {
                 room: name,
                 at_ms: self.now_ms(),
