@@ -4,7 +4,6 @@
 use crate::error::KeepBody;
 use crate::metrics::Metrics;
 use crate::sfu::worker::{Cmd, JoinError, JoinReq, Out, Perms, SignalIn};
-use crate::sfu::PlaceError;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -178,54 +177,25 @@ async fn session(
             .get("auto_subscribe")
             .is_none_or(|v| v != "0" && v != "false"),
         events: events_tx.clone(),
+        kind: proto::participant_info::Kind::Standard,
+        local: None,
     };
-    // Route to the worker that owns the room (placing a new room on the least-loaded one). A room
-    // that closed and reopened on another worker meanwhile answers `Moved`: route again.
-    let mut outcome = Err(JoinError::Moved);
-    let mut worker = None;
-    for _ in 0..3 {
-        let w = match state
-            .sfu
-            .place_room(&room, state.workers.len(), state.config.room.max_rooms)
-        {
-            Ok(w) => w,
-            Err(PlaceError::TooManyRooms) => {
-                outcome = Err(JoinError::TooManyRooms);
-                break;
-            }
-            Err(PlaceError::NoWorker) => {
-                close(&mut ws, 1011, "media worker unavailable").await;
-                return;
-            }
-        };
-        let Some(handle) = state.workers.get(w).cloned() else {
-            break;
-        };
-        let (reply_tx, reply_rx) = oneshot::channel();
-        if handle
-            .tx
-            .send(Cmd::Join(Box::new(make_req()), reply_tx))
-            .await
-            .is_err()
-        {
-            close(&mut ws, 1011, "media worker unavailable").await;
+    let routed = crate::sfu::worker::route_join(
+        &state.sfu,
+        &state.workers,
+        state.config.room.max_rooms,
+        &room,
+        make_req,
+    )
+    .await;
+    let (joined, worker) = match routed {
+        Ok(x) => x,
+        Err(e @ (JoinError::ShuttingDown | JoinError::Timeout)) => {
+            warn!(room = %room, participant = %identity, error = %e, "join failed");
+            close(&mut ws, 1011, &e.to_string()).await;
             return;
         }
-        outcome = match tokio::time::timeout(Duration::from_secs(5), reply_rx).await {
-            Ok(Ok(r)) => r,
-            _ => {
-                close(&mut ws, 1011, "join timed out").await;
-                return;
-            }
-        };
-        worker = Some(handle);
-        if !matches!(outcome, Err(JoinError::Moved)) {
-            break;
-        }
-    }
-    let (joined, worker) = match (outcome, worker) {
-        (Ok(j), Some(w)) => (j, w),
-        (Err(e), _) => {
+        Err(e) => {
             warn!(room = %room, participant = %identity, error = %e, "join refused");
             send(
                 &mut ws,
@@ -238,7 +208,6 @@ async fn session(
             close(&mut ws, 1008, &e.to_string()).await;
             return;
         }
-        (Ok(_), None) => return,
     };
     // Only the worker holds the session's event sender now: it closing means "removed".
     drop(events_tx);

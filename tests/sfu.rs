@@ -445,3 +445,144 @@ async fn rooms_spread_over_media_workers() {
     assert_eq!(sfu.room_worker("spread-2"), Some(w2));
     s.stop().await;
 }
+
+/// An in-process participant (the shape of the recorder and the assistant) joins without a peer
+/// connection: it is subscribed to a WebRTC client's audio and gets every packet with its arrival
+/// time, publishes an Opus track that the client receives intact, shows up to clients with its kind,
+/// and leaving removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_participant_subscribes_and_publishes() {
+    use parlor::sfu::local::{LocalOptions, LocalParticipant};
+    use parlor::sfu::worker::LocalMedia;
+    use proto::participant_info::{Kind, State};
+
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let st = &s.handle.state;
+    let mut caller =
+        Client::connect(&s.ws, &s.token("caller", VideoGrant::join("local-1")), true).await;
+    let track = caller.publish_audio().await;
+    caller
+        .wait_for(|s| {
+            matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+        })
+        .await;
+    let mut bot = LocalParticipant::join(
+        &st.sfu,
+        &st.workers,
+        st.config.room.max_rooms,
+        LocalOptions {
+            room: "local-1".into(),
+            identity: "assistant".into(),
+            name: "Assistant".into(),
+            kind: Kind::Agent,
+            subscribe: true,
+            publish: true,
+        },
+    )
+    .await
+    .expect("in-process join");
+    caller
+        .wait_for(|s| match s {
+            Seen::Signal(Resp::Update(u)) => u
+                .participants
+                .iter()
+                .any(|p| p.identity == "assistant" && p.kind == Kind::Agent as i32)
+                .then_some(()),
+            _ => None,
+        })
+        .await;
+    let participants = st.sfu.participants("local-1");
+    assert!(participants.iter().any(|p| p.identity == "assistant"));
+
+    // Subscribed to the caller's track at join.
+    let added = tokio::time::timeout(Duration::from_secs(5), bot.recv())
+        .await
+        .expect("track added in time")
+        .expect("media channel open");
+    let LocalMedia::TrackAdded {
+        track_sid,
+        publisher,
+        mime_type,
+        clock_rate,
+        ..
+    } = added
+    else {
+        panic!("expected TrackAdded, got {added:?}")
+    };
+    assert_eq!(&*track_sid, track.sid.as_str());
+    assert_eq!(publisher, "caller");
+    assert_eq!(mime_type.to_ascii_lowercase(), "audio/opus");
+    assert_eq!(clock_rate, 48000);
+
+    // The caller's packets reach it unchanged, in order, with non-decreasing arrival times.
+    for i in 0..50u16 {
+        caller.send_rtp(payload(i)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 50 {
+        match tokio::time::timeout(Duration::from_secs(5), bot.recv()).await {
+            Ok(Some(LocalMedia::Rtp(p))) => got.push(p),
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+            _ => break,
+        }
+    }
+    assert!(got.len() >= 49, "only {} of 50 packets", got.len());
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "sequence continuous");
+        assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(960));
+        assert!(w[1].arrival >= w[0].arrival);
+    }
+    for p in &got {
+        let i = u16::from_be_bytes([p.payload[1], p.payload[2]]);
+        assert_eq!(&p.payload[..], &payload(i)[..], "payload {i} altered");
+        assert_eq!(&*p.track_sid, track.sid.as_str());
+    }
+
+    // It publishes; the caller is subscribed (auto) and receives its packets intact.
+    let voice = bot.publish_audio("voice").await.expect("publish");
+    let mut received = 0;
+    let mut i = 0u16;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while received < 30 && tokio::time::Instant::now() < deadline {
+        let mut p = payload(i);
+        p[0] = 0xFC;
+        bot.send_rtp(&voice, 7000u16.wrapping_add(i), 960 * i as u32, false, p.into())
+            .expect("worker queue has room");
+        i = i.wrapping_add(1);
+        while let Ok(Some(seen)) =
+            tokio::time::timeout(Duration::from_millis(20), caller.seen.recv()).await
+        {
+            if let Seen::Rtp { track, payload, .. } = seen {
+                assert_eq!(track, &*voice.sid, "the caller hears the bot's track");
+                assert_eq!(payload[0], 0xFC);
+                let k = u16::from_be_bytes([payload[1], payload[2]]);
+                let mut want = self::payload(k);
+                want[0] = 0xFC;
+                assert_eq!(payload, want, "bot payload {k} altered");
+                received += 1;
+            }
+        }
+    }
+    assert!(received >= 30, "caller got {received} of the bot's packets");
+
+    // Leaving: the caller sees it disconnect, the participants API drops it.
+    bot.leave().await;
+    caller
+        .wait_for(|s| match s {
+            Seen::Signal(Resp::Update(u)) => u
+                .participants
+                .iter()
+                .any(|p| p.identity == "assistant" && p.state == State::Disconnected as i32)
+                .then_some(()),
+            _ => None,
+        })
+        .await;
+    assert!(!st
+        .sfu
+        .participants("local-1")
+        .iter()
+        .any(|p| p.identity == "assistant"));
+    s.stop().await;
+}

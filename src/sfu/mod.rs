@@ -4,6 +4,7 @@
 //! APIs use: live participant state per room and a stream of lifecycle events.
 
 pub mod forwarder;
+pub mod local;
 pub mod peer;
 pub mod sendmmsg;
 pub mod tcp;

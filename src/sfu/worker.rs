@@ -51,6 +51,48 @@ pub struct JoinReq {
     pub perms: Perms,
     pub auto_subscribe: bool,
     pub events: mpsc::Sender<Out>,
+    /// What the other participants see (STANDARD for clients; AGENT, EGRESS... for in-process ones).
+    pub kind: proto::participant_info::Kind,
+    /// In-process participant (recorder, assistant): no peer connections; its subscriptions are
+    /// delivered on this channel and it publishes with `Cmd::LocalPublish` / `Cmd::LocalRtp`.
+    pub local: Option<mpsc::Sender<LocalMedia>>,
+}
+
+/// What an in-process participant receives.
+#[derive(Debug)]
+pub enum LocalMedia {
+    /// Subscribed to a track (auto-subscribe): its packets follow as `Rtp`.
+    TrackAdded {
+        track_sid: Arc<str>,
+        publisher: String,
+        kind: RtpCodecKind,
+        mime_type: String,
+        clock_rate: u32,
+    },
+    /// The track was unpublished (or its publisher left).
+    TrackRemoved { track_sid: Arc<str> },
+    Rtp(LocalRtp),
+}
+
+/// One forwarded RTP packet as an in-process subscriber gets it: sequence number and timestamp are
+/// rewritten by the same `Forwarder` as for WebRTC subscribers (continuous across layer switches),
+/// `arrival` is when the worker read the packet from the publisher's socket.
+#[derive(Debug, Clone)]
+pub struct LocalRtp {
+    pub track_sid: Arc<str>,
+    pub arrival: Instant,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: bytes::Bytes,
+}
+
+/// A track an in-process participant publishes (Opus audio).
+#[derive(Debug, Clone)]
+pub struct LocalTrackReq {
+    pub name: String,
+    /// Ask for subscriber-side Opus DTX/stereo etc. later; today always Opus 48 kHz stereo (RFC 7587).
+    pub source: proto::TrackSource,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +107,10 @@ pub enum JoinError {
     /// route the join again.
     #[error("room moved to another media worker")]
     Moved,
+    #[error("the media worker did not answer in time")]
+    Timeout,
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
     #[error("webrtc: {0}")]
     Peer(#[from] peer::PeerError),
 }
@@ -79,7 +125,14 @@ pub enum Cmd {
     Join(Box<JoinReq>, oneshot::Sender<Result<Joined, JoinError>>),
     Signal(Pid, Box<SignalIn>),
     Leave(Pid),
+    /// An in-process participant publishes a track; the reply carries its sid.
+    LocalPublish(Pid, LocalTrackReq, oneshot::Sender<Result<Arc<str>, JoinError>>),
+    /// An in-process participant's RTP for one of its tracks (forwarded like a publisher's).
+    LocalRtp(Pid, Arc<str>, rtc::rtp::Packet),
 }
+
+/// No peer connection (in-process participants); ids start at 1.
+const NO_PC: PcId = 0;
 
 pub enum SignalIn {
     Offer(proto::SessionDescription),
@@ -165,7 +218,7 @@ struct Pc {
     next_timeout: Option<Instant>,
     connected: bool,
     /// rtc track id → (track sid) for inbound tracks (publisher PCs).
-    inbound: HashMap<String, String>,
+    inbound: HashMap<String, Arc<str>>,
     /// Data channels by label (publisher PCs).
     reliable_dc: Option<rtc::data_channel::RTCDataChannelId>,
     lossy_dc: Option<rtc::data_channel::RTCDataChannelId>,
@@ -209,10 +262,15 @@ struct Participant {
     sub_needs_offer: bool,
     data_seq: u32,
     level: Option<(u8, Instant)>,
+    kind: proto::participant_info::Kind,
+    /// In-process participant: where its subscriptions go (None for WebRTC clients).
+    local: Option<mpsc::Sender<LocalMedia>>,
 }
 
 struct TrackIn {
     sid: String,
+    /// The sid again, shared with in-process subscribers' packets without allocating.
+    sid_arc: Arc<str>,
     owner: Pid,
     info: proto::TrackInfo,
     kind: RtpCodecKind,
@@ -274,6 +332,39 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// Datagrams handled per wake-up of the worker (the rest wait for the next turn of the loop, so
 /// commands and timers are never starved).
 const RECV_BATCH: usize = 64;
+
+/// Send a join to the worker that owns `room` (a room not open yet is placed on the least-loaded
+/// worker) and wait for its answer. A room that closed and reopened on another worker meanwhile
+/// answers `Moved`: the join is routed again (a few times at most).
+pub async fn route_join(
+    sfu: &SfuHandle,
+    workers: &[WorkerHandle],
+    max_rooms: usize,
+    room: &str,
+    make_req: impl Fn() -> JoinReq,
+) -> Result<(Joined, WorkerHandle), JoinError> {
+    for _ in 0..3 {
+        let w = match sfu.place_room(room, workers.len(), max_rooms) {
+            Ok(w) => w,
+            Err(super::PlaceError::TooManyRooms) => return Err(JoinError::TooManyRooms),
+            Err(super::PlaceError::NoWorker) => return Err(JoinError::ShuttingDown),
+        };
+        let handle = workers.get(w).ok_or(JoinError::ShuttingDown)?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        handle
+            .tx
+            .send(Cmd::Join(Box::new(make_req()), reply_tx))
+            .await
+            .map_err(|_| JoinError::ShuttingDown)?;
+        match tokio::time::timeout(Duration::from_secs(5), reply_rx).await {
+            Ok(Ok(Err(JoinError::Moved))) => continue,
+            Ok(Ok(r)) => return r.map(|j| (j, handle.clone())),
+            Ok(Err(_)) => return Err(JoinError::ShuttingDown),
+            Err(_) => return Err(JoinError::Timeout),
+        }
+    }
+    Err(JoinError::Moved)
+}
 
 /// Start the media workers: `cfg.workers` threads, each with its own single-threaded runtime, UDP
 /// socket and rooms (worker `i` binds `bind.port() + i`, or an ephemeral port when it is 0). One
@@ -715,7 +806,7 @@ impl Worker {
             .pcs
             .get(&pc_id)
             .and_then(|pc| pc.inbound.get(&init.track_id))
-            .cloned()
+            .map(|s| s.to_string())
         {
             if let Some(t) = self.track_mut(owner, &sid) {
                 if t.layers.len() < 4 && !t.layers.iter().any(|(s, _)| *s == init.ssrc) {
@@ -796,10 +887,11 @@ impl Worker {
             None
         };
         if let Some(pc) = self.pcs.get_mut(&pc_id) {
-            pc.inbound.insert(init.track_id.clone(), sid.clone());
+            pc.inbound.insert(init.track_id.clone(), Arc::from(sid.as_str()));
         }
         let track = TrackIn {
             sid: sid.clone(),
+            sid_arc: Arc::from(sid.as_str()),
             owner,
             info,
             kind,
@@ -814,7 +906,13 @@ impl Worker {
             last_pli: None,
         };
         info!(room = %room_name, participant = %identity, track = %sid, mime = %mime, rid = ?init.rid, "track published");
-        let Some(room) = self.rooms.get_mut(&room_name) else {
+        self.add_track(owner, &room_name, track, now);
+    }
+
+    /// A new published track: into the room, announced to everyone, auto-subscribers subscribed.
+    fn add_track(&mut self, owner: Pid, room_name: &str, track: TrackIn, now: Instant) {
+        let sid = track.sid.clone();
+        let Some(room) = self.rooms.get_mut(room_name) else {
             return;
         };
         room.tracks.insert(sid.clone(), track);
@@ -825,7 +923,7 @@ impl Worker {
             .filter(|&x| x != owner)
             .collect();
         // Tell everyone about the new track, then subscribe those who auto-subscribe.
-        self.publish_snapshot(&room_name);
+        self.publish_snapshot(room_name);
         self.broadcast_participant(owner);
         for other in others {
             let auto = self
@@ -833,9 +931,71 @@ impl Worker {
                 .get(&other)
                 .is_some_and(|o| o.auto_subscribe && o.perms.can_subscribe);
             if auto {
-                self.subscribe(other, &room_name, &sid, now);
+                self.subscribe(other, room_name, &sid, now);
             }
         }
+    }
+
+    /// An in-process participant publishes an Opus track (no peer connection: its RTP arrives as
+    /// `Cmd::LocalRtp`).
+    fn local_publish(
+        &mut self,
+        pid: Pid,
+        req: LocalTrackReq,
+        now: Instant,
+    ) -> Result<Arc<str>, JoinError> {
+        let p = self
+            .parts
+            .get_mut(&pid)
+            .ok_or(JoinError::NotAllowed("no such participant"))?;
+        if p.local.is_none() {
+            return Err(JoinError::NotAllowed("not an in-process participant"));
+        }
+        if !p.perms.can_publish {
+            return Err(JoinError::NotAllowed("publish permission"));
+        }
+        if p.tracks.len() >= 8 {
+            return Err(JoinError::NotAllowed("too many tracks"));
+        }
+        let sid = crate::ids::new_id("TR_");
+        let codec = RTCRtpCodec {
+            mime_type: "audio/opus".to_string(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_string(),
+            rtcp_feedback: Vec::new(),
+        };
+        let info = proto::TrackInfo {
+            sid: sid.clone(),
+            r#type: proto::TrackType::Audio as i32,
+            name: req.name,
+            source: req.source as i32,
+            mime_type: codec.mime_type.clone(),
+            ..Default::default()
+        };
+        p.tracks.push(sid.clone());
+        p.version += 1;
+        let room_name = p.room.clone();
+        let sid_arc: Arc<str> = Arc::from(sid.as_str());
+        let track = TrackIn {
+            sid: sid.clone(),
+            sid_arc: sid_arc.clone(),
+            owner: pid,
+            info,
+            kind: RtpCodecKind::Audio,
+            codec: Some(codec),
+            receiver_id: None,
+            layers: vec![(0, 0)],
+            layer_seen: [None; 3],
+            is_vp8: false,
+            is_h264: false,
+            subscribers: Vec::new(),
+            audio_level_ext: None,
+            last_pli: None,
+        };
+        info!(room = %room_name, participant = pid, track = %sid, "in-process track published");
+        self.add_track(pid, &room_name, track, now);
+        Ok(sid_arc)
     }
 
     fn track_mut(&mut self, owner: Pid, sid: &str) -> Option<&mut TrackIn> {
@@ -865,15 +1025,21 @@ impl Worker {
     }
 
     fn forward_rtp(&mut self, pc_id: PcId, track_id: &str, pkt: rtc::rtp::Packet, now: Instant) {
-        self.counters.packets_in += 1;
-        self.counters.bytes_in += pkt.payload.len() as u64;
         let Some(pc) = self.pcs.get(&pc_id) else {
             return;
         };
-        let Some(sid) = pc.inbound.get(track_id) else {
+        let Some(sid) = pc.inbound.get(track_id).cloned() else {
             return;
         };
         let owner = pc.owner;
+        self.forward_track(owner, &sid, pkt, now);
+    }
+
+    /// Forward one packet of `owner`'s track `sid` to every subscriber of it (WebRTC legs and
+    /// in-process subscribers alike).
+    fn forward_track(&mut self, owner: Pid, sid: &str, pkt: rtc::rtp::Packet, now: Instant) {
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += pkt.payload.len() as u64;
         let Some(p) = self.parts.get_mut(&owner) else {
             return;
         };
@@ -924,6 +1090,24 @@ impl Worker {
             let Some(out) = sp.subs.get_mut(sid_ref) else {
                 continue;
             };
+            if let Some(local) = &sp.local {
+                // In-process subscriber: the packet (shared payload, no copy) with its arrival time.
+                if let Decision::Forward { seq, ts } = out.forwarder.on_packet(&meta) {
+                    let m = LocalMedia::Rtp(LocalRtp {
+                        track_sid: track.sid_arc.clone(),
+                        arrival: now,
+                        seq,
+                        timestamp: ts,
+                        marker: pkt.header.marker,
+                        payload: pkt.payload.clone(),
+                    });
+                    // A slow consumer loses packets (its jitter buffer conceals); never block.
+                    if local.try_send(m).is_err() {
+                        self.counters.dropped += 1;
+                    }
+                }
+                continue;
+            }
             let Some(pt) = out.pt else { continue };
             // Until DTLS is up the sender has no SRTP context: writing would fail (and rtc logs a
             // WARN per packet). The forwarder starts with the first packet it actually forwards.
@@ -1123,6 +1307,20 @@ impl Worker {
             }
             Cmd::Signal(pid, msg) => self.on_signal(pid, *msg, now),
             Cmd::Leave(pid) => self.remove_participant(pid),
+            Cmd::LocalPublish(pid, req, reply) => {
+                let res = self.local_publish(pid, req, now);
+                let _ = reply.send(res);
+            }
+            Cmd::LocalRtp(pid, sid, pkt) => {
+                // Only the owner's own tracks (a participant cannot inject into another's track).
+                let owns = self
+                    .parts
+                    .get(&pid)
+                    .is_some_and(|p| p.local.is_some() && p.tracks.iter().any(|t| **t == *sid));
+                if owns {
+                    self.forward_track(pid, &sid, pkt, now);
+                }
+            }
         }
     }
 
@@ -1220,12 +1418,16 @@ impl Worker {
         }
         let pid = self.next_id;
         self.next_id += 1;
-        let pub_pc = self.new_pc(pid, Role::Publisher, now)?;
-        let sub_pc = match self.new_pc(pid, Role::Subscriber, now) {
-            Ok(id) => id,
-            Err(e) => {
-                self.drop_pc(pub_pc);
-                return Err(e);
+        let (pub_pc, sub_pc) = if req.local.is_some() {
+            (NO_PC, NO_PC)
+        } else {
+            let pub_pc = self.new_pc(pid, Role::Publisher, now)?;
+            match self.new_pc(pid, Role::Subscriber, now) {
+                Ok(id) => (pub_pc, id),
+                Err(e) => {
+                    self.drop_pc(pub_pc);
+                    return Err(e);
+                }
             }
         };
         let p = Participant {
@@ -1251,6 +1453,8 @@ impl Worker {
             sub_needs_offer: false,
             data_seq: 0,
             level: None,
+            kind: req.kind,
+            local: req.local,
         };
         info!(room = %req.room, participant = %p.identity, sid = %p.sid, "participant joined");
         let identity = p.identity.clone();
@@ -1362,6 +1566,7 @@ impl Worker {
                 ..Default::default()
             }),
             is_publisher: !p.tracks.is_empty(),
+            kind: p.kind as i32,
             ..Default::default()
         })
     }
@@ -1648,12 +1853,42 @@ impl Worker {
         let Some(codec) = t.codec.clone() else {
             return false;
         };
-        let Some(owner_sid) = self.parts.get(&t.owner).map(|o| o.sid.clone()) else {
+        let Some((owner_sid, owner_identity)) = self
+            .parts
+            .get(&t.owner)
+            .map(|o| (o.sid.clone(), o.identity.clone()))
+        else {
             return false;
         };
         let Some(p) = self.parts.get_mut(&pid) else {
             return false;
         };
+        if let Some(local) = &p.local {
+            let added = LocalMedia::TrackAdded {
+                track_sid: t.sid_arc.clone(),
+                publisher: owner_identity,
+                kind: t.kind,
+                mime_type: codec.mime_type.clone(),
+                clock_rate: codec.clock_rate,
+            };
+            if local.try_send(added).is_err() {
+                return false;
+            }
+            let mut forwarder = Forwarder::new(t.kind == RtpCodecKind::Video, codec.clock_rate);
+            forwarder.set_target_layer(t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0));
+            p.subs.insert(
+                sid.to_string(),
+                SubOut {
+                    requested_layer: 2,
+                    sender_id: RTCRtpSenderId::default(),
+                    ssrc: 0,
+                    pt: None,
+                    forwarder,
+                },
+            );
+            t.subscribers.push(pid);
+            return true;
+        }
         let Some(pc) = self.pcs.get_mut(&p.sub_pc) else {
             return false;
         };
@@ -1812,6 +2047,11 @@ impl Worker {
                                 if let Some(pc) = self.pcs.get_mut(&sp.sub_pc) {
                                     let _ = pc.rtc.remove_track(out.sender_id);
                                 }
+                            }
+                            if let Some(local) = &sp.local {
+                                let _ = local.try_send(LocalMedia::TrackRemoved {
+                                    track_sid: t.sid_arc.clone(),
+                                });
                             }
                         }
                     }
