@@ -417,7 +417,10 @@ async fn rooms_spread_over_media_workers() {
     }
     let w1 = sfu.room_worker("spread-1").expect("room 1 placed");
     let w2 = sfu.room_worker("spread-2").expect("room 2 placed");
-    assert_ne!(w1, w2, "two rooms on an idle server go to different workers");
+    assert_ne!(
+        w1, w2,
+        "two rooms on an idle server go to different workers"
+    );
 
     // Media flows in both rooms at once.
     for (room, a, b) in rooms.iter_mut() {

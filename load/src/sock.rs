@@ -112,6 +112,9 @@ mod tests {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         enable_rx_timestamps(&b).unwrap();
+        // The kernel turns on skb timestamping asynchronously (a deferred static key) the first time
+        // a socket asks for it; until then arrival is stamped at read time. Give it a moment.
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let before = realtime_ns();
         a.send_to(b"hello", b.local_addr().unwrap()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
