@@ -1174,8 +1174,10 @@ impl Worker {
             } else {
                 self.counters.send_failures += 1;
             }
+            // No `update_timeout` here: writing RTP only pushes a leg's deadlines later (sender
+            // reports and ICE keepalives are on fixed schedules), so the known deadline stays a
+            // safe lower bound; skipping it saves walking the whole `rtc` stack per packet copy.
             self.flush(sub_pc);
-            self.update_timeout(sub_pc);
         }
     }
 
