@@ -17,7 +17,7 @@ use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 pub fn routes() -> Router<AppState> {

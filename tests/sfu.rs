@@ -498,7 +498,11 @@ async fn in_process_participant_subscribes_and_publishes() {
     let participants = st.sfu.participants("local-1");
     assert!(participants.iter().any(|p| p.identity == "assistant"));
 
-    // Subscribed to the caller's track at join.
+    // The SFU opens the caller's track on its first packet; the bot is subscribed then.
+    for i in 0..50u16 {
+        caller.send_rtp(payload(i)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let added = tokio::time::timeout(Duration::from_secs(5), bot.recv())
         .await
         .expect("track added in time")
@@ -519,10 +523,6 @@ async fn in_process_participant_subscribes_and_publishes() {
     assert_eq!(clock_rate, 48000);
 
     // The caller's packets reach it unchanged, in order, with non-decreasing arrival times.
-    for i in 0..50u16 {
-        caller.send_rtp(payload(i)).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     let mut got = Vec::new();
     while got.len() < 50 {
         match tokio::time::timeout(Duration::from_secs(5), bot.recv()).await {
@@ -531,7 +531,7 @@ async fn in_process_participant_subscribes_and_publishes() {
             _ => break,
         }
     }
-    assert!(got.len() >= 49, "only {} of 50 packets", got.len());
+    assert!(got.len() >= 45, "only {} of 50 packets", got.len());
     for w in got.windows(2) {
         assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "sequence continuous");
         assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(960));
@@ -551,8 +551,14 @@ async fn in_process_participant_subscribes_and_publishes() {
     while received < 30 && tokio::time::Instant::now() < deadline {
         let mut p = payload(i);
         p[0] = 0xFC;
-        bot.send_rtp(&voice, 7000u16.wrapping_add(i), 960 * i as u32, false, p.into())
-            .expect("worker queue has room");
+        bot.send_rtp(
+            &voice,
+            7000u16.wrapping_add(i),
+            960 * i as u32,
+            false,
+            p.into(),
+        )
+        .expect("worker queue has room");
         i = i.wrapping_add(1);
         while let Ok(Some(seen)) =
             tokio::time::timeout(Duration::from_millis(20), caller.seen.recv()).await

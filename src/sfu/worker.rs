@@ -70,7 +70,9 @@ pub enum LocalMedia {
         clock_rate: u32,
     },
     /// The track was unpublished (or its publisher left).
-    TrackRemoved { track_sid: Arc<str> },
+    TrackRemoved {
+        track_sid: Arc<str>,
+    },
     Rtp(LocalRtp),
 }
 
@@ -126,7 +128,11 @@ pub enum Cmd {
     Signal(Pid, Box<SignalIn>),
     Leave(Pid),
     /// An in-process participant publishes a track; the reply carries its sid.
-    LocalPublish(Pid, LocalTrackReq, oneshot::Sender<Result<Arc<str>, JoinError>>),
+    LocalPublish(
+        Pid,
+        LocalTrackReq,
+        oneshot::Sender<Result<Arc<str>, JoinError>>,
+    ),
     /// An in-process participant's RTP for one of its tracks (forwarded like a publisher's).
     LocalRtp(Pid, Arc<str>, rtc::rtp::Packet),
 }
@@ -887,7 +893,8 @@ impl Worker {
             None
         };
         if let Some(pc) = self.pcs.get_mut(&pc_id) {
-            pc.inbound.insert(init.track_id.clone(), Arc::from(sid.as_str()));
+            pc.inbound
+                .insert(init.track_id.clone(), Arc::from(sid.as_str()));
         }
         let track = TrackIn {
             sid: sid.clone(),
