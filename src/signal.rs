@@ -179,6 +179,7 @@ async fn session(
         events: events_tx.clone(),
         kind: proto::participant_info::Kind::Standard,
         local: None,
+        hidden: false,
     };
     let routed = crate::sfu::worker::route_join(
         &state.sfu,

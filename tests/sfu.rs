@@ -481,6 +481,7 @@ async fn in_process_participant_subscribes_and_publishes() {
             kind: Kind::Agent,
             subscribe: true,
             publish: true,
+            hidden: false,
         },
     )
     .await
@@ -593,5 +594,104 @@ async fn in_process_participant_subscribes_and_publishes() {
         .participants("local-1")
         .iter()
         .any(|p| p.identity == "assistant"));
+    s.stop().await;
+}
+
+/// A hidden in-process participant (the recorder's shape): clients and the participants API never
+/// see it, it still gets the media, it may not publish, it does not keep the room open, and it is
+/// removed (its media channel ends) when the room closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_in_process_participant_is_invisible_and_closes_with_the_room() {
+    use parlor::sfu::local::{LocalOptions, LocalParticipant};
+    use parlor::sfu::worker::LocalMedia;
+
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await; // empty_timeout 1 s
+    let st = &s.handle.state;
+    let mut caller = Client::connect(
+        &s.ws,
+        &s.token("caller", VideoGrant::join("hidden-1")),
+        true,
+    )
+    .await;
+    caller.publish_audio().await;
+    caller
+        .wait_for(|s| {
+            matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+        })
+        .await;
+    let mut rec = LocalParticipant::join(
+        &st.sfu,
+        &st.workers,
+        st.config.room.max_rooms,
+        LocalOptions {
+            room: "hidden-1".into(),
+            identity: "recorder".into(),
+            name: "Recorder".into(),
+            kind: proto::participant_info::Kind::Egress,
+            subscribe: true,
+            publish: false,
+            hidden: true,
+        },
+    )
+    .await
+    .expect("hidden join");
+    assert!(
+        rec.publish_audio("nope").await.is_err(),
+        "hidden may not publish"
+    );
+    for i in 0..30u16 {
+        caller.send_rtp(payload(i)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut rtp = 0;
+    while rtp < 20 {
+        match tokio::time::timeout(Duration::from_secs(5), rec.recv()).await {
+            Ok(Some(LocalMedia::Rtp(_))) => rtp += 1,
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    assert!(rtp >= 20, "hidden participant got {rtp} packets");
+    // Invisible: not in the participants API; a late joiner is not told about it.
+    let ids: Vec<String> = st
+        .sfu
+        .participants("hidden-1")
+        .into_iter()
+        .map(|p| p.identity)
+        .collect();
+    assert_eq!(ids, vec!["caller".to_string()]);
+    let late = Client::connect(&s.ws, &s.token("late", VideoGrant::join("hidden-1")), false).await;
+    let others: Vec<&str> = late
+        .join
+        .other_participants
+        .iter()
+        .map(|p| p.identity.as_str())
+        .collect();
+    assert_eq!(others, vec!["caller"]);
+    // The caller was never told about it either.
+    while let Ok(Some(seen)) =
+        tokio::time::timeout(Duration::from_millis(200), caller.seen.recv()).await
+    {
+        if let Seen::Signal(Resp::Update(u)) = seen {
+            assert!(
+                u.participants.iter().all(|p| p.identity != "recorder"),
+                "recorder announced: {u:?}"
+            );
+        }
+    }
+    // Everyone visible leaves: the room closes after empty_timeout despite the recorder, whose
+    // media channel then ends.
+    caller.leave().await;
+    late.leave().await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while rec.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "hidden participant outlived its room");
+    assert!(
+        st.sfu.room_worker("hidden-1").is_none(),
+        "room still placed"
+    );
     s.stop().await;
 }

@@ -26,6 +26,9 @@ pub struct LocalOptions {
     /// Subscribe to every track published in the room (now and later).
     pub subscribe: bool,
     pub publish: bool,
+    /// Invisible to clients and the participants API, does not keep the room open, cannot publish
+    /// (a recorder). When the room closes the participant is removed: `recv` returns None.
+    pub hidden: bool,
 }
 
 /// A joined in-process participant. Dropping it leaves the room.
@@ -74,6 +77,7 @@ impl LocalParticipant {
             events: events_tx.clone(),
             kind: opts.kind,
             local: Some(media_tx.clone()),
+            hidden: opts.hidden,
         };
         let (joined, worker) = route_join(sfu, workers, max_rooms, &opts.room, make_req).await?;
         Ok(LocalParticipant {

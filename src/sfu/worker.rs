@@ -56,6 +56,9 @@ pub struct JoinReq {
     /// In-process participant (recorder, assistant): no peer connections; its subscriptions are
     /// delivered on this channel and it publishes with `Cmd::LocalPublish` / `Cmd::LocalRtp`.
     pub local: Option<mpsc::Sender<LocalMedia>>,
+    /// Invisible to the room (a recorder): not announced to clients, not in the participants API or
+    /// lifecycle events, does not keep the room open, may not publish.
+    pub hidden: bool,
 }
 
 /// What an in-process participant receives.
@@ -271,6 +274,8 @@ struct Participant {
     kind: proto::participant_info::Kind,
     /// In-process participant: where its subscriptions go (None for WebRTC clients).
     local: Option<mpsc::Sender<LocalMedia>>,
+    /// See `JoinReq::hidden`.
+    hidden: bool,
 }
 
 struct TrackIn {
@@ -958,6 +963,9 @@ impl Worker {
         if p.local.is_none() {
             return Err(JoinError::NotAllowed("not an in-process participant"));
         }
+        if p.hidden {
+            return Err(JoinError::NotAllowed("hidden participants do not publish"));
+        }
         if !p.perms.can_publish {
             return Err(JoinError::NotAllowed("publish permission"));
         }
@@ -1464,6 +1472,7 @@ impl Worker {
             level: None,
             kind: req.kind,
             local: req.local,
+            hidden: req.hidden,
         };
         info!(room = %req.room, participant = %p.identity, sid = %p.sid, "participant joined");
         let identity = p.identity.clone();
@@ -1475,7 +1484,9 @@ impl Worker {
             .get_mut(&req.room)
             .ok_or(JoinError::ShuttingDown)?;
         room.participants.push(pid);
-        room.empty_since = None;
+        if !req.hidden {
+            room.empty_since = None;
+        }
         let room_info = proto::Room {
             sid: room.sid.clone(),
             name: room.name.clone(),
@@ -1495,6 +1506,7 @@ impl Worker {
         let track_sids: Vec<String> = room.tracks.keys().cloned().collect();
         let other_participants = others
             .iter()
+            .filter(|o| !self.parts.get(o).is_some_and(|p| p.hidden))
             .filter_map(|o| self.participant_info(*o))
             .collect();
         let participant = self.participant_info(pid);
@@ -1521,11 +1533,13 @@ impl Worker {
         };
         // Announce the newcomer, then subscribe it to what is already published.
         self.broadcast_participant(pid);
-        self.sfu.emit(SfuEvent::ParticipantJoined {
-            room: req.room.clone(),
-            identity,
-            at_ms: now_ms,
-        });
+        if !req.hidden {
+            self.sfu.emit(SfuEvent::ParticipantJoined {
+                room: req.room.clone(),
+                identity,
+                at_ms: now_ms,
+            });
+        }
         let auto = self
             .parts
             .get(&pid)
@@ -1582,6 +1596,9 @@ impl Worker {
 
     /// Send the participant's current info to everyone else in its room.
     fn broadcast_participant(&mut self, pid: Pid) {
+        if self.parts.get(&pid).is_none_or(|p| p.hidden) {
+            return;
+        }
         let Some(info) = self.participant_info(pid) else {
             return;
         };
@@ -2069,12 +2086,27 @@ impl Worker {
             for t in room.tracks.values_mut() {
                 t.subscribers.retain(|&x| x != pid);
             }
-            if room.participants.is_empty() {
-                room.empty_since = Some(now);
+            // Hidden participants (a recorder) do not keep a room open.
+            let parts = &self.parts;
+            if room
+                .participants
+                .iter()
+                .all(|x| parts.get(x).is_none_or(|q| q.hidden))
+            {
+                room.empty_since.get_or_insert(now);
             }
         }
         // Observers (product APIs) see the new state before any client hears about it.
         self.publish_snapshot(&room_name);
+        if p.hidden {
+            // Nobody was told it joined.
+            affected.sort_unstable();
+            affected.dedup();
+            for s in affected {
+                self.negotiate_subscriber(s, now);
+            }
+            return;
+        }
         self.sfu.emit(SfuEvent::ParticipantLeft {
             room: room_name.clone(),
             identity: p.identity.clone(),
@@ -2125,6 +2157,16 @@ impl Worker {
             .map(|r| r.name.clone())
             .collect();
         for name in expired {
+            // Hidden participants still in it (a recorder) leave with the room: their media channel
+            // closes, which is their signal to finish.
+            let left: Vec<Pid> = self
+                .rooms
+                .get(&name)
+                .map(|r| r.participants.clone())
+                .unwrap_or_default();
+            for pid in left {
+                self.remove_participant(pid);
+            }
             self.rooms.remove(&name);
             Metrics::dec(&self.metrics.rooms);
             info!(room = %name, "room closed (empty)");
@@ -2247,6 +2289,7 @@ impl Worker {
             .participants
             .iter()
             .filter_map(|pid| self.parts.get(pid))
+            .filter(|p| !p.hidden)
             .map(|p| {
                 let has = |kind: RtpCodecKind| {
                     p.tracks
