@@ -57,8 +57,22 @@ fn device_from_row(r: &AnyRow) -> StoreResult<DeviceRecord> {
 
 impl Store {
     /// Register (or re-register) a device of `d.user_id`, allowing at most `max` devices per user.
+    ///
+    /// One user's registrations are serialized so concurrent ones cannot pass the count check
+    /// together: SQLite takes the write lock at `BEGIN IMMEDIATE`, PostgreSQL a transaction-scoped
+    /// advisory lock on the user.
     pub async fn register_device(&self, d: &DeviceRecord, max: i64) -> StoreResult<Registered> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = match self.backend {
+            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            super::Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("devices:{}", d.user_id))
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
         // Re-registration updates the device in place (keeps registered_at).
         let res = sqlx::query(
             "UPDATE devices SET platform = $1, token = $2, name = $3, app_version = $4, last_active = $5 \

@@ -178,6 +178,23 @@ async fn devices(s: &Srv) {
         .req(reqwest::Method::GET, "/api/devices", None, None)
         .await;
     assert_envelope(&r, 401, "unauthorized");
+
+    // Twenty registrations at once cannot get past the limit together.
+    let posts = (0..20).map(|i| {
+        s.post(
+            "/api/devices",
+            "carol",
+            json!({"device_id": format!("race-{i}"), "platform": "web"}),
+        )
+    });
+    let results = futures_util::future::join_all(posts).await;
+    let created = results.iter().filter(|r| r.0 == 201).count();
+    let refused = results
+        .iter()
+        .filter(|r| r.0 == 409 && r.1["error"]["code"] == "device_limit_exceeded")
+        .count();
+    assert_eq!((created, refused), (10, 10), "{results:?}");
+    assert_eq!(s.get("/api/devices", "carol").await.1["count"], 10);
 }
 
 #[tokio::test]
