@@ -145,11 +145,13 @@ async fn list(
             limit(q.limit, 20, 100),
         )
         .await?;
-    let mut out = Vec::with_capacity(calls.len());
-    for c in &calls {
-        let members = state.store.call_members(&c.id).await?;
-        out.push(call_json(c, &members));
-    }
+    // One query for every call's members (not one per call).
+    let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+    let members = state.store.call_members_many(&ids).await?;
+    let out: Vec<Value> = calls
+        .iter()
+        .map(|c| call_json(c, members.get(&c.id).map_or(&[][..], |m| m.as_slice())))
+        .collect();
     Ok(Json(json!({
         "success": true,
         "calls": out,

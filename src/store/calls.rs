@@ -160,6 +160,34 @@ impl Store {
         rows.iter().map(member_from_row).collect()
     }
 
+    /// Members of several calls in one query (call id → members, each list ordered like
+    /// `call_members`). Callers bound the id list (API pages hold at most 100 calls).
+    pub async fn call_members_many(
+        &self,
+        call_ids: &[&str],
+    ) -> StoreResult<std::collections::HashMap<String, Vec<CallMember>>> {
+        let mut out: std::collections::HashMap<String, Vec<CallMember>> =
+            std::collections::HashMap::new();
+        if call_ids.is_empty() {
+            return Ok(out);
+        }
+        let placeholders: Vec<String> = (1..=call_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT call_id, user_id, role, invited_by, invited_at, joined_at, left_at \
+             FROM call_members WHERE call_id IN ({}) ORDER BY call_id, invited_at, user_id",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in call_ids {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&self.pool).await? {
+            let call_id: String = row.try_get("call_id")?;
+            out.entry(call_id).or_default().push(member_from_row(&row)?);
+        }
+        Ok(out)
+    }
+
     /// Add `user` as an invitee (no-op if already a member). Returns true when newly added.
     pub async fn add_call_invitee(
         &self,

@@ -261,6 +261,15 @@ async fn crud_invite_and_errors(s: &Srv) {
         1
     );
     assert_eq!(s.get("/api/calls", "bob").await.1["count"], 1);
+    // Listed calls carry the same members as the single-call view (one query for the whole page).
+    let all = s.get("/api/calls?limit=100", "alice").await.1;
+    assert_eq!(all["count"], 2);
+    for c in all["calls"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let one = s.get(&format!("/api/calls/{id}"), "alice").await.1;
+        assert_eq!(c["members"], one["call"]["members"], "members of {id}");
+        assert!(!c["members"].as_array().unwrap().is_empty(), "{c}");
+    }
     assert_eq!(s.get("/api/calls", "mallory").await.1["count"], 0);
     assert_envelope(
         &s.get("/api/calls?limit=abc", "alice").await,
