@@ -12,6 +12,7 @@ pub mod ice;
 pub mod ids;
 pub mod metrics;
 pub mod product;
+pub mod recorder;
 pub mod server;
 pub mod sfu;
 pub mod signal;

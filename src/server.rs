@@ -200,6 +200,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         turn_secrets: Arc::new(turn_secrets),
         turn: Arc::new(std::sync::Mutex::new(turn_server)),
         product: crate::product::Product::default(),
+        recorders: Default::default(),
     };
     crate::product::spawn_event_consumer(state.clone());
     let app = router(state.clone());

@@ -30,4 +30,6 @@ pub struct AppState {
     pub turn: Arc<std::sync::Mutex<Option<parlor_turn::TurnServer>>>,
     /// Presence, typing, live pushes and notifications (calls/huddles/chat APIs).
     pub product: crate::product::Product,
+    /// Running call recordings.
+    pub recorders: crate::recorder::Recorders,
 }

@@ -2,6 +2,8 @@
 //! `GET|DELETE /api/recordings/{recording_id}`, `GET /api/recordings/{recording_id}/download`
 //! (a URL with an expiring signed token) and `GET /api/recordings/{recording_id}/file?token=...`
 //! (the file itself). Users see recordings of calls they belong to, and the ones they started.
+//! `POST /api/calls/{call_id}/recording/start|stop` run the recorder (`crate::recorder`), a hidden
+//! participant of the call's room.
 
 use super::util::{check_id, check_opt_id, limit};
 use crate::auth::AuthUser;
@@ -12,8 +14,9 @@ use crate::timefmt::{opt, rfc3339_ms};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use parlor_signaling::{AccessToken, VideoGrant};
 use serde::Deserialize;
@@ -30,6 +33,137 @@ pub fn routes() -> Router<AppState> {
         .route("/api/recordings/{recording_id}/download", get(download))
         .route("/api/recordings/{recording_id}/file", get(file))
         .route("/api/calls/{call_id}/recording/status", get(call_status))
+        .route("/api/calls/{call_id}/recording/start", post(start))
+        .route("/api/calls/{call_id}/recording/stop", post(stop))
+}
+
+/// Record the finished recording in the store (from the stop request or when the room closed).
+async fn store_outcome(state: &AppState, id: &str, started_at: i64, o: &crate::recorder::Outcome) {
+    let status = if o.error.is_some() {
+        "failed"
+    } else {
+        "completed"
+    };
+    if let Err(e) = state
+        .store
+        .finish_recording(
+            id,
+            status,
+            started_at + o.duration_ms,
+            Some(&o.file),
+            Some(o.size_bytes),
+        )
+        .await
+    {
+        tracing::warn!(recording = %id, error = %e, "cannot store the finished recording");
+    }
+}
+
+/// `POST /api/calls/{call_id}/recording/start` (members of an active call).
+async fn start(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(call_id): ApiPath<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let call = super::calls::load_for(&state, &call_id, user.id()).await?;
+    if call.is_over() {
+        return Err(ApiError::conflict(
+            "call_not_active",
+            format!("the call has ended ({})", call.status),
+        ));
+    }
+    if state.recorders.is_recording(&call.id)
+        || state
+            .store
+            .active_recording_for_call(&call.id)
+            .await?
+            .is_some()
+    {
+        return Err(ApiError::conflict(
+            "recording_in_progress",
+            "the call is already being recorded",
+        ));
+    }
+    let now = state.clock.unix_ms();
+    let id = crate::ids::new_id(&format!("rec_{}_", now / 1000));
+    let rec = RecordingRecord {
+        id: id.clone(),
+        call_id: call.id.clone(),
+        conversation_id: call.conversation_id.clone(),
+        call_type: call.call_type.clone(),
+        started_by: user.id().to_string(),
+        started_at: now,
+        ended_at: None,
+        duration_ms: None,
+        status: "recording".into(),
+        file_path: Some(format!("{id}.webm")),
+        size_bytes: None,
+    };
+    state.store.insert_recording(&rec).await?;
+    let finished = match state
+        .recorders
+        .start(&state, &call.id, &id, &recordings_dir(&state))
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = state
+                .store
+                .finish_recording(&id, "failed", now, None, None)
+                .await;
+            return Err(match e {
+                crate::recorder::RecorderError::AlreadyRecording => ApiError::conflict(
+                    "recording_in_progress",
+                    "the call is already being recorded",
+                ),
+                e => ApiError::unavailable(format!("cannot start the recorder: {e}")),
+            });
+        }
+    };
+    // Whatever ends it (stop, the room closing, shutdown), the row gets the outcome.
+    let (st, rid) = (state.clone(), id.clone());
+    tokio::spawn(async move {
+        if let Ok(o) = finished.await {
+            store_outcome(&st, &rid, now, &o).await;
+        }
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "success": true,
+            "recording_id": id,
+            "started_at": rfc3339_ms(now),
+        })),
+    ))
+}
+
+/// `POST /api/calls/{call_id}/recording/stop`: finalize the files; `duration` in seconds.
+async fn stop(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(call_id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let call = super::calls::load_for(&state, &call_id, user.id()).await?;
+    let Some((id, outcome)) = state.recorders.stop(&call.id).await else {
+        return Err(ApiError::not_found(
+            "recording_not_found",
+            "the call is not being recorded",
+        ));
+    };
+    let started_at = state
+        .store
+        .get_recording(&id)
+        .await
+        .map(|r| r.started_at)
+        .unwrap_or_else(|_| state.clock.unix_ms() - outcome.duration_ms);
+    store_outcome(&state, &id, started_at, &outcome).await;
+    Ok(Json(json!({
+        "success": true,
+        "recording_id": id,
+        "duration": outcome.duration_ms as f64 / 1000.0,
+        "duration_ms": outcome.duration_ms,
+        "status": if outcome.error.is_some() { "failed" } else { "completed" },
+    })))
 }
 
 /// Lifetime of download URLs.
@@ -208,10 +342,37 @@ struct FileQuery {
 }
 
 /// The file, authorised by the signed token from `/download` (no Bearer header needed).
+/// A single `Range: bytes=...` request against a file of `len` bytes: the inclusive byte range, or
+/// None when the range cannot be satisfied. Several ranges are not supported (the whole file is
+/// served instead, as RFC 9110 allows).
+fn byte_range(value: &str, len: u64) -> Option<Option<(u64, u64)>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        // Suffix: the last N bytes.
+        let n: u64 = b.parse().ok()?;
+        (n > 0 && len > 0).then(|| (len.saturating_sub(n), len - 1))
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>().ok()?.min(len.saturating_sub(1))
+        };
+        (start < len && start <= end).then_some((start, end))
+    };
+    Some(range)
+}
+
 async fn file(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<FileQuery>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     check_id("recording_id", &id)?;
     let token = q
@@ -254,8 +415,47 @@ async fn file(
         .and_then(|n| n.to_str())
         .unwrap_or("recording")
         .replace('"', "");
-    let mut resp = Body::from_stream(tokio_util::io::ReaderStream::new(f)).into_response();
+    // Range requests (seeking in a browser <audio>): 206 with the slice, 416 when unsatisfiable.
+    let range = match (
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    ) {
+        (Some(v), Some(len)) => byte_range(v, len).map(|r| (r, len)),
+        _ => None,
+    };
+    let mut f = f;
+    let (mut resp, body_len) = match range {
+        Some((Some((start, end)), total)) => {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            f.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| ApiError::internal(format!("cannot seek recording file: {e}")))?;
+            let n = end - start + 1;
+            let mut resp =
+                Body::from_stream(tokio_util::io::ReaderStream::new(f.take(n))).into_response();
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(v) = header::HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            (resp, Some(n))
+        }
+        Some((None, total)) => {
+            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{total}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(resp);
+        }
+        None => (
+            Body::from_stream(tokio_util::io::ReaderStream::new(f)).into_response(),
+            len,
+        ),
+    };
     let h = resp.headers_mut();
+    h.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
     h.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(ctype),
@@ -263,7 +463,7 @@ async fn file(
     if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Some(len) = len {
+    if let Some(len) = body_len {
         h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
     }
     Ok(resp)
@@ -288,4 +488,25 @@ async fn call_status(
             None => json!({ "success": true, "recording": false }),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn range_header_forms() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Some(Some((0, 99))));
+        assert_eq!(byte_range("bytes=900-", 1000), Some(Some((900, 999))));
+        assert_eq!(byte_range("bytes=-100", 1000), Some(Some((900, 999))));
+        assert_eq!(byte_range("bytes=500-5000", 1000), Some(Some((500, 999))));
+        // Unsatisfiable.
+        assert_eq!(byte_range("bytes=1000-", 1000), Some(None));
+        assert_eq!(byte_range("bytes=5-2", 1000), Some(None));
+        assert_eq!(byte_range("bytes=-0", 1000), Some(None));
+        // Not understood: serve the whole file.
+        assert_eq!(byte_range("bytes=0-1,5-6", 1000), None);
+        assert_eq!(byte_range("items=0-1", 1000), None);
+        assert_eq!(byte_range("bytes=a-b", 1000), None);
+    }
 }

@@ -1,0 +1,439 @@
+//! The recorder: a hidden in-process participant of a call's room that writes the room's audio as
+//! WebM/Opus — one mixed file (what users download) and one file per published audio track (for
+//! transcription), plus a JSON manifest naming whose track each file is.
+//!
+//! Each recording runs on its own thread (Opus decode/encode and file writes never run on the async
+//! runtime). Every 20 ms it takes one frame from each track's jitter buffer (packets are inserted
+//! with the time the media worker read them), conceals losses with FEC/PLC, mixes, encodes and
+//! appends: the mixed file advances one frame per tick whoever speaks, so its duration is wall time.
+//! Files are written Cluster by Cluster (at most 1 s each) and flushed, so a crash leaves a playable
+//! prefix that `parlor_media::repair` finalizes.
+
+use crate::sfu::local::{LocalOptions, LocalParticipant};
+use crate::sfu::worker::{JoinError, LocalMedia};
+use crate::state::AppState;
+use parlor_media::{
+    Application, EncoderConfig, InputId, JitterBuffer, JitterConfig, Mixer, OpusDecoder,
+    OpusEncoder, WebmConfig, WebmWriter, FRAME_SAMPLES, MAX_PACKET_BYTES,
+};
+use parlor_signaling::protocol::proto;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+/// Per-participant tracks one recording follows at most (more are ignored and logged).
+const MAX_TRACKS: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("the call is already being recorded")]
+    AlreadyRecording,
+    #[error("joining the room: {0}")]
+    Join(#[from] JoinError),
+    #[error("media: {0}")]
+    Media(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a finished recording produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Mixed file, relative to the recordings directory.
+    pub file: String,
+    pub size_bytes: i64,
+    /// Frames in the mixed file × 20 ms.
+    pub duration_ms: i64,
+    pub tracks: usize,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ManifestTrack {
+    file: String,
+    track_sid: String,
+    identity: String,
+    /// Offset of the file's first frame from the start of the mixed file.
+    offset_ms: u64,
+    duration_ms: u64,
+}
+
+/// Running recordings by call id.
+#[derive(Clone, Default)]
+pub struct Recorders {
+    inner: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+struct Running {
+    recording_id: String,
+    stop: Option<oneshot::Sender<()>>,
+    /// Resolves when the thread has finalized the files.
+    done: Option<oneshot::Receiver<Outcome>>,
+}
+
+impl Recorders {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_recording(&self, call_id: &str) -> bool {
+        self.lock().contains_key(call_id)
+    }
+
+    /// Start recording room `room` (a call id) as `recording_id`, writing into `dir`. Returns once
+    /// the recorder has joined the room.
+    pub async fn start(
+        &self,
+        state: &AppState,
+        room: &str,
+        recording_id: &str,
+        dir: &Path,
+    ) -> Result<oneshot::Receiver<Outcome>, RecorderError> {
+        {
+            let mut m = self.lock();
+            if m.contains_key(room) {
+                return Err(RecorderError::AlreadyRecording);
+            }
+            m.insert(
+                room.to_string(),
+                Running {
+                    recording_id: recording_id.to_string(),
+                    stop: None,
+                    done: None,
+                },
+            );
+        }
+        let res = self.spawn(state, room, recording_id, dir).await;
+        match res {
+            Ok((stop, done, finished)) => {
+                if let Some(r) = self.lock().get_mut(room) {
+                    r.stop = Some(stop);
+                    r.done = Some(done);
+                }
+                Ok(finished)
+            }
+            Err(e) => {
+                self.lock().remove(room);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn spawn(
+        &self,
+        state: &AppState,
+        room: &str,
+        recording_id: &str,
+        dir: &Path,
+    ) -> Result<
+        (
+            oneshot::Sender<()>,
+            oneshot::Receiver<Outcome>,
+            oneshot::Receiver<Outcome>,
+        ),
+        RecorderError,
+    > {
+        std::fs::create_dir_all(dir)?;
+        let participant = LocalParticipant::join(
+            &state.sfu,
+            &state.workers,
+            state.config.room.max_rooms,
+            LocalOptions {
+                room: room.to_string(),
+                identity: format!("recorder-{recording_id}"),
+                name: "Recorder".into(),
+                kind: proto::participant_info::Kind::Egress,
+                subscribe: true,
+                publish: false,
+                hidden: true,
+            },
+        )
+        .await?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let (fin_tx, fin_rx) = oneshot::channel();
+        let pipeline = Pipeline::new(dir, recording_id)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let (rid, room_name, recorders) =
+            (recording_id.to_string(), room.to_string(), self.clone());
+        std::thread::Builder::new()
+            .name("parlor-recorder".into())
+            .spawn(move || {
+                let outcome = runtime.block_on(run(participant, pipeline, stop_rx));
+                info!(recording = %rid, room = %room_name, duration_ms = outcome.duration_ms,
+                      tracks = outcome.tracks, error = ?outcome.error, "recording finished");
+                recorders.lock().remove(&room_name);
+                let _ = done_tx.send(outcome.clone());
+                let _ = fin_tx.send(outcome);
+            })?;
+        Ok((stop_tx, done_rx, fin_rx))
+    }
+
+    /// Stop the call's recording and wait until its files are final. None if none was running.
+    pub async fn stop(&self, room: &str) -> Option<(String, Outcome)> {
+        let (id, stop, done) = {
+            let mut m = self.lock();
+            let r = m.get_mut(room)?;
+            (r.recording_id.clone(), r.stop.take(), r.done.take())
+        };
+        if let Some(s) = stop {
+            let _ = s.send(());
+        }
+        let outcome = done?.await.ok()?;
+        Some((id, outcome))
+    }
+}
+
+struct Track {
+    identity: String,
+    track_sid: Arc<str>,
+    jitter: JitterBuffer,
+    decoder: OpusDecoder,
+    input: InputId,
+    encoder: OpusEncoder,
+    writer: Option<WebmWriter<BufWriter<File>>>,
+    file: String,
+    /// Mixed-file frame index when this track's file got its first frame.
+    first_frame: Option<u64>,
+    frames: u64,
+}
+
+struct Pipeline {
+    dir: PathBuf,
+    id: String,
+    mixer: Mixer,
+    mix_encoder: OpusEncoder,
+    mix: WebmWriter<BufWriter<File>>,
+    frames: u64,
+    tracks: Vec<Track>,
+    finished: Vec<ManifestTrack>,
+    pcm: Vec<i16>,
+    mix_pcm: Vec<i16>,
+    packet: Vec<u8>,
+    next_track_file: usize,
+}
+
+fn webm_cfg(pre_skip: u16) -> WebmConfig {
+    WebmConfig {
+        channels: 1,
+        pre_skip,
+        input_sample_rate: 48_000,
+        cluster_ms: 1000,
+    }
+}
+
+fn media_err(e: impl std::fmt::Display) -> RecorderError {
+    RecorderError::Media(e.to_string())
+}
+
+impl Pipeline {
+    fn new(dir: &Path, id: &str) -> Result<Pipeline, RecorderError> {
+        let mix_encoder = OpusEncoder::new(EncoderConfig {
+            bitrate: 48_000,
+            application: Application::Audio,
+            fec: false,
+            expected_loss_percent: 0,
+            ..EncoderConfig::default()
+        })
+        .map_err(media_err)?;
+        let file = File::create(dir.join(format!("{id}.webm")))?;
+        let mix = WebmWriter::new(BufWriter::new(file), webm_cfg(mix_encoder.pre_skip()))
+            .map_err(media_err)?;
+        Ok(Pipeline {
+            dir: dir.to_path_buf(),
+            id: id.to_string(),
+            mixer: Mixer::new(1).map_err(media_err)?,
+            mix_encoder,
+            mix,
+            frames: 0,
+            tracks: Vec::new(),
+            finished: Vec::new(),
+            pcm: vec![0; FRAME_SAMPLES],
+            mix_pcm: vec![0; FRAME_SAMPLES],
+            packet: vec![0; MAX_PACKET_BYTES],
+            next_track_file: 1,
+        })
+    }
+
+    fn add_track(&mut self, track_sid: Arc<str>, identity: String) -> Result<(), RecorderError> {
+        if self.tracks.len() >= MAX_TRACKS || self.tracks.iter().any(|t| t.track_sid == track_sid) {
+            warn!(recording = %self.id, track = %track_sid, "track not recorded");
+            return Ok(());
+        }
+        let encoder = OpusEncoder::new(EncoderConfig {
+            bitrate: 32_000,
+            application: Application::Voip,
+            fec: false,
+            expected_loss_percent: 0,
+            ..EncoderConfig::default()
+        })
+        .map_err(media_err)?;
+        let file = format!("{}.p{}.webm", self.id, self.next_track_file);
+        self.next_track_file += 1;
+        let writer = WebmWriter::new(
+            BufWriter::new(File::create(self.dir.join(&file))?),
+            webm_cfg(encoder.pre_skip()),
+        )
+        .map_err(media_err)?;
+        self.tracks.push(Track {
+            identity,
+            track_sid,
+            jitter: JitterBuffer::new(JitterConfig::default()),
+            decoder: OpusDecoder::new(1).map_err(media_err)?,
+            input: self.mixer.add_input(),
+            encoder,
+            writer: Some(writer),
+            file,
+            first_frame: None,
+            frames: 0,
+        });
+        Ok(())
+    }
+
+    fn remove_track(&mut self, track_sid: &str) {
+        if let Some(i) = self.tracks.iter().position(|t| &*t.track_sid == track_sid) {
+            let t = self.tracks.swap_remove(i);
+            let _ = self.mixer.remove_input(t.input);
+            self.close_track(t);
+        }
+    }
+
+    fn close_track(&mut self, mut t: Track) {
+        if let Some(w) = t.writer.take() {
+            if let Err(e) = w.finalize() {
+                warn!(recording = %self.id, file = %t.file, error = %e, "finalizing track file");
+            }
+        }
+        self.finished.push(ManifestTrack {
+            file: t.file,
+            track_sid: t.track_sid.to_string(),
+            identity: t.identity,
+            offset_ms: t.first_frame.unwrap_or(self.frames) * 20,
+            duration_ms: t.frames * 20,
+        });
+    }
+
+    /// One 20 ms frame: every playing track's next frame into its file and the mix, then the mix.
+    fn tick(&mut self, now: Instant) -> Result<(), RecorderError> {
+        for t in &mut self.tracks {
+            let Some(frame) = t.jitter.pop(now) else {
+                continue;
+            };
+            t.decoder
+                .decode_frame(&frame, &mut self.pcm)
+                .map_err(media_err)?;
+            self.mixer.push(t.input, &self.pcm).map_err(media_err)?;
+            let n = t
+                .encoder
+                .encode(&self.pcm, &mut self.packet)
+                .map_err(media_err)?;
+            if let Some(w) = &mut t.writer {
+                w.write_packet(t.frames * FRAME_SAMPLES as u64, &self.packet[..n])
+                    .map_err(media_err)?;
+            }
+            t.first_frame.get_or_insert(self.frames);
+            t.frames += 1;
+        }
+        self.mixer.mix(&mut self.mix_pcm).map_err(media_err)?;
+        let n = self
+            .mix_encoder
+            .encode(&self.mix_pcm, &mut self.packet)
+            .map_err(media_err)?;
+        self.mix
+            .write_packet(self.frames * FRAME_SAMPLES as u64, &self.packet[..n])
+            .map_err(media_err)?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    fn finish(mut self, error: Option<String>) -> Outcome {
+        let tracks: Vec<Track> = std::mem::take(&mut self.tracks);
+        for t in tracks {
+            self.close_track(t);
+        }
+        let file = format!("{}.webm", self.id);
+        let mut error = error;
+        if let Err(e) = self.mix.finalize() {
+            error.get_or_insert(format!("finalizing the mixed file: {e}"));
+        }
+        let manifest = serde_json::json!({
+            "recording_id": self.id,
+            "mixed": file,
+            "duration_ms": self.frames * 20,
+            "tracks": self.finished,
+        });
+        if let Err(e) = std::fs::write(
+            self.dir.join(format!("{}.json", self.id)),
+            serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+        ) {
+            warn!(recording = %self.id, error = %e, "writing the manifest");
+        }
+        let size_bytes = std::fs::metadata(self.dir.join(&file))
+            .map(|m| m.len() as i64)
+            .unwrap_or(0);
+        Outcome {
+            file,
+            size_bytes,
+            duration_ms: self.frames as i64 * 20,
+            tracks: self.finished.len(),
+            error,
+        }
+    }
+}
+
+async fn run(
+    mut participant: LocalParticipant,
+    mut p: Pipeline,
+    mut stop: oneshot::Receiver<()>,
+) -> Outcome {
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    // A late tick is caught up (Burst): the mixed file keeps wall-clock time.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut error = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            m = participant.recv() => match m {
+                Some(LocalMedia::TrackAdded { track_sid, publisher, mime_type, .. }) => {
+                    if !mime_type.eq_ignore_ascii_case("audio/opus") {
+                        continue;
+                    }
+                    if let Err(e) = p.add_track(track_sid, publisher) {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+                Some(LocalMedia::TrackRemoved { track_sid }) => p.remove_track(&track_sid),
+                Some(LocalMedia::Rtp(pkt)) => {
+                    if let Some(t) = p.tracks.iter_mut().find(|t| t.track_sid == pkt.track_sid) {
+                        t.jitter.insert(pkt.arrival, pkt.seq, pkt.timestamp, &pkt.payload);
+                    }
+                }
+                // Removed from the room (it closed, or the server is stopping).
+                None => break,
+            },
+            t = tick.tick() => {
+                // The frame's due time on the recording's own timeline (not when we got to it).
+                let due = start + Duration::from_millis(20 * p.frames);
+                let _ = t;
+                if let Err(e) = p.tick(due.into_std()) {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    participant.leave().await;
+    p.finish(error)
+}

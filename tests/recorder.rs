@@ -1,0 +1,303 @@
+//! The recorder end to end: a call with two real WebRTC clients sending Opus sine tones (440 Hz and
+//! 660 Hz); recording started and stopped over the REST API; the mixed file and the per-participant
+//! files checked with ffprobe/ffmpeg and by the tones they contain; the download URL serves the file.
+
+mod common;
+#[path = "common/lk.rs"]
+mod lk;
+
+use common::*;
+use lk::{Client, Seen};
+use parlor_media::{Application, EncoderConfig, OpusEncoder, FRAME_SAMPLES, MAX_PACKET_BYTES};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+async fn api(
+    s: &TestServer,
+    m: reqwest::Method,
+    path: &str,
+    user: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rb = s
+        .client
+        .request(m, s.url(path))
+        .bearer_auth(s.user_token(user));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Power of `freq` in `pcm` (48 kHz mono), Goertzel, normalised by length.
+fn tone_power(pcm: &[i16], freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / 48_000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = x as f64 / 32768.0 + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (pcm.len() as f64).powi(2)
+}
+
+fn decode_pcm(file: &Path) -> Vec<i16> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg failed on {}", file.display());
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg reported errors decoding {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// (codec, sample rate, duration s) from ffprobe.
+fn probe(file: &Path) -> (String, String, f64) {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate:format=duration",
+        ])
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe failed on {}", file.display());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["streams"][0]["codec_name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        v["streams"][0]["sample_rate"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0),
+    )
+}
+
+fn sine_encoder() -> OpusEncoder {
+    OpusEncoder::new(EncoderConfig {
+        channels: 1,
+        bitrate: 32_000,
+        application: Application::Audio,
+        fec: false,
+        expected_loss_percent: 0,
+        dtx: false,
+        complexity: 5,
+    })
+    .unwrap()
+}
+
+fn sine_frame(freq: f64, k: usize, enc: &mut OpusEncoder) -> Vec<u8> {
+    let pcm: Vec<i16> = (0..FRAME_SAMPLES)
+        .map(|j| {
+            let t = (k * FRAME_SAMPLES + j) as f64 / 48_000.0;
+            ((2.0 * std::f64::consts::PI * freq * t).sin() * 0.3 * 32767.0) as i16
+        })
+        .collect();
+    let mut out = vec![0u8; MAX_PACKET_BYTES];
+    let n = enc.encode(&pcm, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_recording_mixed_and_per_participant() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let (st, created) = api(
+        &s,
+        reqwest::Method::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    let call = created["call_id"].as_str().unwrap().to_string();
+    api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/invite"),
+        "alice",
+        Some(json!({"user_id": "bob"})),
+    )
+    .await;
+    let (_, bob) = api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/join"),
+        "bob",
+        None,
+    )
+    .await;
+    // Not recording yet; stop without a recording is recording_not_found; outsiders are refused.
+    let status_path = format!("/api/calls/{call}/recording/status");
+    assert_eq!(
+        api(&s, reqwest::Method::GET, &status_path, "alice", None)
+            .await
+            .1["recording"],
+        false
+    );
+    let stop_path = format!("/api/calls/{call}/recording/stop");
+    let start_path = format!("/api/calls/{call}/recording/start");
+    let (code, v) = api(&s, reqwest::Method::POST, &stop_path, "alice", None).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (404, Some("recording_not_found"))
+    );
+    let (code, v) = api(&s, reqwest::Method::POST, &start_path, "mallory", None).await;
+    assert_eq!(code, 403, "{v}");
+
+    let url = created["url"].as_str().unwrap();
+    let mut a = Client::connect(url, created["token"].as_str().unwrap(), true).await;
+    let mut b = Client::connect(url, bob["token"].as_str().unwrap(), true).await;
+    a.publish_audio().await;
+    b.publish_audio().await;
+    for c in [&mut a, &mut b] {
+        c.wait_for(|s| {
+            matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+        })
+        .await;
+    }
+
+    let (code, v) = api(&s, reqwest::Method::POST, &start_path, "alice", None).await;
+    assert_eq!(code, 201, "{v}");
+    let rec_id = v["recording_id"].as_str().unwrap().to_string();
+    assert!(rec_id.starts_with("rec_"));
+    let started = Instant::now();
+    let (code, v) = api(&s, reqwest::Method::POST, &start_path, "bob", None).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("recording_in_progress"))
+    );
+    let v = api(&s, reqwest::Method::GET, &status_path, "bob", None)
+        .await
+        .1;
+    assert_eq!(v["recording"], true);
+    assert_eq!(v["recording_id"], rec_id.as_str());
+
+    // 4 s of 440 Hz from alice and 660 Hz from bob, 20 ms apart.
+    let (mut ea, mut eb) = (sine_encoder(), sine_encoder());
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for k in 0..200 {
+        tick.tick().await;
+        a.send_rtp(sine_frame(440.0, k, &mut ea)).await;
+        b.send_rtp(sine_frame(660.0, k, &mut eb)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, v) = api(&s, reqwest::Method::POST, &stop_path, "alice", None).await;
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["recording_id"], rec_id.as_str());
+    assert_eq!(v["status"], "completed");
+    let dur = v["duration"].as_f64().unwrap();
+    assert!(
+        (dur - wall).abs() <= 0.05 * wall,
+        "duration {dur} s vs wall {wall} s"
+    );
+
+    // The row is completed with the file.
+    let (_, r) = api(
+        &s,
+        reqwest::Method::GET,
+        &format!("/api/recordings/{rec_id}"),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(r["recording"]["status"], "completed", "{r}");
+
+    let dir = s.handle.state.config.storage.data_dir.join("recordings");
+    let mixed = dir.join(format!("{rec_id}.webm"));
+    let (codec, rate, fdur) = probe(&mixed);
+    assert_eq!((codec.as_str(), rate.as_str()), ("opus", "48000"));
+    assert!(
+        (fdur - dur).abs() <= 0.02 * dur + 0.05,
+        "file {fdur} s vs {dur} s"
+    );
+    let pcm = decode_pcm(&mixed);
+    let (p440, p660, p1000) = (
+        tone_power(&pcm, 440.0),
+        tone_power(&pcm, 660.0),
+        tone_power(&pcm, 1000.0),
+    );
+    assert!(
+        p440 > 100.0 * p1000 && p660 > 100.0 * p1000,
+        "mix: 440 {p440:e}, 660 {p660:e}, 1000 {p1000:e}"
+    );
+
+    // Per-participant files: each holds only its own tone.
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{rec_id}.json"))).unwrap())
+            .unwrap();
+    let tracks = manifest["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{manifest}");
+    for t in tracks {
+        let (own, other) = match t["identity"].as_str().unwrap() {
+            "alice" => (440.0, 660.0),
+            "bob" => (660.0, 440.0),
+            who => panic!("unexpected track owner {who}"),
+        };
+        let f = dir.join(t["file"].as_str().unwrap());
+        let (codec, _, tdur) = probe(&f);
+        assert_eq!(codec, "opus");
+        assert!(tdur > 3.0, "{} is {tdur} s", f.display());
+        let pcm = decode_pcm(&f);
+        let (p_own, p_other) = (tone_power(&pcm, own), tone_power(&pcm, other));
+        assert!(
+            p_own > 100.0 * p_other,
+            "{}: own {p_own:e} other {p_other:e}",
+            f.display()
+        );
+    }
+
+    // Download: a signed URL serving the mixed file, with Range support.
+    let (_, d) = api(
+        &s,
+        reqwest::Method::GET,
+        &format!("/api/recordings/{rec_id}/download"),
+        "alice",
+        None,
+    )
+    .await;
+    let url = d["url"].as_str().unwrap();
+    let body = s.client.get(url).send().await.unwrap();
+    assert_eq!(body.status(), 200);
+    let bytes = body.bytes().await.unwrap();
+    assert_eq!(bytes.as_ref(), std::fs::read(&mixed).unwrap().as_slice());
+    let part = s
+        .client
+        .get(url)
+        .header("Range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().len(), 100);
+    a.leave().await;
+    b.leave().await;
+    s.stop().await;
+}
