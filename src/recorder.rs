@@ -437,3 +437,78 @@ async fn run(
     participant.leave().await;
     p.finish(error)
 }
+
+/// Finalize recordings a crash left unfinished: each file cut mid-Cluster is repaired
+/// (`parlor_media::repair`: every complete block kept, Duration and Cues written) and the row is
+/// marked `completed` with the duration actually on disk; a missing or unreadable file marks it
+/// `failed`. Per-participant files of the recording are repaired too. Run at start-up, before
+/// anything records.
+pub async fn recover_unfinished(store: &crate::store::Store, dir: &Path) -> usize {
+    let recs = match store.unfinished_recordings().await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "listing unfinished recordings");
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for r in recs {
+        let (dir2, id) = (dir.to_path_buf(), r.id.clone());
+        let repaired = tokio::task::spawn_blocking(move || repair_recording_files(&dir2, &id))
+            .await
+            .unwrap_or_else(|e| Err(format!("repair task: {e}")));
+        let res = match &repaired {
+            Ok((duration_ms, size)) => {
+                info!(recording = %r.id, duration_ms, "unfinished recording repaired");
+                store
+                    .finish_recording(
+                        &r.id,
+                        "completed",
+                        r.started_at + *duration_ms as i64,
+                        Some(&format!("{}.webm", r.id)),
+                        Some(*size as i64),
+                    )
+                    .await
+            }
+            Err(e) => {
+                warn!(recording = %r.id, error = %e, "unfinished recording lost");
+                store
+                    .finish_recording(&r.id, "failed", r.started_at, None, None)
+                    .await
+            }
+        };
+        if let Err(e) = res {
+            warn!(recording = %r.id, error = %e, "cannot update the recovered recording");
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Repair `<id>.webm` and its `<id>.p<N>.webm` files in place (write a new file, then rename over
+/// the old one). Returns the mixed file's (duration ms, size).
+fn repair_recording_files(dir: &Path, id: &str) -> Result<(u64, u64), String> {
+    let repair_one = |path: &Path| -> Result<(u64, u64), String> {
+        let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (fixed, report) =
+            parlor_media::repair(&data).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tmp = path.with_extension("webm.repairing");
+        std::fs::write(&tmp, &fixed).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((report.duration_ms, fixed.len() as u64))
+    };
+    let mixed = repair_one(&dir.join(format!("{id}.webm")))?;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let prefix = format!("{id}.p");
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(&prefix) && name.ends_with(".webm") {
+                if let Err(err) = repair_one(&e.path()) {
+                    warn!(recording = %id, file = %name, error = %err, "track file not repaired");
+                }
+            }
+        }
+    }
+    Ok(mixed)
+}

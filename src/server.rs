@@ -202,6 +202,15 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         product: crate::product::Product::default(),
         recorders: Default::default(),
     };
+    // Recordings a crash cut short: repair their files and finish their rows before serving.
+    let recovered = crate::recorder::recover_unfinished(
+        &state.store,
+        &state.config.storage.data_dir.join("recordings"),
+    )
+    .await;
+    if recovered > 0 {
+        tracing::info!(recovered, "finished recordings left behind by a crash");
+    }
     crate::product::spawn_event_consumer(state.clone());
     let app = router(state.clone());
     let turn = state.turn.clone();

@@ -301,3 +301,153 @@ async fn call_recording_mixed_and_per_participant() {
     b.leave().await;
     s.stop().await;
 }
+
+/// A `parlor serve` process on a data directory (kill -9 test).
+struct Proc {
+    child: std::process::Child,
+    http: String,
+}
+
+fn spawn_server(dir: &Path) -> Proc {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("PARLOR_KEYS", format!("{KEY}:{SECRET}"))
+        .env("PARLOR_RTC_UDP_PORT", "0")
+        .env("PARLOR_RTC_TCP_PORT", "0")
+        .env("PARLOR_TURN_ENABLED", "false")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc {
+        child,
+        http: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn bearer(user: &str) -> String {
+    let claims = parlor_signaling::Claims {
+        iss: KEY.into(),
+        sub: user.into(),
+        nbf: now_unix() - 1,
+        exp: now_unix() + 3600,
+        name: Some(user.into()),
+        ..Default::default()
+    };
+    parlor_signaling::AccessToken::encode(&claims, SECRET)
+}
+
+async fn call_api(http: &str, m: reqwest::Method, path: &str, user: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .request(m, format!("{http}{path}"))
+        .bearer_auth(bearer(user))
+        .json(&json!({"call_type": "audio"}))
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_healthy(http: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{http}/health")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server at {http} never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// kill -9 mid-recording: the partial file decodes; after a restart the recording is completed with
+/// the duration that reached the disk and its file is a finalized, cleanly decodable WebM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = spawn_server(dir.path());
+    wait_healthy(&p.http).await;
+    let (code, created) = call_api(&p.http, reqwest::Method::POST, "/api/calls", "alice").await;
+    assert_eq!(code, 201, "{created}");
+    let call = created["call_id"].as_str().unwrap().to_string();
+    let mut a = Client::connect(
+        created["url"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+        true,
+    )
+    .await;
+    a.publish_audio().await;
+    a.wait_for(|s| {
+        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    let (code, v) = call_api(
+        &p.http,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/recording/start"),
+        "alice",
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let rec = v["recording_id"].as_str().unwrap().to_string();
+    let mut enc = sine_encoder();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for k in 0..150 {
+        tick.tick().await;
+        a.send_rtp(sine_frame(440.0, k, &mut enc)).await;
+    }
+    // SIGKILL: no shutdown path runs.
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    drop(a);
+
+    let file = dir
+        .path()
+        .join("data")
+        .join("recordings")
+        .join(format!("{rec}.webm"));
+    let size_cut = std::fs::metadata(&file).expect("partial file exists").len();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "partial file does not decode");
+    let secs = out.stdout.len() as f64 / 2.0 / 48_000.0;
+    assert!(
+        secs >= 1.0,
+        "only {secs} s decodable from the cut file ({size_cut} bytes)"
+    );
+
+    // Restart: the recording is finished with what reached the disk.
+    let mut p2 = spawn_server(dir.path());
+    wait_healthy(&p2.http).await;
+    let (code, r) = call_api(
+        &p2.http,
+        reqwest::Method::GET,
+        &format!("/api/recordings/{rec}"),
+        "alice",
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["recording"]["status"], "completed", "{r}");
+    let dur = r["recording"]["duration"].as_f64().unwrap();
+    assert!((1.0..=3.6).contains(&dur), "recovered duration {dur} s");
+    let (codec, _, fdur) = probe(&file);
+    assert_eq!(codec, "opus");
+    assert!((fdur - dur).abs() < 0.15, "file says {fdur} s, row {dur} s");
+    let pcm = decode_pcm(&file); // asserts ffmpeg prints no error
+    assert!(tone_power(&pcm, 440.0) > 100.0 * tone_power(&pcm, 1000.0));
+    p2.child.kill().unwrap();
+    p2.child.wait().unwrap();
+}

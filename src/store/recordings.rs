@@ -144,6 +144,16 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Every recording still marked `recording` (at start-up: left behind by a crash).
+    pub async fn unfinished_recordings(&self) -> StoreResult<Vec<RecordingRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLS} FROM recordings r WHERE r.status = 'recording' ORDER BY r.started_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn delete_recording(&self, id: &str) -> StoreResult<()> {
         let res = sqlx::query("DELETE FROM recordings WHERE id = $1")
             .bind(id)
