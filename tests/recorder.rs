@@ -9,6 +9,7 @@ mod lk;
 use common::*;
 use lk::{Client, Seen};
 use parlor_media::{Application, EncoderConfig, OpusEncoder, FRAME_SAMPLES, MAX_PACKET_BYTES};
+use parlor_signaling::protocol::proto;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -175,7 +176,7 @@ async fn call_recording_mixed_and_per_participant() {
     let mut a = Client::connect(url, created["token"].as_str().unwrap(), true).await;
     let mut b = Client::connect(url, bob["token"].as_str().unwrap(), true).await;
     a.publish_audio().await;
-    b.publish_audio().await;
+    let bob_track = b.publish_audio().await.sid;
     for c in [&mut a, &mut b] {
         c.wait_for(|s| {
             matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
@@ -199,14 +200,38 @@ async fn call_recording_mixed_and_per_participant() {
     assert_eq!(v["recording"], true);
     assert_eq!(v["recording_id"], rec_id.as_str());
 
-    // 4 s of 440 Hz from alice and 660 Hz from bob, 20 ms apart.
+    // 5 s of 440 Hz from alice and 660 Hz from bob, 20 ms apart. Alice's network loses 5 % of
+    // her packets (seeded), and bob is muted for 1 s in the middle.
     let (mut ea, mut eb) = (sine_encoder(), sine_encoder());
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for k in 0..200 {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut lost = 0;
+    let mute = |muted: bool| {
+        proto::signal_request::Message::Mute(proto::MuteTrackRequest {
+            sid: bob_track.clone(),
+            muted,
+        })
+    };
+    for k in 0..250 {
         tick.tick().await;
-        a.send_rtp(sine_frame(440.0, k, &mut ea)).await;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let frame = sine_frame(440.0, k, &mut ea);
+        if rng % 100 < 5 {
+            a.lose_rtp().await;
+            lost += 1;
+        } else {
+            a.send_rtp(frame).await;
+        }
+        match k {
+            100 => b.send(mute(true)).await,
+            150 => b.send(mute(false)).await,
+            _ => {}
+        }
         b.send_rtp(sine_frame(660.0, k, &mut eb)).await;
     }
+    assert!(lost >= 5, "the loss simulation lost {lost} packets");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (code, v) = api(&s, reqwest::Method::POST, &stop_path, "alice", None).await;
     let wall = started.elapsed().as_secs_f64();
@@ -215,7 +240,7 @@ async fn call_recording_mixed_and_per_participant() {
     assert_eq!(v["status"], "completed");
     let dur = v["duration"].as_f64().unwrap();
     assert!(
-        (dur - wall).abs() <= 0.05 * wall,
+        (dur - wall).abs() <= 0.02 * wall,
         "duration {dur} s vs wall {wall} s"
     );
 
@@ -267,6 +292,18 @@ async fn call_recording_mixed_and_per_participant() {
         assert!(tdur > 3.0, "{} is {tdur} s", f.display());
         let pcm = decode_pcm(&f);
         let (p_own, p_other) = (tone_power(&pcm, own), tone_power(&pcm, other));
+        if own == 660.0 {
+            // Bob was muted from 2.0 s to 3.0 s of his stream: that second is (nearly) silent.
+            let at = |a: f64, b: f64| &pcm[(a * 48_000.0) as usize..(b * 48_000.0) as usize];
+            let (loud, muted) = (
+                tone_power(at(0.5, 1.5), 660.0),
+                tone_power(at(2.3, 2.9), 660.0),
+            );
+            assert!(
+                loud > 100.0 * muted,
+                "mute not recorded: {loud:e} vs {muted:e}"
+            );
+        }
         assert!(
             p_own > 100.0 * p_other,
             "{}: own {p_own:e} other {p_other:e}",

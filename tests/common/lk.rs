@@ -50,6 +50,8 @@ enum PcCmd {
     Remote(RTCSessionDescription, Option<u32>),
     CreateOffer(u32),
     SendRtp(Vec<u8>),
+    /// A packet lost on the way: its sequence number and timestamp are used up, nothing is sent.
+    LoseRtp,
     Stop,
 }
 
@@ -188,6 +190,10 @@ async fn run_pc(
                     pc.set_local_description(Instant::now(), offer).unwrap();
                     let sdp = pc.local_description().unwrap().sdp;
                     send_req(&ws_tx, Req::Offer(proto::SessionDescription { r#type: "offer".into(), sdp, id, ..Default::default() })).await;
+                }
+                Some(PcCmd::LoseRtp) => {
+                    seq = seq.wrapping_add(1);
+                    ts = ts.wrapping_add(960);
                 }
                 Some(PcCmd::SendRtp(payload)) => {
                     let first_sender = pc.get_senders().next();
@@ -352,6 +358,12 @@ impl Client {
 
     pub async fn send_rtp(&self, payload: Vec<u8>) {
         let _ = self.pub_cmd.send(PcCmd::SendRtp(payload)).await;
+    }
+
+    /// Simulate network loss of the next packet (sequence number and timestamp advance).
+    #[allow(dead_code)]
+    pub async fn lose_rtp(&self) {
+        let _ = self.pub_cmd.send(PcCmd::LoseRtp).await;
     }
 
     /// Wait (up to 15 s) for an observation `f` maps to Some; other observations are dropped.
