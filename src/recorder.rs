@@ -86,15 +86,18 @@ impl Recorders {
         self.lock().contains_key(call_id)
     }
 
-    /// Start recording room `room` (a call id) as `recording_id`, writing into `dir`. Returns once
-    /// the recorder has joined the room.
+    /// Start recording room `room` (a call id) as `recording_id` (its row, started at
+    /// `started_at`, already stored), writing into `dir`. Returns once the recorder has joined the
+    /// room. Whatever ends the recording (a stop, the room closing, shutdown), its row gets the
+    /// outcome.
     pub async fn start(
         &self,
         state: &AppState,
         room: &str,
         recording_id: &str,
+        started_at: i64,
         dir: &Path,
-    ) -> Result<oneshot::Receiver<Outcome>, RecorderError> {
+    ) -> Result<(), RecorderError> {
         {
             let mut m = self.lock();
             if m.contains_key(room) {
@@ -116,7 +119,24 @@ impl Recorders {
                     r.stop = Some(stop);
                     r.done = Some(done);
                 }
-                Ok(finished)
+                // Store the outcome, then forget the recording (so a stop racing the end still
+                // finds it and gets the same outcome).
+                let (store, rid, room, recorders) = (
+                    state.store.clone(),
+                    recording_id.to_string(),
+                    room.to_string(),
+                    self.clone(),
+                );
+                tokio::spawn(async move {
+                    if let Ok(o) = finished.await {
+                        store_outcome(&store, &rid, started_at, &o).await;
+                    }
+                    let mut m = recorders.lock();
+                    if m.get(&room).is_some_and(|r| r.recording_id == rid) {
+                        m.remove(&room);
+                    }
+                });
+                Ok(())
             }
             Err(e) => {
                 self.lock().remove(room);
@@ -163,22 +183,33 @@ impl Recorders {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
-        let (rid, room_name, recorders) =
-            (recording_id.to_string(), room.to_string(), self.clone());
+        let (rid, room_name) = (recording_id.to_string(), room.to_string());
         std::thread::Builder::new()
             .name("parlor-recorder".into())
             .spawn(move || {
                 let outcome = runtime.block_on(run(participant, pipeline, stop_rx));
                 info!(recording = %rid, room = %room_name, duration_ms = outcome.duration_ms,
                       tracks = outcome.tracks, error = ?outcome.error, "recording finished");
-                recorders.lock().remove(&room_name);
                 let _ = done_tx.send(outcome.clone());
                 let _ = fin_tx.send(outcome);
             })?;
         Ok((stop_tx, done_rx, fin_rx))
     }
 
-    /// Stop the call's recording and wait until its files are final. None if none was running.
+    /// Stop every running recording (server shutdown) and wait for their files; (id, outcome) each.
+    pub async fn stop_all(&self) -> Vec<(String, Outcome)> {
+        let rooms: Vec<String> = self.lock().keys().cloned().collect();
+        let mut out = Vec::new();
+        for room in rooms {
+            if let Some(r) = self.stop(&room).await {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Stop the call's recording and wait until its files are final. None if none was running
+    /// (or another stop already took it).
     pub async fn stop(&self, room: &str) -> Option<(String, Outcome)> {
         let (id, stop, done) = {
             let mut m = self.lock();
@@ -436,6 +467,27 @@ async fn run(
     }
     participant.leave().await;
     p.finish(error)
+}
+
+/// Record a finished recording in the store (from the stop request, the room closing, or shutdown).
+pub async fn store_outcome(store: &crate::store::Store, id: &str, started_at: i64, o: &Outcome) {
+    let status = if o.error.is_some() {
+        "failed"
+    } else {
+        "completed"
+    };
+    if let Err(e) = store
+        .finish_recording(
+            id,
+            status,
+            started_at + o.duration_ms,
+            Some(&o.file),
+            Some(o.size_bytes),
+        )
+        .await
+    {
+        warn!(recording = %id, error = %e, "cannot store the finished recording");
+    }
 }
 
 /// Finalize recordings a crash left unfinished: each file cut mid-Cluster is repaired

@@ -216,6 +216,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let turn = state.turn.clone();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
     let store = state.store.clone();
+    let recorders = state.recorders.clone();
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         let serve = axum::serve(
@@ -239,6 +240,11 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         let turn = turn.lock().ok().and_then(|mut t| t.take());
         if let Some(turn) = turn {
             turn.shutdown().await;
+        }
+        // Running recordings are finalized and recorded before the store closes.
+        for (id, outcome) in recorders.stop_all().await {
+            let started_at = store.get_recording(&id).await.map_or(0, |r| r.started_at);
+            crate::recorder::store_outcome(&store, &id, started_at, &outcome).await;
         }
         store.close().await;
         tracing::info!("server stopped");

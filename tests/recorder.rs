@@ -336,6 +336,28 @@ async fn call_recording_mixed_and_per_participant() {
     assert_eq!(part.bytes().await.unwrap().len(), 100);
     a.leave().await;
     b.leave().await;
+    // Everyone left: the call is over and can no longer be recorded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, c) = api(
+            &s,
+            reqwest::Method::GET,
+            &format!("/api/calls/{call}"),
+            "alice",
+            None,
+        )
+        .await;
+        if c["call"]["status"] == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "call never completed: {c}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, v) = api(&s, reqwest::Method::POST, &start_path, "alice", None).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("call_not_active"))
+    );
     s.stop().await;
 }
 
@@ -487,4 +509,65 @@ async fn recording_survives_kill_9() {
     assert!(tone_power(&pcm, 440.0) > 100.0 * tone_power(&pcm, 1000.0));
     p2.child.kill().unwrap();
     p2.child.wait().unwrap();
+}
+
+/// A graceful shutdown finalizes a running recording before the store closes; an ended call cannot
+/// be recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finalizes_a_running_recording() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let (_, created) = api(
+        &s,
+        reqwest::Method::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio"})),
+    )
+    .await;
+    let call = created["call_id"].as_str().unwrap().to_string();
+    let mut a = Client::connect(
+        created["url"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+        true,
+    )
+    .await;
+    a.publish_audio().await;
+    a.wait_for(|s| {
+        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    let (code, v) = api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/recording/start"),
+        "alice",
+        None,
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let rec = v["recording_id"].as_str().unwrap().to_string();
+    let mut enc = sine_encoder();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for k in 0..75 {
+        tick.tick().await;
+        a.send_rtp(sine_frame(440.0, k, &mut enc)).await;
+    }
+    s.stop().await;
+    drop(a);
+    // Same database, new server: the row was finished at shutdown (not left "recording").
+    let s = TestServer::start(&db).await;
+    let (code, r) = api(
+        &s,
+        reqwest::Method::GET,
+        &format!("/api/recordings/{rec}"),
+        "alice",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["recording"]["status"], "completed", "{r}");
+    let dur = r["recording"]["duration"].as_f64().unwrap();
+    assert!((1.2..=3.0).contains(&dur), "duration {dur} s");
+    s.stop().await;
 }

@@ -37,28 +37,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/calls/{call_id}/recording/stop", post(stop))
 }
 
-/// Record the finished recording in the store (from the stop request or when the room closed).
-async fn store_outcome(state: &AppState, id: &str, started_at: i64, o: &crate::recorder::Outcome) {
-    let status = if o.error.is_some() {
-        "failed"
-    } else {
-        "completed"
-    };
-    if let Err(e) = state
-        .store
-        .finish_recording(
-            id,
-            status,
-            started_at + o.duration_ms,
-            Some(&o.file),
-            Some(o.size_bytes),
-        )
-        .await
-    {
-        tracing::warn!(recording = %id, error = %e, "cannot store the finished recording");
-    }
-}
-
 /// `POST /api/calls/{call_id}/recording/start` (members of an active call).
 async fn start(
     State(state): State<AppState>,
@@ -100,33 +78,23 @@ async fn start(
         size_bytes: None,
     };
     state.store.insert_recording(&rec).await?;
-    let finished = match state
+    if let Err(e) = state
         .recorders
-        .start(&state, &call.id, &id, &recordings_dir(&state))
+        .start(&state, &call.id, &id, now, &recordings_dir(&state))
         .await
     {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = state
-                .store
-                .finish_recording(&id, "failed", now, None, None)
-                .await;
-            return Err(match e {
-                crate::recorder::RecorderError::AlreadyRecording => ApiError::conflict(
-                    "recording_in_progress",
-                    "the call is already being recorded",
-                ),
-                e => ApiError::unavailable(format!("cannot start the recorder: {e}")),
-            });
-        }
-    };
-    // Whatever ends it (stop, the room closing, shutdown), the row gets the outcome.
-    let (st, rid) = (state.clone(), id.clone());
-    tokio::spawn(async move {
-        if let Ok(o) = finished.await {
-            store_outcome(&st, &rid, now, &o).await;
-        }
-    });
+        let _ = state
+            .store
+            .finish_recording(&id, "failed", now, None, None)
+            .await;
+        return Err(match e {
+            crate::recorder::RecorderError::AlreadyRecording => ApiError::conflict(
+                "recording_in_progress",
+                "the call is already being recorded",
+            ),
+            e => ApiError::unavailable(format!("cannot start the recorder: {e}")),
+        });
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -156,7 +124,7 @@ async fn stop(
         .await
         .map(|r| r.started_at)
         .unwrap_or_else(|_| state.clock.unix_ms() - outcome.duration_ms);
-    store_outcome(&state, &id, started_at, &outcome).await;
+    crate::recorder::store_outcome(&state.store, &id, started_at, &outcome).await;
     Ok(Json(json!({
         "success": true,
         "recording_id": id,
