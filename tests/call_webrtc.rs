@@ -19,16 +19,9 @@ async fn api(
     user: &str,
     body: Option<Value>,
 ) -> Value {
-    let mut rb = s
-        .client
-        .request(m, s.url(path))
-        .bearer_auth(s.user_token(user));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
+    let (code, v) = api_call(&s.http, m, path, user, body).await;
+    assert!((200..300).contains(&code), "{path}: {code} {v}");
+    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

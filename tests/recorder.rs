@@ -22,16 +22,7 @@ async fn api(
     user: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut rb = s
-        .client
-        .request(m, s.url(path))
-        .bearer_auth(s.user_token(user));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    api_call(&s.http, m, path, user, body).await
 }
 
 /// Power of `freq` in `pcm` (48 kHz mono), Goertzel, normalised by length.
@@ -388,28 +379,51 @@ fn spawn_server(dir: &Path) -> Proc {
     }
 }
 
-fn bearer(user: &str) -> String {
-    let claims = parlor_signaling::Claims {
-        iss: KEY.into(),
-        sub: user.into(),
-        nbf: now_unix() - 1,
-        exp: now_unix() + 3600,
-        name: Some(user.into()),
-        ..Default::default()
-    };
-    parlor_signaling::AccessToken::encode(&claims, SECRET)
+/// Create a call as alice at `http`, connect her publishing client and start recording:
+/// (call id, client, recording id).
+async fn call_being_recorded(http: &str) -> (String, Client, String) {
+    let (code, created) = api_call(
+        http,
+        reqwest::Method::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let call = created["call_id"].as_str().unwrap().to_string();
+    let mut a = Client::connect(
+        created["url"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+        true,
+    )
+    .await;
+    a.publish_audio().await;
+    a.wait_for(|s| {
+        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    let (code, v) = api_call(
+        http,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/recording/start"),
+        "alice",
+        None,
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let rec = v["recording_id"].as_str().unwrap().to_string();
+    (call, a, rec)
 }
 
-async fn call_api(http: &str, m: reqwest::Method, path: &str, user: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .request(m, format!("{http}{path}"))
-        .bearer_auth(bearer(user))
-        .json(&json!({"call_type": "audio"}))
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
+/// `frames` × 20 ms of a 440 Hz tone from `client`.
+async fn send_tone(client: &Client, frames: usize) {
+    let mut enc = sine_encoder();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for k in 0..frames {
+        tick.tick().await;
+        client.send_rtp(sine_frame(440.0, k, &mut enc)).await;
+    }
 }
 
 async fn wait_healthy(http: &str) {
@@ -435,35 +449,8 @@ async fn recording_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = spawn_server(dir.path());
     wait_healthy(&p.http).await;
-    let (code, created) = call_api(&p.http, reqwest::Method::POST, "/api/calls", "alice").await;
-    assert_eq!(code, 201, "{created}");
-    let call = created["call_id"].as_str().unwrap().to_string();
-    let mut a = Client::connect(
-        created["url"].as_str().unwrap(),
-        created["token"].as_str().unwrap(),
-        true,
-    )
-    .await;
-    a.publish_audio().await;
-    a.wait_for(|s| {
-        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
-    })
-    .await;
-    let (code, v) = call_api(
-        &p.http,
-        reqwest::Method::POST,
-        &format!("/api/calls/{call}/recording/start"),
-        "alice",
-    )
-    .await;
-    assert_eq!(code, 201, "{v}");
-    let rec = v["recording_id"].as_str().unwrap().to_string();
-    let mut enc = sine_encoder();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for k in 0..150 {
-        tick.tick().await;
-        a.send_rtp(sine_frame(440.0, k, &mut enc)).await;
-    }
+    let (_call, a, rec) = call_being_recorded(&p.http).await;
+    send_tone(&a, 150).await;
     // SIGKILL: no shutdown path runs.
     p.child.kill().unwrap();
     p.child.wait().unwrap();
@@ -491,11 +478,12 @@ async fn recording_survives_kill_9() {
     // Restart: the recording is finished with what reached the disk.
     let mut p2 = spawn_server(dir.path());
     wait_healthy(&p2.http).await;
-    let (code, r) = call_api(
+    let (code, r) = api_call(
         &p2.http,
         reqwest::Method::GET,
         &format!("/api/recordings/{rec}"),
         "alice",
+        None,
     )
     .await;
     assert_eq!(code, 200, "{r}");
@@ -517,42 +505,8 @@ async fn recording_survives_kill_9() {
 async fn shutdown_finalizes_a_running_recording() {
     let db = TestDb::sqlite();
     let s = TestServer::start(&db).await;
-    let (_, created) = api(
-        &s,
-        reqwest::Method::POST,
-        "/api/calls",
-        "alice",
-        Some(json!({"call_type": "audio"})),
-    )
-    .await;
-    let call = created["call_id"].as_str().unwrap().to_string();
-    let mut a = Client::connect(
-        created["url"].as_str().unwrap(),
-        created["token"].as_str().unwrap(),
-        true,
-    )
-    .await;
-    a.publish_audio().await;
-    a.wait_for(|s| {
-        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
-    })
-    .await;
-    let (code, v) = api(
-        &s,
-        reqwest::Method::POST,
-        &format!("/api/calls/{call}/recording/start"),
-        "alice",
-        None,
-    )
-    .await;
-    assert_eq!(code, 201, "{v}");
-    let rec = v["recording_id"].as_str().unwrap().to_string();
-    let mut enc = sine_encoder();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for k in 0..75 {
-        tick.tick().await;
-        a.send_rtp(sine_frame(440.0, k, &mut enc)).await;
-    }
+    let (_call, a, rec) = call_being_recorded(&s.http).await;
+    send_tone(&a, 75).await;
     s.stop().await;
     drop(a);
     // Same database, new server: the row was finished at shutdown (not left "recording").

@@ -17,6 +17,38 @@ pub fn now_unix() -> u64 {
         .as_secs()
 }
 
+/// A plain API token for `user` (no room), signed with the test key.
+pub fn user_token(user: &str) -> String {
+    let claims = Claims {
+        iss: KEY.into(),
+        sub: user.into(),
+        nbf: now_unix() - 1,
+        exp: now_unix() + 3600,
+        name: Some(user.into()),
+        ..Default::default()
+    };
+    AccessToken::encode(&claims, SECRET)
+}
+
+/// One JSON API request as `user` against the server at `http`: (status, body or Null).
+pub async fn api_call(
+    http: &str,
+    m: reqwest::Method,
+    path: &str,
+    user: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut rb = reqwest::Client::new()
+        .request(m, format!("{http}{path}"))
+        .bearer_auth(user_token(user));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Which databases the suite must cover. PostgreSQL is required under CI (`CI` set) and used whenever
 /// it is reachable; `PARLOR_TEST_PG_URL` points at an admin connection (default: local `test` db).
 pub fn pg_admin_url() -> String {
@@ -165,15 +197,7 @@ impl TestServer {
 
     /// A plain API token for `user` (no room).
     pub fn user_token(&self, user: &str) -> String {
-        let claims = Claims {
-            iss: KEY.into(),
-            sub: user.into(),
-            nbf: now_unix() - 1,
-            exp: now_unix() + 3600,
-            name: Some(user.into()),
-            ..Default::default()
-        };
-        AccessToken::encode(&claims, SECRET)
+        user_token(user)
     }
 
     pub fn url(&self, path: &str) -> String {
