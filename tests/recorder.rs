@@ -416,6 +416,21 @@ async fn call_being_recorded(http: &str) -> (String, Client, String) {
     (call, a, rec)
 }
 
+/// Recording `rec` as the API shows it at `http`: must be `completed`; its duration in seconds.
+async fn completed_duration(http: &str, rec: &str) -> f64 {
+    let (code, r) = api_call(
+        http,
+        reqwest::Method::GET,
+        &format!("/api/recordings/{rec}"),
+        "alice",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["recording"]["status"], "completed", "{r}");
+    r["recording"]["duration"].as_f64().unwrap()
+}
+
 /// `frames` × 20 ms of a 440 Hz tone from `client`.
 async fn send_tone(client: &Client, frames: usize) {
     let mut enc = sine_encoder();
@@ -478,17 +493,7 @@ async fn recording_survives_kill_9() {
     // Restart: the recording is finished with what reached the disk.
     let mut p2 = spawn_server(dir.path());
     wait_healthy(&p2.http).await;
-    let (code, r) = api_call(
-        &p2.http,
-        reqwest::Method::GET,
-        &format!("/api/recordings/{rec}"),
-        "alice",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{r}");
-    assert_eq!(r["recording"]["status"], "completed", "{r}");
-    let dur = r["recording"]["duration"].as_f64().unwrap();
+    let dur = completed_duration(&p2.http, &rec).await;
     assert!((1.0..=3.6).contains(&dur), "recovered duration {dur} s");
     let (codec, _, fdur) = probe(&file);
     assert_eq!(codec, "opus");
@@ -499,8 +504,7 @@ async fn recording_survives_kill_9() {
     p2.child.wait().unwrap();
 }
 
-/// A graceful shutdown finalizes a running recording before the store closes; an ended call cannot
-/// be recorded.
+/// A graceful shutdown finalizes a running recording before the store closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finalizes_a_running_recording() {
     let db = TestDb::sqlite();
@@ -511,17 +515,7 @@ async fn shutdown_finalizes_a_running_recording() {
     drop(a);
     // Same database, new server: the row was finished at shutdown (not left "recording").
     let s = TestServer::start(&db).await;
-    let (code, r) = api(
-        &s,
-        reqwest::Method::GET,
-        &format!("/api/recordings/{rec}"),
-        "alice",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{r}");
-    assert_eq!(r["recording"]["status"], "completed", "{r}");
-    let dur = r["recording"]["duration"].as_f64().unwrap();
+    let dur = completed_duration(&s.http, &rec).await;
     assert!((1.2..=3.0).contains(&dur), "duration {dur} s");
     s.stop().await;
 }
