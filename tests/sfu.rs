@@ -374,6 +374,25 @@ async fn room_limits_and_empty_close() {
     }
     assert_eq!(s.handle.state.sfu.participants("small").len(), 2);
     assert_eq!(s.handle.state.sfu.rooms(), vec!["small".to_string()]);
+    // A hidden participant (a recorder) still gets into the full room and does not count.
+    let st = &s.handle.state;
+    let _rec = parlor::sfu::local::LocalParticipant::join(
+        &st.sfu,
+        &st.workers,
+        st.config.room.max_rooms,
+        parlor::sfu::local::LocalOptions {
+            room: "small".into(),
+            identity: "rec".into(),
+            name: String::new(),
+            kind: proto::participant_info::Kind::Egress,
+            subscribe: true,
+            publish: false,
+            hidden: true,
+        },
+    )
+    .await
+    .expect("hidden join into a full room");
+    assert_eq!(s.handle.state.sfu.participants("small").len(), 2);
     a.leave().await;
     b.leave().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -1426,11 +1426,15 @@ impl Worker {
                 at_ms: now_ms,
             });
         }
-        let count = self
-            .rooms
-            .get(&req.room)
-            .map_or(0, |r| r.participants.len());
-        if count >= self.cfg.max_participants {
+        // Hidden participants (a recorder) neither count toward the limit nor are refused by it.
+        let parts = &self.parts;
+        let count = self.rooms.get(&req.room).map_or(0, |r| {
+            r.participants
+                .iter()
+                .filter(|p| parts.get(p).is_some_and(|q| !q.hidden))
+                .count()
+        });
+        if !req.hidden && count >= self.cfg.max_participants {
             return Err(JoinError::RoomFull);
         }
         let pid = self.next_id;
