@@ -476,11 +476,14 @@ impl EventConsumer {
             } => self.joined(room, identity, at_ms).await,
             SfuEvent::MediaConnected { room, at_ms, .. } => {
                 if room.starts_with(CALL_PREFIX) {
-                    self.state
+                    let res = self
+                        .state
                         .store
                         .activate_call(&room, at_ms)
                         .await
-                        .map(|_| ())
+                        .map(|_| ());
+                    self.auto_record(&room).await;
+                    res
                 } else {
                     Ok(())
                 }
@@ -494,6 +497,24 @@ impl EventConsumer {
         };
         if let Err(e) = res {
             tracing::error!(error = %e, "handling SFU event failed");
+        }
+    }
+
+    /// A call created with `"record": true` starts recording when media first flows (for its
+    /// creator); later connections find it recording already.
+    async fn auto_record(&self, room: &str) {
+        let Ok(call) = self.state.store.get_call(room).await else {
+            return;
+        };
+        if !call.auto_record || self.state.recorders.is_recording(&call.id) {
+            return;
+        }
+        match crate::recorder::start_for_call(&self.state, &call, &call.created_by).await {
+            Ok((id, _)) => {
+                tracing::info!(call = %call.id, recording = %id, "automatic recording started")
+            }
+            Err(crate::recorder::RecorderError::AlreadyRecording) => {}
+            Err(e) => tracing::warn!(call = %call.id, error = %e, "automatic recording failed"),
         }
     }
 

@@ -40,6 +40,57 @@ pub enum RecorderError {
     Media(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the call has ended ({0})")]
+    CallNotActive(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Start recording `call` for `started_by`: checks the call is live and not already recorded,
+/// stores the row, joins the recorder. Returns (recording id, start time in unix ms). Used by the
+/// REST API and by calls created with `"record": true`.
+pub async fn start_for_call(
+    state: &AppState,
+    call: &crate::store::CallRecord,
+    started_by: &str,
+) -> Result<(String, i64), RecorderError> {
+    if call.is_over() {
+        return Err(RecorderError::CallNotActive(call.status.clone()));
+    }
+    if state.recorders.is_recording(&call.id)
+        || state
+            .store
+            .active_recording_for_call(&call.id)
+            .await?
+            .is_some()
+    {
+        return Err(RecorderError::AlreadyRecording);
+    }
+    let now = state.clock.unix_ms();
+    let id = crate::ids::new_id(&format!("rec_{}_", now / 1000));
+    let rec = crate::store::RecordingRecord {
+        id: id.clone(),
+        call_id: call.id.clone(),
+        conversation_id: call.conversation_id.clone(),
+        call_type: call.call_type.clone(),
+        started_by: started_by.to_string(),
+        started_at: now,
+        ended_at: None,
+        duration_ms: None,
+        status: "recording".into(),
+        file_path: Some(format!("{id}.webm")),
+        size_bytes: None,
+    };
+    state.store.insert_recording(&rec).await?;
+    let dir = state.config.storage.data_dir.join("recordings");
+    if let Err(e) = state.recorders.start(state, &call.id, &id, now, &dir).await {
+        let _ = state
+            .store
+            .finish_recording(&id, "failed", now, None, None)
+            .await;
+        return Err(e);
+    }
+    Ok((id, now))
 }
 
 /// What a finished recording produced.

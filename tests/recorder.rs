@@ -519,3 +519,78 @@ async fn shutdown_finalizes_a_running_recording() {
     assert!((1.2..=3.0).contains(&dur), "duration {dur} s");
     s.stop().await;
 }
+
+/// A call created with `"record": true` is recorded from the moment media flows, for its creator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_created_with_record_are_recorded_automatically() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let (code, created) = api(
+        &s,
+        reqwest::Method::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio", "record": true})),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["call"]["record"], true);
+    let call = created["call_id"].as_str().unwrap().to_string();
+    let status_path = format!("/api/calls/{call}/recording/status");
+    // Nothing to record before anyone connects.
+    assert_eq!(
+        api(&s, reqwest::Method::GET, &status_path, "alice", None)
+            .await
+            .1["recording"],
+        false
+    );
+    let mut a = Client::connect(
+        created["url"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+        true,
+    )
+    .await;
+    a.publish_audio().await;
+    a.wait_for(|s| {
+        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let v = api(&s, reqwest::Method::GET, &status_path, "alice", None)
+            .await
+            .1;
+        if v["recording"] == true {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "never started recording: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["started_by"], "alice");
+    let rec = status["recording_id"].as_str().unwrap().to_string();
+    send_tone(&a, 75).await;
+    let (code, v) = api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/recording/stop"),
+        "alice",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["recording_id"], rec.as_str());
+    let dur = completed_duration(&s.http, &rec).await;
+    assert!(dur >= 1.4, "duration {dur} s");
+    // A call created without it is not.
+    let (_, plain) = api(
+        &s,
+        reqwest::Method::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio"})),
+    )
+    .await;
+    assert_eq!(plain["call"]["record"], false);
+    a.leave().await;
+    s.stop().await;
+}

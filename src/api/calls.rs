@@ -41,6 +41,7 @@ pub fn call_json(c: &CallRecord, members: &[CallMember]) -> Value {
         "ended_at": opt(c.ended_at),
         "duration": c.duration_ms.map(|d| d as f64 / 1000.0),
         "duration_ms": c.duration_ms,
+        "record": c.auto_record,
         "room": c.id,
         "members": members.iter().map(|m| json!({
             "user_id": m.user_id,
@@ -86,6 +87,9 @@ struct CreateCall {
     call_type: Option<String>,
     #[serde(default)]
     conversation_id: Option<String>,
+    /// Record the call automatically once media flows.
+    #[serde(default)]
+    record: Option<bool>,
 }
 
 async fn create(
@@ -107,6 +111,7 @@ async fn create(
         started_at: None,
         ended_at: None,
         duration_ms: None,
+        auto_record: body.record.unwrap_or(false),
     };
     state.store.insert_call(&call).await?;
     let (url, token) = join_credentials(&state, user.id(), &call.id)?;

@@ -129,7 +129,7 @@ fn schemas() -> Value {
             "created_at": dt(), "started_at": ndt(), "ended_at": ndt(),
             "duration": { "type": "number", "nullable": true, "description": "seconds" },
             "duration_ms": { "type": "integer", "nullable": true },
-            "room": s(), "members": arr(r("CallMember")),
+            "record": boolean(), "room": s(), "members": arr(r("CallMember")),
             "participant_count": { "type": "integer", "description": "GET /api/calls/{call_id} only" },
         }), &["id", "type", "status", "created_by"]),
         "Participant": obj(json!({
@@ -235,7 +235,8 @@ pub fn document(server_url: &str) -> Value {
                 &[], true),
             "post": op("calls", "Create a call (status ringing) and get the creator's join credentials", vec![],
                 Some(obj(json!({ "call_type": { "type": "string", "enum": ["audio", "video"], "default": "video" },
-                    "conversation_id": s() }), &[])),
+                    "conversation_id": s(), "record": { "type": "boolean", "default": false,
+                    "description": "record automatically once media flows" } }), &[])),
                 ("201", "created", success_obj(json!({ "call_id": s(), "call": r("Call"), "url": s(), "token": s() }))),
                 &[], true),
         },

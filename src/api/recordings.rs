@@ -43,58 +43,29 @@ async fn start(
     user: AuthUser,
     ApiPath(call_id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    use crate::recorder::RecorderError as E;
     let call = super::calls::load_for(&state, &call_id, user.id()).await?;
-    if call.is_over() {
-        return Err(ApiError::conflict(
-            "call_not_active",
-            format!("the call has ended ({})", call.status),
-        ));
-    }
-    if state.recorders.is_recording(&call.id)
-        || state
-            .store
-            .active_recording_for_call(&call.id)
-            .await?
-            .is_some()
-    {
-        return Err(ApiError::conflict(
-            "recording_in_progress",
-            "the call is already being recorded",
-        ));
-    }
-    let now = state.clock.unix_ms();
-    let id = crate::ids::new_id(&format!("rec_{}_", now / 1000));
-    let rec = RecordingRecord {
-        id: id.clone(),
-        call_id: call.id.clone(),
-        conversation_id: call.conversation_id.clone(),
-        call_type: call.call_type.clone(),
-        started_by: user.id().to_string(),
-        started_at: now,
-        ended_at: None,
-        duration_ms: None,
-        status: "recording".into(),
-        file_path: Some(format!("{id}.webm")),
-        size_bytes: None,
-    };
-    state.store.insert_recording(&rec).await?;
-    if let Err(e) = state
-        .recorders
-        .start(&state, &call.id, &id, now, &recordings_dir(&state))
-        .await
-    {
-        let _ = state
-            .store
-            .finish_recording(&id, "failed", now, None, None)
-            .await;
-        return Err(match e {
-            crate::recorder::RecorderError::AlreadyRecording => ApiError::conflict(
+    let (id, now) = match crate::recorder::start_for_call(&state, &call, user.id()).await {
+        Ok(x) => x,
+        Err(E::CallNotActive(status)) => {
+            return Err(ApiError::conflict(
+                "call_not_active",
+                format!("the call has ended ({status})"),
+            ))
+        }
+        Err(E::AlreadyRecording) => {
+            return Err(ApiError::conflict(
                 "recording_in_progress",
                 "the call is already being recorded",
-            ),
-            e => ApiError::unavailable(format!("cannot start the recorder: {e}")),
-        });
-    }
+            ))
+        }
+        Err(E::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            return Err(ApiError::unavailable(format!(
+                "cannot start the recorder: {e}"
+            )))
+        }
+    };
     Ok((
         StatusCode::CREATED,
         Json(json!({

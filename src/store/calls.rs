@@ -16,6 +16,8 @@ pub struct CallRecord {
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub duration_ms: Option<i64>,
+    /// Record automatically once media flows.
+    pub auto_record: bool,
 }
 
 impl CallRecord {
@@ -36,7 +38,8 @@ pub struct CallMember {
 }
 
 const CALL_COLS: &str =
-    "id, call_type, conversation_id, created_by, status, created_at, started_at, ended_at, duration_ms";
+    "id, call_type, conversation_id, created_by, status, created_at, started_at, ended_at, duration_ms, \
+     auto_record";
 
 fn call_from_row(r: &AnyRow) -> StoreResult<CallRecord> {
     Ok(CallRecord {
@@ -49,6 +52,7 @@ fn call_from_row(r: &AnyRow) -> StoreResult<CallRecord> {
         started_at: r.try_get("started_at")?,
         ended_at: r.try_get("ended_at")?,
         duration_ms: r.try_get("duration_ms")?,
+        auto_record: r.try_get::<i64, _>("auto_record")? != 0,
     })
 }
 
@@ -57,7 +61,7 @@ impl Store {
     pub async fn insert_call(&self, c: &CallRecord) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO calls ({CALL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO calls ({CALL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&c.id)
         .bind(&c.call_type)
@@ -68,6 +72,7 @@ impl Store {
         .bind(c.started_at)
         .bind(c.ended_at)
         .bind(c.duration_ms)
+        .bind(i64::from(c.auto_record))
         .execute(&mut *tx)
         .await
         .map_err(|e| map_conflict(e, "call"))?;
