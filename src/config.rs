@@ -18,6 +18,7 @@ pub struct Config {
     pub room: RoomConfig,
     pub turn: TurnConfig,
     pub limits: LimitsConfig,
+    pub webhooks: WebhooksConfig,
     /// API keys: key -> secret. Empty: a dev key is generated on first start and kept in the data dir.
     pub keys: BTreeMap<String, String>,
 }
@@ -106,6 +107,19 @@ pub struct TurnConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Endpoints that receive every event (POST, JSON). Empty: webhooks off.
+    pub urls: Vec<String>,
+    /// HMAC-SHA256 signing secret. Empty: the primary API secret.
+    pub secret: String,
+    /// Attempts per delivery before it is marked failed (retries back off 1 s, 2 s, 4 s … 5 min).
+    pub max_attempts: u32,
+    /// Per-attempt timeout.
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest accepted HTTP request body.
     pub max_body_bytes: usize,
@@ -166,6 +180,12 @@ impl Default for Config {
                 max_signal_messages_per_sec: 200,
                 max_devices_per_user: 10,
             },
+            webhooks: WebhooksConfig {
+                urls: Vec::new(),
+                secret: String::new(),
+                max_attempts: 8,
+                timeout_secs: 5,
+            },
             keys: BTreeMap::new(),
         }
     }
@@ -178,6 +198,11 @@ impl Default for ServerConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Config::default().database
+    }
+}
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Config::default().webhooks
     }
 }
 impl Default for StorageConfig {

@@ -19,3 +19,4 @@ pub mod signal;
 pub mod state;
 pub mod store;
 pub mod timefmt;
+pub mod webhooks;

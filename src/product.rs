@@ -476,14 +476,12 @@ impl EventConsumer {
             } => self.joined(room, identity, at_ms).await,
             SfuEvent::MediaConnected { room, at_ms, .. } => {
                 if room.starts_with(CALL_PREFIX) {
-                    let res = self
-                        .state
-                        .store
-                        .activate_call(&room, at_ms)
-                        .await
-                        .map(|_| ());
+                    let res = self.state.store.activate_call(&room, at_ms).await;
+                    if let Ok(true) = res {
+                        self.call_event("call.started", &room).await;
+                    }
                     self.auto_record(&room).await;
-                    res
+                    res.map(|_| ())
                 } else {
                     Ok(())
                 }
@@ -607,8 +605,29 @@ impl EventConsumer {
     async fn end_call(&self, room: &str, at: i64) -> StoreResult<()> {
         if let Some(call) = self.state.store.end_call(room, at).await? {
             tracing::info!(call = %call.id, status = %call.status, duration_ms = ?call.duration_ms, "call ended");
+            self.call_event("call.completed", room).await;
         }
         Ok(())
+    }
+
+    /// A call lifecycle webhook with the call as it is now.
+    async fn call_event(&self, event: &str, call_id: &str) {
+        if !self.state.webhooks.enabled() {
+            return;
+        }
+        let Ok(call) = self.state.store.get_call(call_id).await else {
+            return;
+        };
+        let members = self
+            .state
+            .store
+            .call_members(&call.id)
+            .await
+            .unwrap_or_default();
+        self.state
+            .webhooks
+            .emit(event, crate::api::calls::call_json(&call, &members))
+            .await;
     }
 
     /// Calls ringing for `RING_TIMEOUT_MS` with nobody in their room end `missed`.

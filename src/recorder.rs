@@ -172,15 +172,16 @@ impl Recorders {
                 }
                 // Store the outcome, then forget the recording (so a stop racing the end still
                 // finds it and gets the same outcome).
-                let (store, rid, room, recorders) = (
+                let (store, hooks, rid, room, recorders) = (
                     state.store.clone(),
+                    state.webhooks.clone(),
                     recording_id.to_string(),
                     room.to_string(),
                     self.clone(),
                 );
                 tokio::spawn(async move {
                     if let Ok(o) = finished.await {
-                        store_outcome(&store, &rid, started_at, &o).await;
+                        store_outcome(&store, &hooks, &rid, started_at, &o).await;
                     }
                     let mut m = recorders.lock();
                     if m.get(&room).is_some_and(|r| r.recording_id == rid) {
@@ -521,13 +522,19 @@ async fn run(
 }
 
 /// Record a finished recording in the store (from the stop request, the room closing, or shutdown).
-pub async fn store_outcome(store: &crate::store::Store, id: &str, started_at: i64, o: &Outcome) {
+pub async fn store_outcome(
+    store: &crate::store::Store,
+    hooks: &crate::webhooks::Webhooks,
+    id: &str,
+    started_at: i64,
+    o: &Outcome,
+) {
     let status = if o.error.is_some() {
         "failed"
     } else {
         "completed"
     };
-    if let Err(e) = store
+    match store
         .finish_recording(
             id,
             status,
@@ -537,7 +544,36 @@ pub async fn store_outcome(store: &crate::store::Store, id: &str, started_at: i6
         )
         .await
     {
-        warn!(recording = %id, error = %e, "cannot store the finished recording");
+        Ok(true) => {}
+        // Already finished by the other path (stop vs. the recorder's own end): one event only.
+        Ok(false) => return,
+        Err(e) => {
+            warn!(recording = %id, error = %e, "cannot store the finished recording");
+            return;
+        }
+    }
+    if let Ok(r) = store.get_recording(id).await {
+        let event = if o.error.is_some() {
+            "recording.failed"
+        } else {
+            "recording.completed"
+        };
+        hooks
+            .emit(
+                event,
+                serde_json::json!({
+                    "recording_id": r.id,
+                    "call_id": r.call_id,
+                    "conversation_id": r.conversation_id,
+                    "started_by": r.started_by,
+                    "started_at": crate::timefmt::rfc3339_ms(r.started_at),
+                    "duration_ms": r.duration_ms,
+                    "size_bytes": r.size_bytes,
+                    "tracks": o.tracks,
+                    "error": o.error,
+                }),
+            )
+            .await;
     }
 }
 

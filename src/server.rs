@@ -187,6 +187,18 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     } else {
         None
     };
+    let webhook_secret = if config.webhooks.secret.is_empty() {
+        config.keys.values().next().cloned().unwrap_or_default()
+    } else {
+        config.webhooks.secret.clone()
+    };
+    let webhooks = crate::webhooks::Webhooks::new(
+        store.clone(),
+        clock.clone(),
+        &config.webhooks,
+        webhook_secret,
+    );
+    webhooks.spawn_dispatcher(shutdown.clone());
     let state = AppState {
         keys: Arc::new(KeyRing::new(config.keys.clone())),
         config: Arc::new(config),
@@ -201,6 +213,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         turn: Arc::new(std::sync::Mutex::new(turn_server)),
         product: crate::product::Product::default(),
         recorders: Default::default(),
+        webhooks,
     };
     // Recordings a crash cut short: repair their files and finish their rows before serving.
     let recovered = crate::recorder::recover_unfinished(
@@ -217,6 +230,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
     let store = state.store.clone();
     let recorders = state.recorders.clone();
+    let hooks = state.webhooks.clone();
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         let serve = axum::serve(
@@ -244,7 +258,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         // Running recordings are finalized and recorded before the store closes.
         for (id, outcome) in recorders.stop_all().await {
             let started_at = store.get_recording(&id).await.map_or(0, |r| r.started_at);
-            crate::recorder::store_outcome(&store, &id, started_at, &outcome).await;
+            crate::recorder::store_outcome(&store, &hooks, &id, started_at, &outcome).await;
         }
         store.close().await;
         tracing::info!("server stopped");

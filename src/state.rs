@@ -32,4 +32,6 @@ pub struct AppState {
     pub product: crate::product::Product,
     /// Running call recordings.
     pub recorders: crate::recorder::Recorders,
+    /// Outgoing webhook queue.
+    pub webhooks: crate::webhooks::Webhooks,
 }

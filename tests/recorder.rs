@@ -594,3 +594,124 @@ async fn calls_created_with_record_are_recorded_automatically() {
     a.leave().await;
     s.stop().await;
 }
+
+/// Webhooks: call.started, recording.completed and call.completed reach a local receiver as signed
+/// JSON; a delivery the receiver refuses once is retried with the same delivery id; the log shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_retried_and_logged() {
+    use axum::http::HeaderMap;
+    use hmac::{Hmac, Mac};
+    use std::sync::{Arc, Mutex};
+
+    type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+    let seen: Seen = Arc::default();
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let (seen, failed_once) = (seen.clone(), failed_once.clone());
+            move |headers: HeaderMap, body: String| {
+                let (seen, failed_once) = (seen.clone(), failed_once.clone());
+                async move {
+                    seen.lock().unwrap().push((headers, body));
+                    // Refuse the very first delivery once.
+                    if !failed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| {
+        c.webhooks.urls = vec![hook_url.clone()];
+        c.webhooks.secret = "whsec-test".into();
+    })
+    .await;
+    let (call, a, rec) = call_being_recorded(&s.http).await;
+    send_tone(&a, 50).await;
+    let (code, v) = api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/recording/stop"),
+        "alice",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    a.leave().await;
+
+    // Wait for the three events (the refused first delivery is retried after ~1 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let delivered = |seen: &Seen| -> Vec<String> {
+        let v = seen.lock().unwrap();
+        let mut by_delivery: std::collections::HashMap<String, (String, usize)> =
+            Default::default();
+        for (h, _) in v.iter() {
+            let id = h["x-parlor-delivery"].to_str().unwrap().to_string();
+            let ev = h["x-parlor-event"].to_str().unwrap().to_string();
+            by_delivery.entry(id).or_insert((ev, 0)).1 += 1;
+        }
+        let mut evs: Vec<String> = by_delivery.into_values().map(|(e, _)| e).collect();
+        evs.sort();
+        evs
+    };
+    loop {
+        let evs = delivered(&seen);
+        if evs == ["call.completed", "call.started", "recording.completed"]
+            && seen.lock().unwrap().len() == 4
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "webhooks seen: {evs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let requests = seen.lock().unwrap().clone();
+    // Every request is signed over "{timestamp}.{body}" with the configured secret.
+    for (h, body) in &requests {
+        let ts = h["x-parlor-timestamp"].to_str().unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec-test").unwrap();
+        mac.update(format!("{ts}.{body}").as_bytes());
+        let want: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            h["x-parlor-signature"].to_str().unwrap(),
+            format!("sha256={want}")
+        );
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["event"], h["x-parlor-event"].to_str().unwrap());
+        assert!(v["id"].as_str().unwrap().starts_with("evt_"));
+    }
+    // The first delivery was refused and retried: same delivery id twice, the same body.
+    let first_id = requests[0].0["x-parlor-delivery"].to_str().unwrap();
+    let retries: Vec<&(HeaderMap, String)> = requests
+        .iter()
+        .filter(|(h, _)| h["x-parlor-delivery"].to_str().unwrap() == first_id)
+        .collect();
+    assert_eq!(retries.len(), 2);
+    assert_eq!(retries[0].1, retries[1].1);
+    assert_eq!(requests[0].0["x-parlor-event"], "call.started");
+    let rec_ev = requests
+        .iter()
+        .find(|(h, _)| h["x-parlor-event"] == "recording.completed")
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap())
+        .unwrap();
+    assert_eq!(rec_ev["data"]["recording_id"], rec.as_str());
+    assert_eq!(rec_ev["data"]["call_id"], call.as_str());
+    // The delivery log: all delivered, the refused one after 2 attempts with its 503 remembered.
+    let log = s.handle.state.store.list_deliveries(10).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|d| d.status == "delivered"), "{log:?}");
+    let first = log.iter().find(|d| d.id == first_id).unwrap();
+    assert_eq!(first.attempts, 2);
+    s.stop().await;
+}

@@ -95,7 +95,7 @@ async fn stop(
         .await
         .map(|r| r.started_at)
         .unwrap_or_else(|_| state.clock.unix_ms() - outcome.duration_ms);
-    crate::recorder::store_outcome(&state.store, &id, started_at, &outcome).await;
+    crate::recorder::store_outcome(&state.store, &state.webhooks, &id, started_at, &outcome).await;
     Ok(Json(json!({
         "success": true,
         "recording_id": id,

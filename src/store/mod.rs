@@ -12,6 +12,7 @@ mod devices;
 mod huddles;
 mod presence;
 mod recordings;
+mod webhooks;
 
 pub use calls::{CallMember, CallRecord};
 pub use chat::{personal_key, MessageQuery, MessageRecord, ThreadRecord, ThreadView};
@@ -19,6 +20,7 @@ pub use devices::{DeviceRecord, NotificationRecord, Registered};
 pub use huddles::{HuddleMember, HuddleRecord, JoinOutcome};
 pub use presence::PresenceRecord;
 pub use recordings::RecordingRecord;
+pub use webhooks::Delivery;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -64,7 +64,8 @@ impl Store {
         Ok(())
     }
 
-    /// Mark a recording finished (`completed` or `failed`) with its file.
+    /// Mark a recording that is still `recording` finished (`completed` or `failed`) with its file.
+    /// Ok(false) when it had already been finished (the second of two racing finishers).
     pub async fn finish_recording(
         &self,
         id: &str,
@@ -72,10 +73,10 @@ impl Store {
         ended_at: i64,
         file_path: Option<&str>,
         size_bytes: Option<i64>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let res = sqlx::query(
             "UPDATE recordings SET status = $1, ended_at = $2, duration_ms = $2 - started_at, \
-             file_path = $3, size_bytes = $4 WHERE id = $5",
+             file_path = $3, size_bytes = $4 WHERE id = $5 AND status = 'recording'",
         )
         .bind(status)
         .bind(ended_at)
@@ -84,10 +85,11 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        if res.rows_affected() > 0 {
+            return Ok(true);
         }
-        Ok(())
+        // Distinguish "already finished" from "no such recording".
+        self.get_recording(id).await.map(|_| false)
     }
 
     pub async fn get_recording(&self, id: &str) -> StoreResult<RecordingRecord> {
