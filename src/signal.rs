@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use parlor_signaling::protocol::{self, proto, CandidateInit, Target};
+use parlor_signaling::protocol::{self, leave_response, proto, CandidateInit, Target};
 use parlor_signaling::Claims;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
@@ -128,15 +128,6 @@ async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
         .await;
 }
 
-fn leave(reason: proto::DisconnectReason, action: proto::leave_request::Action) -> Resp {
-    Resp::Leave(proto::LeaveRequest {
-        can_reconnect: action != proto::leave_request::Action::Disconnect,
-        reason: reason as i32,
-        action: action as i32,
-        regions: None,
-    })
-}
-
 async fn session(
     mut ws: WebSocket,
     state: AppState,
@@ -152,7 +143,7 @@ async fn session(
     {
         send(
             &mut ws,
-            leave(
+            leave_response(
                 proto::DisconnectReason::StateMismatch,
                 proto::leave_request::Action::Reconnect,
             ),
@@ -200,7 +191,7 @@ async fn session(
             warn!(room = %room, participant = %identity, error = %e, "join refused");
             send(
                 &mut ws,
-                leave(
+                leave_response(
                     proto::DisconnectReason::JoinFailure,
                     proto::leave_request::Action::Disconnect,
                 ),
@@ -312,7 +303,7 @@ async fn session(
                 }
             }
             _ = shutdown.cancelled() => {
-                send(&mut ws, leave(proto::DisconnectReason::ServerShutdown, proto::leave_request::Action::Disconnect)).await;
+                send(&mut ws, leave_response(proto::DisconnectReason::ServerShutdown, proto::leave_request::Action::Disconnect)).await;
                 close_reason = Some((1001, "server shutting down"));
                 break;
             }

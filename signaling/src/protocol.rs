@@ -100,6 +100,20 @@ impl Target {
 }
 
 /// The msid the subscriber offer carries for a forwarded track: stream `PA_x|TR_y`, track `TR_y`.
+/// A LeaveRequest telling the client why it is disconnected and whether to reconnect (any action
+/// but DISCONNECT lets it try again).
+pub fn leave_response(
+    reason: proto::DisconnectReason,
+    action: proto::leave_request::Action,
+) -> proto::signal_response::Message {
+    proto::signal_response::Message::Leave(proto::LeaveRequest {
+        can_reconnect: action != proto::leave_request::Action::Disconnect,
+        reason: reason as i32,
+        action: action as i32,
+        regions: None,
+    })
+}
+
 pub fn subscriber_stream_id(participant_sid: &str, track_sid: &str) -> String {
     format!("{participant_sid}|{track_sid}")
 }

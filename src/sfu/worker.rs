@@ -8,7 +8,9 @@ use super::peer::{self, AUDIO_LEVEL_URI};
 use super::{ParticipantSnapshot, SfuEvent, SfuHandle};
 use crate::metrics::Metrics;
 use bytes::BytesMut;
-use parlor_signaling::protocol::{proto, subscriber_stream_id, CandidateInit, Target};
+use parlor_signaling::protocol::{
+    leave_response, proto, subscriber_stream_id, CandidateInit, Target,
+};
 use proto::signal_response::Message as Resp;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
@@ -597,12 +599,10 @@ impl Worker {
         for pid in pids {
             self.send_out(
                 pid,
-                sig(Resp::Leave(proto::LeaveRequest {
-                    can_reconnect: false,
-                    reason: proto::DisconnectReason::ServerShutdown as i32,
-                    action: proto::leave_request::Action::Disconnect as i32,
-                    regions: None,
-                })),
+                sig(leave_response(
+                    proto::DisconnectReason::ServerShutdown,
+                    proto::leave_request::Action::Disconnect,
+                )),
             );
             self.remove_participant(pid);
         }
@@ -1386,12 +1386,10 @@ impl Worker {
             if let Some(dup) = dup {
                 self.send_out(
                     dup,
-                    sig(Resp::Leave(proto::LeaveRequest {
-                        can_reconnect: false,
-                        reason: proto::DisconnectReason::DuplicateIdentity as i32,
-                        action: proto::leave_request::Action::Disconnect as i32,
-                        regions: None,
-                    })),
+                    sig(leave_response(
+                        proto::DisconnectReason::DuplicateIdentity,
+                        proto::leave_request::Action::Disconnect,
+                    )),
                 );
                 self.send_out(dup, Out::Close("duplicate identity"));
                 self.remove_participant(dup);
