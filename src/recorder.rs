@@ -83,10 +83,10 @@ pub async fn start_for_call(
     };
     state.store.insert_recording(&rec).await?;
     let dir = state.config.storage.data_dir.join("recordings");
-    if let Err(e) = state.recorders.start(state, &call.id, &id, now, &dir).await {
+    if let Err(e) = state.recorders.start(state, &call.id, &id, &dir).await {
         let _ = state
             .store
-            .finish_recording(&id, "failed", now, None, None)
+            .finish_recording(&id, "failed", 0, None, None)
             .await;
         return Err(e);
     }
@@ -137,8 +137,8 @@ impl Recorders {
         self.lock().contains_key(call_id)
     }
 
-    /// Start recording room `room` (a call id) as `recording_id` (its row, started at
-    /// `started_at`, already stored), writing into `dir`. Returns once the recorder has joined the
+    /// Start recording room `room` (a call id) as `recording_id` (its row already stored), writing
+    /// into `dir`. Returns once the recorder has joined the
     /// room. Whatever ends the recording (a stop, the room closing, shutdown), its row gets the
     /// outcome.
     pub async fn start(
@@ -146,7 +146,6 @@ impl Recorders {
         state: &AppState,
         room: &str,
         recording_id: &str,
-        started_at: i64,
         dir: &Path,
     ) -> Result<(), RecorderError> {
         {
@@ -181,7 +180,7 @@ impl Recorders {
                 );
                 tokio::spawn(async move {
                     if let Ok(o) = finished.await {
-                        store_outcome(&store, &hooks, &rid, started_at, &o).await;
+                        store_outcome(&store, &hooks, &rid, &o).await;
                     }
                     let mut m = recorders.lock();
                     if m.get(&room).is_some_and(|r| r.recording_id == rid) {
@@ -526,7 +525,6 @@ pub async fn store_outcome(
     store: &crate::store::Store,
     hooks: &crate::webhooks::Webhooks,
     id: &str,
-    started_at: i64,
     o: &Outcome,
 ) {
     let status = if o.error.is_some() {
@@ -535,13 +533,7 @@ pub async fn store_outcome(
         "completed"
     };
     match store
-        .finish_recording(
-            id,
-            status,
-            started_at + o.duration_ms,
-            Some(&o.file),
-            Some(o.size_bytes),
-        )
+        .finish_recording(id, status, o.duration_ms, Some(&o.file), Some(o.size_bytes))
         .await
     {
         Ok(true) => {}
@@ -603,7 +595,7 @@ pub async fn recover_unfinished(store: &crate::store::Store, dir: &Path) -> usiz
                     .finish_recording(
                         &r.id,
                         "completed",
-                        r.started_at + *duration_ms as i64,
+                        *duration_ms as i64,
                         Some(&format!("{}.webm", r.id)),
                         Some(*size as i64),
                     )
@@ -611,9 +603,7 @@ pub async fn recover_unfinished(store: &crate::store::Store, dir: &Path) -> usiz
             }
             Err(e) => {
                 warn!(recording = %r.id, error = %e, "unfinished recording lost");
-                store
-                    .finish_recording(&r.id, "failed", r.started_at, None, None)
-                    .await
+                store.finish_recording(&r.id, "failed", 0, None, None).await
             }
         };
         if let Err(e) = res {

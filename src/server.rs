@@ -257,8 +257,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         }
         // Running recordings are finalized and recorded before the store closes.
         for (id, outcome) in recorders.stop_all().await {
-            let started_at = store.get_recording(&id).await.map_or(0, |r| r.started_at);
-            crate::recorder::store_outcome(&store, &hooks, &id, started_at, &outcome).await;
+            crate::recorder::store_outcome(&store, &hooks, &id, &outcome).await;
         }
         store.close().await;
         tracing::info!("server stopped");

@@ -89,13 +89,7 @@ async fn stop(
             "the call is not being recorded",
         ));
     };
-    let started_at = state
-        .store
-        .get_recording(&id)
-        .await
-        .map(|r| r.started_at)
-        .unwrap_or_else(|_| state.clock.unix_ms() - outcome.duration_ms);
-    crate::recorder::store_outcome(&state.store, &state.webhooks, &id, started_at, &outcome).await;
+    crate::recorder::store_outcome(&state.store, &state.webhooks, &id, &outcome).await;
     Ok(Json(json!({
         "success": true,
         "recording_id": id,

@@ -64,22 +64,23 @@ impl Store {
         Ok(())
     }
 
-    /// Mark a recording that is still `recording` finished (`completed` or `failed`) with its file.
-    /// Ok(false) when it had already been finished (the second of two racing finishers).
+    /// Mark a recording that is still `recording` finished (`completed` or `failed`) with its file
+    /// and the media duration it holds (`ended_at` = `started_at` + `duration_ms`). Ok(false) when it
+    /// had already been finished (the second of two racing finishers).
     pub async fn finish_recording(
         &self,
         id: &str,
         status: &str,
-        ended_at: i64,
+        duration_ms: i64,
         file_path: Option<&str>,
         size_bytes: Option<i64>,
     ) -> StoreResult<bool> {
         let res = sqlx::query(
-            "UPDATE recordings SET status = $1, ended_at = $2, duration_ms = $2 - started_at, \
+            "UPDATE recordings SET status = $1, ended_at = started_at + $2, duration_ms = $2, \
              file_path = $3, size_bytes = $4 WHERE id = $5 AND status = 'recording'",
         )
         .bind(status)
-        .bind(ended_at)
+        .bind(duration_ms)
         .bind(file_path)
         .bind(size_bytes)
         .bind(id)

@@ -47,7 +47,7 @@ async fn recordings(s: &Srv) {
         .finish_recording(
             "rec_done",
             "completed",
-            t0 + 3_600_000,
+            3_600_000,
             Some(&rel),
             Some(bytes.len() as i64),
         )
