@@ -79,8 +79,6 @@ struct Placement {
     rooms: std::collections::HashMap<String, usize>,
     /// Participants per worker (the load measure new rooms are balanced on).
     participants: Vec<usize>,
-    /// Rooms per worker (tie-breaker).
-    room_counts: Vec<usize>,
 }
 
 /// Why a room could not be placed on a media worker.
@@ -96,7 +94,6 @@ impl Placement {
     fn ensure(&mut self, workers: usize) {
         if self.participants.len() < workers {
             self.participants.resize(workers, 0);
-            self.room_counts.resize(workers, 0);
         }
     }
 }
@@ -177,11 +174,17 @@ impl SfuHandle {
         if p.rooms.len() >= max_rooms {
             return Err(PlaceError::TooManyRooms);
         }
+        // Fewest participants, then fewest rooms (counted here: placing is rare, rooms ≤ max_rooms).
         let w = (0..workers)
-            .min_by_key(|&i| (p.participants[i], p.room_counts[i], i))
+            .min_by_key(|&i| {
+                (
+                    p.participants[i],
+                    p.rooms.values().filter(|&&o| o == i).count(),
+                    i,
+                )
+            })
             .unwrap_or(0);
         p.rooms.insert(room.to_string(), w);
-        p.room_counts[w] += 1;
         Ok(w)
     }
 
@@ -194,7 +197,6 @@ impl SfuHandle {
             Some(&owner) => owner == w,
             None => {
                 p.rooms.insert(room.to_string(), w);
-                p.room_counts[w] += 1;
                 true
             }
         }
@@ -205,9 +207,6 @@ impl SfuHandle {
         let mut p = self.placement();
         if p.rooms.get(room) == Some(&w) {
             p.rooms.remove(room);
-            if let Some(c) = p.room_counts.get_mut(w) {
-                *c = c.saturating_sub(1);
-            }
         }
     }
 
