@@ -477,7 +477,6 @@ async fn run(
     mut p: Pipeline,
     mut stop: oneshot::Receiver<()>,
 ) -> Outcome {
-    let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     // A late tick is caught up (Burst): the mixed file keeps wall-clock time.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -505,11 +504,10 @@ async fn run(
                 // Removed from the room (it closed, or the server is stopping).
                 None => break,
             },
+            // `t` is the tick's scheduled time (the frame's place on the recording's timeline), not
+            // when we got to it.
             t = tick.tick() => {
-                // The frame's due time on the recording's own timeline (not when we got to it).
-                let due = start + Duration::from_millis(20 * p.frames);
-                let _ = t;
-                if let Err(e) = p.tick(due.into_std()) {
+                if let Err(e) = p.tick(t.into_std()) {
                     error = Some(e.to_string());
                     break;
                 }
