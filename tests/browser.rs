@@ -125,15 +125,7 @@ async fn run_pages(mode: Mode) {
         }
     }
     if mode == Mode::TcpOnly {
-        let m = s
-            .client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = s.metrics().await;
         assert!(
             metric(&m, "parlor_ice_tcp_connections_total") >= 2.0,
             "no ICE-TCP connections:\n{m}"

@@ -24,15 +24,7 @@ async fn check_health(s: &TestServer, backend: &str) {
     assert_eq!(r.status(), 200);
     let r = s.client.get(s.url("/health/live")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let m = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics().await;
     assert!(
         m.contains("# TYPE parlor_http_requests_total counter"),
         "{m}"

@@ -25,68 +25,32 @@ async fn api(
     api_call(&s.http, m, path, user, body).await
 }
 
+#[path = "../media/tests/common/ffmpeg.rs"]
+mod ffmpeg;
+use ffmpeg::{ffmpeg_decode, ffmpeg_errors, ffprobe};
+
 /// Power of `freq` in `pcm` (48 kHz mono), Goertzel, normalised by length.
-fn tone_power(pcm: &[i16], freq: f64) -> f64 {
+fn tone_power(pcm: &[f32], freq: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * freq / 48_000.0;
     let c = 2.0 * w.cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
     for &x in pcm {
-        let s0 = x as f64 / 32768.0 + c * s1 - s2;
+        let s0 = f64::from(x) + c * s1 - s2;
         s2 = s1;
         s1 = s0;
     }
     (s1 * s1 + s2 * s2 - c * s1 * s2) / (pcm.len() as f64).powi(2)
 }
 
-fn decode_pcm(file: &Path) -> Vec<i16> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    assert!(out.status.success(), "ffmpeg failed on {}", file.display());
+/// The file decoded to 48 kHz mono; ffmpeg must report no error.
+fn decode_pcm(file: &Path) -> Vec<f32> {
+    let errors = ffmpeg_errors(file);
     assert!(
-        out.stderr.is_empty(),
-        "ffmpeg reported errors decoding {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
+        errors.is_empty(),
+        "ffmpeg reported errors decoding {}: {errors}",
+        file.display()
     );
-    out.stdout
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
-}
-
-/// (codec, sample rate, duration s) from ffprobe.
-fn probe(file: &Path) -> (String, String, f64) {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,sample_rate:format=duration",
-        ])
-        .args(["-of", "json"])
-        .arg(file)
-        .output()
-        .expect("ffprobe runs");
-    assert!(out.status.success(), "ffprobe failed on {}", file.display());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    (
-        v["streams"][0]["codec_name"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        v["streams"][0]["sample_rate"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        v["format"]["duration"]
-            .as_str()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0.0),
-    )
+    ffmpeg_decode(file, &[])
 }
 
 fn sine_encoder() -> OpusEncoder {
@@ -248,8 +212,9 @@ async fn call_recording_mixed_and_per_participant() {
 
     let dir = s.handle.state.config.storage.data_dir.join("recordings");
     let mixed = dir.join(format!("{rec_id}.webm"));
-    let (codec, rate, fdur) = probe(&mixed);
-    assert_eq!((codec.as_str(), rate.as_str()), ("opus", "48000"));
+    let p = ffprobe(&mixed);
+    let fdur = p.duration.unwrap_or(0.0);
+    assert_eq!((p.codec.as_str(), p.sample_rate), ("opus", 48000));
     assert!(
         (fdur - dur).abs() <= 0.02 * dur + 0.05,
         "file {fdur} s vs {dur} s"
@@ -278,8 +243,9 @@ async fn call_recording_mixed_and_per_participant() {
             who => panic!("unexpected track owner {who}"),
         };
         let f = dir.join(t["file"].as_str().unwrap());
-        let (codec, _, tdur) = probe(&f);
-        assert_eq!(codec, "opus");
+        let p = ffprobe(&f);
+        let tdur = p.duration.unwrap_or(0.0);
+        assert_eq!(p.codec, "opus");
         assert!(tdur > 3.0, "{} is {tdur} s", f.display());
         let pcm = decode_pcm(&f);
         let (p_own, p_other) = (tone_power(&pcm, own), tone_power(&pcm, other));
@@ -416,6 +382,20 @@ async fn call_being_recorded(http: &str) -> (String, Client, String) {
     (call, a, rec)
 }
 
+/// Stop the call's recording as alice; the response body (asserted 200).
+async fn stop_recording(http: &str, call: &str) -> Value {
+    let (code, v) = api_call(
+        http,
+        reqwest::Method::POST,
+        &format!("/api/calls/{call}/recording/stop"),
+        "alice",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
 /// Recording `rec` as the API shows it at `http`: must be `completed`; its duration in seconds.
 async fn completed_duration(http: &str, rec: &str) -> f64 {
     let (code, r) = api_call(
@@ -495,8 +475,9 @@ async fn recording_survives_kill_9() {
     wait_healthy(&p2.http).await;
     let dur = completed_duration(&p2.http, &rec).await;
     assert!((1.0..=3.6).contains(&dur), "recovered duration {dur} s");
-    let (codec, _, fdur) = probe(&file);
-    assert_eq!(codec, "opus");
+    let p = ffprobe(&file);
+    let fdur = p.duration.unwrap_or(0.0);
+    assert_eq!(p.codec, "opus");
     assert!((fdur - dur).abs() < 0.15, "file says {fdur} s, row {dur} s");
     let pcm = decode_pcm(&file); // asserts ffmpeg prints no error
     assert!(tone_power(&pcm, 440.0) > 100.0 * tone_power(&pcm, 1000.0));
@@ -569,15 +550,7 @@ async fn calls_created_with_record_are_recorded_automatically() {
     assert_eq!(status["started_by"], "alice");
     let rec = status["recording_id"].as_str().unwrap().to_string();
     send_tone(&a, 75).await;
-    let (code, v) = api(
-        &s,
-        reqwest::Method::POST,
-        &format!("/api/calls/{call}/recording/stop"),
-        "alice",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{v}");
+    let v = stop_recording(&s.http, &call).await;
     assert_eq!(v["recording_id"], rec.as_str());
     let dur = completed_duration(&s.http, &rec).await;
     assert!(dur >= 1.4, "duration {dur} s");
@@ -635,15 +608,7 @@ async fn webhooks_are_signed_retried_and_logged() {
     .await;
     let (call, a, rec) = call_being_recorded(&s.http).await;
     send_tone(&a, 50).await;
-    let (code, v) = api(
-        &s,
-        reqwest::Method::POST,
-        &format!("/api/calls/{call}/recording/stop"),
-        "alice",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{v}");
+    stop_recording(&s.http, &call).await;
     a.leave().await;
 
     // Wait for the three events (the refused first delivery is retried after ~1 s).

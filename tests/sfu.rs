@@ -317,15 +317,7 @@ async fn bad_input_is_contained() {
         }
     }
     assert!(n >= 50, "media stopped after bad input: {n} packets");
-    let errors = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let errors = s.metrics().await;
     assert!(errors
         .lines()
         .any(|l| l.starts_with("parlor_signal_errors_total ") && !l.ends_with(" 0")));

@@ -163,15 +163,7 @@ async fn rest_minted_credentials_relay_through_embedded_turn() {
     let (ok, _) = uclient(port, u, "d3Jvbmc=").await;
     assert!(!ok, "wrong password accepted");
     // Metrics expose TURN counters.
-    let m = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics().await;
     let line = m
         .lines()
         .find(|l| l.starts_with("parlor_turn_auth_failures "))

@@ -10,7 +10,6 @@
 //! * `jitter/insert_pop`: one packet in, one frame out, steady state (< 1 µs target).
 
 use std::hint::black_box;
-use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -52,24 +51,9 @@ fn thread_cpu_ns() -> Option<u64> {
     (r == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
-struct Sink(u64);
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0 += b.len() as u64;
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-impl Seek for Sink {
-    fn seek(&mut self, p: SeekFrom) -> std::io::Result<u64> {
-        if let SeekFrom::Start(x) = p {
-            self.0 = x;
-        }
-        Ok(self.0)
-    }
-}
+#[path = "../tests/common/sink.rs"]
+mod sink;
+use sink::Sink;
 
 fn mix_encoder() -> OpusEncoder {
     mix_encoder_c(10)

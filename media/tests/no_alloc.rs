@@ -6,7 +6,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use parlor_media::{
@@ -39,25 +38,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
-/// A seekable writer that discards bytes (a file stand-in that never grows a buffer).
-struct Sink(u64);
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0 += b.len() as u64;
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-impl Seek for Sink {
-    fn seek(&mut self, p: SeekFrom) -> std::io::Result<u64> {
-        if let SeekFrom::Start(x) = p {
-            self.0 = x;
-        }
-        Ok(self.0)
-    }
-}
+#[path = "common/sink.rs"]
+mod sink;
+use sink::Sink;
 
 #[test]
 fn steady_state_pipeline_does_not_allocate() {

@@ -204,6 +204,18 @@ impl TestServer {
         format!("{}{}", self.http, path)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn stop(self) {
         self.handle.shutdown().await;
     }
