@@ -281,9 +281,8 @@ struct Participant {
 }
 
 struct TrackIn {
-    sid: String,
-    /// The sid again, shared with in-process subscribers' packets without allocating.
-    sid_arc: Arc<str>,
+    /// Shared (inbound map, in-process subscribers' packets) without allocating.
+    sid: Arc<str>,
     owner: Pid,
     info: proto::TrackInfo,
     kind: RtpCodecKind,
@@ -897,13 +896,12 @@ impl Worker {
         } else {
             None
         };
+        let sid_arc: Arc<str> = Arc::from(sid.as_str());
         if let Some(pc) = self.pcs.get_mut(&pc_id) {
-            pc.inbound
-                .insert(init.track_id.clone(), Arc::from(sid.as_str()));
+            pc.inbound.insert(init.track_id.clone(), sid_arc.clone());
         }
         let track = TrackIn {
-            sid: sid.clone(),
-            sid_arc: Arc::from(sid.as_str()),
+            sid: sid_arc,
             owner,
             info,
             kind,
@@ -927,7 +925,7 @@ impl Worker {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return;
         };
-        room.tracks.insert(sid.clone(), track);
+        room.tracks.insert(sid.to_string(), track);
         let others: Vec<Pid> = room
             .participants
             .iter()
@@ -993,8 +991,7 @@ impl Worker {
         let room_name = p.room.clone();
         let sid_arc: Arc<str> = Arc::from(sid.as_str());
         let track = TrackIn {
-            sid: sid.clone(),
-            sid_arc: sid_arc.clone(),
+            sid: sid_arc.clone(),
             owner: pid,
             info,
             kind: RtpCodecKind::Audio,
@@ -1095,7 +1092,7 @@ impl Worker {
             keyframe,
             arrival_us: 0,
         };
-        let sid_ref = track.sid.as_str();
+        let sid_ref: &str = &track.sid;
         self.scratch.clear();
         let mut needs_kf = false;
         for sub in &track.subscribers {
@@ -1109,7 +1106,7 @@ impl Worker {
                 // In-process subscriber: the packet (shared payload, no copy) with its arrival time.
                 if let Decision::Forward { seq, ts } = out.forwarder.on_packet(&meta) {
                     let m = LocalMedia::Rtp(LocalRtp {
-                        track_sid: track.sid_arc.clone(),
+                        track_sid: track.sid.clone(),
                         arrival: now,
                         seq,
                         timestamp: ts,
@@ -1893,7 +1890,7 @@ impl Worker {
         };
         if let Some(local) = &p.local {
             let added = LocalMedia::TrackAdded {
-                track_sid: t.sid_arc.clone(),
+                track_sid: t.sid.clone(),
                 publisher: owner_identity,
                 kind: t.kind,
                 mime_type: codec.mime_type.clone(),
@@ -2078,7 +2075,7 @@ impl Worker {
                             }
                             if let Some(local) = &sp.local {
                                 let _ = local.try_send(LocalMedia::TrackRemoved {
-                                    track_sid: t.sid_arc.clone(),
+                                    track_sid: t.sid.clone(),
                                 });
                             }
                         }
@@ -2213,7 +2210,10 @@ impl Worker {
                     continue;
                 };
                 for sub in &t.subscribers {
-                    let Some(out) = self.parts.get_mut(sub).and_then(|p| p.subs.get_mut(&t.sid))
+                    let Some(out) = self
+                        .parts
+                        .get_mut(sub)
+                        .and_then(|p| p.subs.get_mut(&*t.sid))
                     else {
                         continue;
                     };
