@@ -24,7 +24,8 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Per-participant tracks one recording follows at most (more are ignored and logged).
@@ -123,9 +124,9 @@ pub struct Recorders {
 
 struct Running {
     recording_id: String,
-    stop: Option<oneshot::Sender<()>>,
-    /// Resolves when the thread has finalized the files.
-    done: Option<oneshot::Receiver<Outcome>>,
+    stop: CancellationToken,
+    /// Becomes Some when the thread has finalized the files.
+    outcome: watch::Receiver<Option<Outcome>>,
 }
 
 impl Recorders {
@@ -138,9 +139,8 @@ impl Recorders {
     }
 
     /// Start recording room `room` (a call id) as `recording_id` (its row already stored), writing
-    /// into `dir`. Returns once the recorder has joined the
-    /// room. Whatever ends the recording (a stop, the room closing, shutdown), its row gets the
-    /// outcome.
+    /// into `dir`. Returns once the recorder has joined the room. Whatever ends the recording (a
+    /// stop, the room closing, shutdown), its row gets the outcome.
     pub async fn start(
         &self,
         state: &AppState,
@@ -148,6 +148,8 @@ impl Recorders {
         recording_id: &str,
         dir: &Path,
     ) -> Result<(), RecorderError> {
+        let stop = CancellationToken::new();
+        let (outcome_tx, outcome) = watch::channel(None);
         {
             let mut m = self.lock();
             if m.contains_key(room) {
@@ -157,61 +159,56 @@ impl Recorders {
                 room.to_string(),
                 Running {
                     recording_id: recording_id.to_string(),
-                    stop: None,
-                    done: None,
+                    stop: stop.clone(),
+                    outcome: outcome.clone(),
                 },
             );
         }
-        let res = self.spawn(state, room, recording_id, dir).await;
-        match res {
-            Ok((stop, done, finished)) => {
-                if let Some(r) = self.lock().get_mut(room) {
-                    r.stop = Some(stop);
-                    r.done = Some(done);
-                }
-                // Store the outcome, then forget the recording (so a stop racing the end still
-                // finds it and gets the same outcome).
-                let (store, hooks, rid, room, recorders) = (
-                    state.store.clone(),
-                    state.webhooks.clone(),
-                    recording_id.to_string(),
-                    room.to_string(),
-                    self.clone(),
-                );
-                tokio::spawn(async move {
-                    if let Ok(o) = finished.await {
-                        store_outcome(&store, &hooks, &rid, &o).await;
-                    }
-                    let mut m = recorders.lock();
-                    if m.get(&room).is_some_and(|r| r.recording_id == rid) {
-                        m.remove(&room);
-                    }
-                });
-                Ok(())
-            }
-            Err(e) => {
-                self.lock().remove(room);
-                Err(e)
-            }
+        if let Err(e) = self
+            .spawn(state, room, recording_id, dir, stop, outcome_tx)
+            .await
+        {
+            self.lock().remove(room);
+            return Err(e);
         }
+        // Store the outcome, then forget the recording (a stop racing the end still finds it and
+        // waits for the same outcome).
+        let (store, hooks, rid, room, recorders) = (
+            state.store.clone(),
+            state.webhooks.clone(),
+            recording_id.to_string(),
+            room.to_string(),
+            self.clone(),
+        );
+        tokio::spawn(async move {
+            if let Some(o) = wait_outcome(outcome).await {
+                store_outcome(&store, &hooks, &rid, &o).await;
+            }
+            let mut m = recorders.lock();
+            if m.get(&room).is_some_and(|r| r.recording_id == rid) {
+                m.remove(&room);
+            }
+        });
+        Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
     async fn spawn(
         &self,
         state: &AppState,
         room: &str,
         recording_id: &str,
         dir: &Path,
-    ) -> Result<
-        (
-            oneshot::Sender<()>,
-            oneshot::Receiver<Outcome>,
-            oneshot::Receiver<Outcome>,
-        ),
-        RecorderError,
-    > {
-        std::fs::create_dir_all(dir)?;
+        stop: CancellationToken,
+        outcome: watch::Sender<Option<Outcome>>,
+    ) -> Result<(), RecorderError> {
+        // Creating the files is blocking I/O: not on the async runtime.
+        let (d, rid) = (dir.to_path_buf(), recording_id.to_string());
+        let pipeline = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&d)?;
+            Pipeline::new(&d, &rid)
+        })
+        .await
+        .map_err(|e| RecorderError::Media(format!("file setup task: {e}")))??;
         let participant = LocalParticipant::join(
             &state.sfu,
             &state.workers,
@@ -227,10 +224,6 @@ impl Recorders {
             },
         )
         .await?;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (done_tx, done_rx) = oneshot::channel();
-        let (fin_tx, fin_rx) = oneshot::channel();
-        let pipeline = Pipeline::new(dir, recording_id)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
@@ -238,13 +231,12 @@ impl Recorders {
         std::thread::Builder::new()
             .name("parlor-recorder".into())
             .spawn(move || {
-                let outcome = runtime.block_on(run(participant, pipeline, stop_rx));
-                info!(recording = %rid, room = %room_name, duration_ms = outcome.duration_ms,
-                      tracks = outcome.tracks, error = ?outcome.error, "recording finished");
-                let _ = done_tx.send(outcome.clone());
-                let _ = fin_tx.send(outcome);
+                let o = runtime.block_on(run(participant, pipeline, stop));
+                info!(recording = %rid, room = %room_name, duration_ms = o.duration_ms,
+                      tracks = o.tracks, error = ?o.error, "recording finished");
+                let _ = outcome.send(Some(o));
             })?;
-        Ok((stop_tx, done_rx, fin_rx))
+        Ok(())
     }
 
     /// Stop every running recording (server shutdown) and wait for their files; (id, outcome) each.
@@ -259,20 +251,21 @@ impl Recorders {
         out
     }
 
-    /// Stop the call's recording and wait until its files are final. None if none was running
-    /// (or another stop already took it).
+    /// Stop the call's recording and wait until its files are final. None if none was running.
     pub async fn stop(&self, room: &str) -> Option<(String, Outcome)> {
-        let (id, stop, done) = {
-            let mut m = self.lock();
-            let r = m.get_mut(room)?;
-            (r.recording_id.clone(), r.stop.take(), r.done.take())
+        let (id, stop, outcome) = {
+            let m = self.lock();
+            let r = m.get(room)?;
+            (r.recording_id.clone(), r.stop.clone(), r.outcome.clone())
         };
-        if let Some(s) = stop {
-            let _ = s.send(());
-        }
-        let outcome = done?.await.ok()?;
-        Some((id, outcome))
+        stop.cancel();
+        Some((id, wait_outcome(outcome).await?))
     }
+}
+
+/// The recording's outcome once its thread has finished (None if the thread died without one).
+async fn wait_outcome(mut rx: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
+    rx.wait_for(Option::is_some).await.ok()?.clone()
 }
 
 struct Track {
@@ -475,7 +468,7 @@ impl Pipeline {
 async fn run(
     mut participant: LocalParticipant,
     mut p: Pipeline,
-    mut stop: oneshot::Receiver<()>,
+    stop: CancellationToken,
 ) -> Outcome {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     // A late tick is caught up (Burst): the mixed file keeps wall-clock time.
@@ -484,7 +477,7 @@ async fn run(
     loop {
         tokio::select! {
             biased;
-            _ = &mut stop => break,
+            _ = stop.cancelled() => break,
             m = participant.recv() => match m {
                 Some(LocalMedia::TrackAdded { track_sid, publisher, mime_type, .. }) => {
                     if !mime_type.eq_ignore_ascii_case("audio/opus") {
