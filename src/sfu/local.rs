@@ -61,7 +61,7 @@ impl LocalParticipant {
         opts: LocalOptions,
     ) -> Result<LocalParticipant, JoinError> {
         let (media_tx, media) = mpsc::channel(MEDIA_QUEUE);
-        // Signal messages for WebRTC clients mean nothing here; their sends simply fail.
+        // Signal messages are for WebRTC clients: the worker sends none to in-process participants.
         let (events_tx, _) = mpsc::channel::<Out>(1);
         let make_req = || JoinReq {
             room: opts.room.clone(),

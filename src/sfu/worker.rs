@@ -331,6 +331,8 @@ pub struct Worker {
     clock: crate::clock::SharedClock,
     /// Scratch space reused on every forwarded packet (no per-packet allocation).
     scratch: Vec<(PcId, RTCRtpSenderId, u32, u8, u16, u32)>,
+    /// Peer connections whose timer is due (reused by `on_timers`).
+    due_scratch: Vec<PcId>,
     earliest: Option<Instant>,
     counters: Counters,
     /// UDP datagrams produced since the last `send_batch` (sent with one sendmmsg).
@@ -517,6 +519,7 @@ impl Worker {
                         metrics,
                         clock,
                         scratch: Vec::with_capacity(64),
+                        due_scratch: Vec::new(),
                         earliest: None,
                         counters: Counters::default(),
                         batch: Default::default(),
@@ -721,18 +724,22 @@ impl Worker {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
-        let due: Vec<PcId> = self
-            .pcs
-            .iter()
-            .filter(|(_, pc)| pc.next_timeout.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        // Reused list (timers fire hundreds of times a second under load).
+        let mut due = std::mem::take(&mut self.due_scratch);
+        due.clear();
+        due.extend(
+            self.pcs
+                .iter()
+                .filter(|(_, pc)| pc.next_timeout.is_some_and(|t| t <= now))
+                .map(|(id, _)| *id),
+        );
+        for &id in &due {
             if let Some(pc) = self.pcs.get_mut(&id) {
                 let _ = pc.rtc.handle_timeout(now);
             }
             self.drive(id, now);
         }
+        self.due_scratch = due;
         self.earliest = self.pcs.values().filter_map(|pc| pc.next_timeout).min();
     }
 
@@ -1621,7 +1628,8 @@ impl Worker {
     }
 
     fn send_out(&mut self, pid: Pid, out: Out) {
-        let Some(p) = self.parts.get(&pid) else {
+        // In-process participants get media on their own channel; signal messages are for clients.
+        let Some(p) = self.parts.get(&pid).filter(|p| p.local.is_none()) else {
             return;
         };
         if p.events.try_send(out).is_err() {
