@@ -69,6 +69,15 @@ pub struct RtcConfig {
     pub public_ip: String,
     /// Extra STUN URLs handed to clients.
     pub stun_urls: Vec<String>,
+    /// ICE-TCP connections held at once (also bounded by the open-file budget). At the cap, the
+    /// oldest connection without a completed ICE binding is closed to make room.
+    pub tcp_max_connections: usize,
+    /// ICE-TCP connections held at once from one source IP.
+    pub tcp_max_connections_per_ip: usize,
+    /// An ICE-TCP connection whose first frame is not a STUN Binding for a live peer connection is
+    /// closed at once; one that has not completed an integrity-checked binding within this time is
+    /// closed.
+    pub tcp_handshake_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -128,6 +137,18 @@ pub struct LimitsConfig {
     /// Signal messages per second per connection before the connection is closed.
     pub max_signal_messages_per_sec: u32,
     pub max_devices_per_user: usize,
+    /// HTTP/WebSocket connections held at once (also bounded by the open-file budget). At the cap,
+    /// the oldest connection that has not sent a complete request head is closed to make room.
+    pub http_max_connections: usize,
+    /// HTTP/WebSocket connections held at once from one source IP.
+    pub http_max_connections_per_ip: usize,
+    /// A request head (request line and headers) must arrive complete within this time of the
+    /// connection waiting for it — also bounds how long a keep-alive connection waits for its next
+    /// request (slow-header / slowloris clients are closed).
+    pub http_header_timeout_ms: u64,
+    /// An HTTP connection on which no byte moves either way for this long is closed (stalled
+    /// request bodies, silent clients). Upgraded WebSockets are not affected.
+    pub http_idle_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -154,6 +175,9 @@ impl Default for Config {
                 realtime_priority: 0,
                 public_ip: String::new(),
                 stun_urls: Vec::new(),
+                tcp_max_connections: 4096,
+                tcp_max_connections_per_ip: 64,
+                tcp_handshake_timeout_ms: 10_000,
             },
             room: RoomConfig {
                 empty_timeout_secs: 20,
@@ -179,6 +203,10 @@ impl Default for Config {
                 max_signal_message_bytes: 256 * 1024,
                 max_signal_messages_per_sec: 200,
                 max_devices_per_user: 10,
+                http_max_connections: 10_000,
+                http_max_connections_per_ip: 256,
+                http_header_timeout_ms: 10_000,
+                http_idle_timeout_ms: 60_000,
             },
             webhooks: WebhooksConfig {
                 urls: Vec::new(),

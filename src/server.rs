@@ -100,6 +100,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
             .next()
             .map(|(k, s)| (k.clone(), s.clone()));
     }
+    let budget = fd_budget();
     let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
     let listener = TcpListener::bind(&config.server.bind)
         .await
@@ -156,6 +157,11 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
             candidate_ip,
             tcp_bind: (config.rtc.tcp_port != 0)
                 .then(|| std::net::SocketAddr::new(bind_ip, config.rtc.tcp_port)),
+            tcp_limits: crate::sfu::tcp::TcpLimits {
+                max_connections: config.rtc.tcp_max_connections.min(budget.ice_tcp),
+                max_connections_per_ip: config.rtc.tcp_max_connections_per_ip,
+                handshake_timeout: Duration::from_millis(config.rtc.tcp_handshake_timeout_ms),
+            },
             max_participants: config.room.max_participants,
             max_rooms: config.room.max_rooms,
             empty_timeout: Duration::from_secs(config.room.empty_timeout_secs),
@@ -183,7 +189,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         config.turn.secrets.clone()
     };
     let turn_server = if config.turn.enabled {
-        Some(start_turn(&config, bind_ip, &turn_secrets, clock.clone()).await?)
+        Some(start_turn(&config, bind_ip, &turn_secrets, budget, clock.clone()).await?)
     } else {
         None
     };
@@ -226,24 +232,25 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     }
     crate::product::spawn_event_consumer(state.clone());
     let app = router(state.clone());
+    let http_limits = crate::http_serve::HttpLimits {
+        max_connections: state.config.limits.http_max_connections.min(budget.http),
+        max_connections_per_ip: state.config.limits.http_max_connections_per_ip,
+        header_timeout: Duration::from_millis(state.config.limits.http_header_timeout_ms.max(1)),
+        idle_timeout: Duration::from_millis(state.config.limits.http_idle_timeout_ms.max(1)),
+    };
+    tracing::info!(
+        max = http_limits.max_connections,
+        per_ip = http_limits.max_connections_per_ip,
+        "HTTP connection caps"
+    );
     let turn = state.turn.clone();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
     let store = state.store.clone();
     let recorders = state.recorders.clone();
     let hooks = state.webhooks.clone();
     let task = tokio::spawn(async move {
-        let stop = shutdown.clone();
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await });
         // In-flight requests get `grace` to finish once shutdown starts.
-        let serve = async move {
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        };
+        let serve = crate::http_serve::serve(listener, app, http_limits, shutdown.clone());
         tokio::pin!(serve);
         tokio::select! {
             _ = &mut serve => {}
@@ -270,10 +277,32 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     })
 }
 
+/// Raise the open-file soft limit to the hard limit and split it between the TCP listeners.
+fn fd_budget() -> crate::fdlimit::FdBudget {
+    match crate::fdlimit::raise_nofile_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(before, after, "raised the open-file soft limit (RLIMIT_NOFILE)")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+    let budget = crate::fdlimit::FdBudget::from_limit(crate::fdlimit::nofile_limit());
+    tracing::info!(
+        limit = budget.limit,
+        reserve = budget.reserve,
+        http = budget.http,
+        ice_tcp = budget.ice_tcp,
+        turn_tcp = budget.turn_tcp,
+        "open-file budget per listener"
+    );
+    budget
+}
+
 async fn start_turn(
     config: &Config,
     bind_ip: std::net::IpAddr,
     secrets: &[String],
+    budget: crate::fdlimit::FdBudget,
     clock: SharedClock,
 ) -> Result<parlor_turn::TurnServer, StartError> {
     let bad = |msg: String| StartError::Bind {
@@ -305,6 +334,7 @@ async fn start_turn(
         })
         .collect::<Result<_, _>>()?;
     tc.max_allocations_per_user = config.turn.max_allocations_per_user;
+    let _turn_tcp_share = budget.turn_tcp; // FD budget: TURN TCP share = budget.turn_tcp → merge as `tc.max_tcp_connections = config.turn.max_tcp_connections.min(budget.turn_tcp);`
     let turn_clock = move || std::time::Duration::from_millis(clock.unix_ms().max(0) as u64);
     parlor_turn::TurnServer::start(tc, Arc::new(turn_clock))
         .await

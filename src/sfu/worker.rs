@@ -176,6 +176,8 @@ pub struct WorkerConfig {
     pub candidate_ip: std::net::IpAddr,
     /// ICE-TCP (passive, RFC 6544 + RFC 4571 framing) listener for clients whose UDP is blocked.
     pub tcp_bind: Option<SocketAddr>,
+    /// Caps and handshake timeout of the ICE-TCP listener.
+    pub tcp_limits: super::tcp::TcpLimits,
     pub max_participants: usize,
     pub max_rooms: usize,
     pub empty_timeout: Duration,
@@ -321,7 +323,7 @@ pub struct Worker {
     by_addr: HashMap<(SocketAddr, bool), PcId>,
     /// ICE-TCP: our listener's address and the writer queue of each accepted connection.
     tcp_local: Option<SocketAddr>,
-    tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    tcp_conns: HashMap<SocketAddr, super::tcp::TcpConn>,
     by_ufrag: HashMap<String, PcId>,
     rooms: HashMap<String, Room>,
     parts: HashMap<Pid, Participant>,
@@ -400,7 +402,9 @@ pub async fn spawn_workers(
         tcp_rxs.push(rx);
     }
     let tcp_local = match cfg.tcp_bind {
-        Some(addr) => Some(super::tcp::listen(addr, tcp_txs, shutdown.clone()).await?),
+        Some(addr) => Some(
+            super::tcp::listen(addr, tcp_txs, cfg.tcp_limits, shutdown.clone()).await?,
+        ),
         None => None,
     };
     let mut handles = Vec::with_capacity(n);
@@ -574,9 +578,14 @@ impl Worker {
                     }
                 }
                 ev = tcp_rx.recv(), if tcp_enabled => match ev {
-                    Some(super::tcp::TcpEvent::Opened(addr, writer)) => {
-                        Metrics::inc(&self.metrics.ice_tcp_connections);
-                        self.tcp_conns.insert(addr, writer);
+                    Some(super::tcp::TcpEvent::Opened { addr, writer, ufrag, admit, bound }) => {
+                        // Admitted only for a live peer connection's ufrag (no lock: this worker owns them).
+                        let live = self.by_ufrag.contains_key(&ufrag);
+                        if live {
+                            Metrics::inc(&self.metrics.ice_tcp_connections);
+                            self.tcp_conns.insert(addr, super::tcp::TcpConn { writer, bound: Some(bound) });
+                        }
+                        let _ = admit.send(live);
                     }
                     Some(super::tcp::TcpEvent::Frame(addr, frame)) => {
                         Metrics::inc(&self.metrics.ice_tcp_frames_in);
@@ -584,7 +593,13 @@ impl Worker {
                     }
                     Some(super::tcp::TcpEvent::Closed(addr)) => {
                         self.tcp_conns.remove(&addr);
-                        self.by_addr.remove(&(addr, true));
+                        // Free the peer connection's address slot too (a closed half-open
+                        // connection must not use up one of its 8).
+                        if let Some(id) = self.by_addr.remove(&(addr, true)) {
+                            if let Some(pc) = self.pcs.get_mut(&id) {
+                                pc.addrs.retain(|a| *a != (addr, true));
+                            }
+                        }
                     }
                     None => tcp_enabled = false,
                 },
@@ -692,8 +707,8 @@ impl Worker {
             // Never block the worker: a full socket buffer or TCP queue drops the packet (congestion).
             let sent = if out.transport.transport_protocol == TransportProtocol::TCP {
                 self.tcp_conns
-                    .get(&out.transport.peer_addr)
-                    .is_some_and(|w| w.try_send(out.message.to_vec()).is_ok())
+                    .get_mut(&out.transport.peer_addr)
+                    .is_some_and(|c| c.send(out.message.to_vec()))
             } else {
                 // Queued; `send_batch` hands the whole fan-out to the kernel at once.
                 self.batch.push(out.transport.peer_addr, out.message);
@@ -2050,6 +2065,10 @@ impl Worker {
             let _ = pc.rtc.close();
             for a in pc.addrs {
                 self.by_addr.remove(&a);
+                if a.1 {
+                    // Its ICE-TCP connection closes with it (the writer queue is dropped).
+                    self.tcp_conns.remove(&a.0);
+                }
             }
             self.by_ufrag.remove(&pc.ufrag);
         }

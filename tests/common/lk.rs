@@ -1,6 +1,7 @@
 //! A LiveKit-protocol test client on real WebRTC (webrtc-rs `rtc`, full ICE as a browser would be):
 //! WebSocket signaling with protobuf, a publisher PC that offers, a subscriber PC that answers server
-//! offers, each on its own UDP socket on 127.0.0.1.
+//! offers, each on its own UDP socket on 127.0.0.1 — or, with `Client::connect_tcp`, over ICE-TCP only
+//! (an active TCP candidate: the client connects to the server's passive candidate, RFC 4571 framing).
 #![allow(dead_code, clippy::large_enum_variant)]
 
 use bytes::BytesMut;
@@ -63,7 +64,125 @@ pub struct Client {
     sub_cmd: mpsc::Sender<PcCmd>,
 }
 
+/// How a client PC reaches the server: its own UDP socket, or ICE-TCP connections it opens.
+enum Net {
+    Udp(UdpSocket),
+    Tcp(TcpNet),
+}
+
+/// ICE-TCP (active): one connection per server address, opened on the first packet to it; frames
+/// read from every connection arrive on `rx` as (server address, our local address, frame).
+struct TcpNet {
+    conns: std::collections::HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    tx: mpsc::Sender<(SocketAddr, SocketAddr, Vec<u8>)>,
+    rx: mpsc::Receiver<(SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+impl Net {
+    fn tcp() -> Net {
+        let (tx, rx) = mpsc::channel(1024);
+        Net::Tcp(TcpNet {
+            conns: Default::default(),
+            tx,
+            rx,
+        })
+    }
+
+    async fn send(&mut self, out: &TaggedBytesMut) {
+        match self {
+            Net::Udp(s) => {
+                let _ = s.send_to(&out.message, out.transport.peer_addr).await;
+            }
+            Net::Tcp(t) => {
+                if out.transport.transport_protocol != TransportProtocol::TCP {
+                    return;
+                }
+                let to = out.transport.peer_addr;
+                if t.conns.get(&to).is_none_or(|c| c.is_closed()) {
+                    let Ok(Ok(stream)) = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        tokio::net::TcpStream::connect(to),
+                    )
+                    .await
+                    else {
+                        return;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap();
+                    let (mut rd, mut wr) = stream.into_split();
+                    let (ctx, mut crx) = mpsc::channel::<Vec<u8>>(256);
+                    let inbound = t.tx.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut dec = rtc::shared::tcp_framing::TcpFrameDecoder::new();
+                        let mut buf = vec![0u8; 4096];
+                        loop {
+                            tokio::select! {
+                                r = rd.read(&mut buf) => match r {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => {
+                                        dec.extend_from_slice(&buf[..n]);
+                                        while let Some(f) = dec.next_packet() {
+                                            if inbound.send((to, local, f)).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                    }
+                                },
+                                p = crx.recv() => {
+                                    use tokio::io::AsyncWriteExt;
+                                    let Some(p) = p else { break };
+                                    let framed = rtc::shared::tcp_framing::frame_packet(&p);
+                                    if wr.write_all(&framed).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    t.conns.insert(to, ctx);
+                }
+                if let Some(c) = t.conns.get(&to) {
+                    let _ = c.try_send(out.message.to_vec());
+                }
+            }
+        }
+    }
+
+    /// Next inbound packet: (bytes, from, our local address, protocol).
+    async fn recv(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Option<(BytesMut, SocketAddr, SocketAddr, TransportProtocol)> {
+        match self {
+            Net::Udp(s) => {
+                let (n, from) = s.recv_from(buf).await.ok()?;
+                let local = s.local_addr().ok()?;
+                Some((
+                    BytesMut::from(&buf[..n]),
+                    from,
+                    local,
+                    TransportProtocol::UDP,
+                ))
+            }
+            Net::Tcp(t) => {
+                let (from, local, f) = t.rx.recv().await?;
+                Some((BytesMut::from(&f[..]), from, local, TransportProtocol::TCP))
+            }
+        }
+    }
+}
+
 fn build_pc(addr: SocketAddr, with_audio_track: Option<u32>) -> RTCPeerConnection {
+    build_pc_on(addr, "udp", with_audio_track)
+}
+
+/// A client PC whose only local candidate is `addr` on `network` ("udp", or "tcp": active).
+fn build_pc_on(
+    addr: SocketAddr,
+    network: &str,
+    with_audio_track: Option<u32>,
+) -> RTCPeerConnection {
     let se = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .build();
@@ -79,13 +198,17 @@ fn build_pc(addr: SocketAddr, with_audio_track: Option<u32>) -> RTCPeerConnectio
         .unwrap();
     let cand = CandidateHostConfig {
         base_config: CandidateConfig {
-            network: "udp".into(),
+            network: network.into(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
             ..Default::default()
         },
-        ..Default::default()
+        tcp_type: if network == "tcp" {
+            rtc::ice::tcp_type::TcpType::Active
+        } else {
+            Default::default()
+        },
     }
     .new_candidate_host()
     .unwrap();
@@ -120,20 +243,19 @@ fn build_pc(addr: SocketAddr, with_audio_track: Option<u32>) -> RTCPeerConnectio
 /// Drive one client PC on its own socket.
 async fn run_pc(
     mut pc: RTCPeerConnection,
-    socket: UdpSocket,
+    mut net: Net,
     mut cmds: mpsc::Receiver<PcCmd>,
     ws_tx: mpsc::Sender<WsMsg>,
     seen: mpsc::Sender<Seen>,
     publisher: bool,
     ssrc: u32,
 ) {
-    let local = socket.local_addr().unwrap();
     let mut buf = vec![0u8; 3000];
     let mut seq: u16 = 1000;
     let mut ts: u32 = 0;
     loop {
         while let Some(out) = pc.poll_write() {
-            let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+            net.send(&out).await;
         }
         while let Some(ev) = pc.poll_event() {
             match ev {
@@ -166,12 +288,12 @@ async fn run_pc(
             .unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let Ok((n, from)) = r else { break };
+            r = net.recv(&mut buf) => {
+                let Some((message, from, local, proto)) = r else { break };
                 let _ = pc.handle_read(TaggedBytesMut {
                     now: Instant::now(),
-                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
-                    message: BytesMut::from(&buf[..n]),
+                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: proto },
+                    message,
                 });
             }
             c = cmds.recv() => match c {
@@ -228,6 +350,15 @@ async fn send_req(ws_tx: &mpsc::Sender<WsMsg>, m: Req) {
 impl Client {
     /// Connect and join; returns once the JoinResponse arrived and the publisher PC offer is sent.
     pub async fn connect(ws_base: &str, token: &str, publish_audio: bool) -> Client {
+        Self::connect_on(ws_base, token, publish_audio, false).await
+    }
+
+    /// Like `connect`, but both PCs use ICE-TCP only (an active TCP candidate on 127.0.0.1).
+    pub async fn connect_tcp(ws_base: &str, token: &str, publish_audio: bool) -> Client {
+        Self::connect_on(ws_base, token, publish_audio, true).await
+    }
+
+    async fn connect_on(ws_base: &str, token: &str, publish_audio: bool, tcp: bool) -> Client {
         let url = format!(
             "{ws_base}/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=rust-test"
         );
@@ -255,19 +386,31 @@ impl Client {
             panic!("first message is not join")
         };
         let (seen_tx, seen) = mpsc::channel(4096);
-        let pub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let sub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ssrc = rand::random::<u32>();
-        let pub_pc = build_pc(
-            pub_sock.local_addr().unwrap(),
-            publish_audio.then_some(ssrc),
-        );
-        let sub_pc = build_pc(sub_sock.local_addr().unwrap(), None);
+        let (pub_net, sub_net, pub_pc, sub_pc) = if tcp {
+            // Active TCP candidates announce port 9 (RFC 6544); the real port is the connection's.
+            let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            (
+                Net::tcp(),
+                Net::tcp(),
+                build_pc_on(addr, "tcp", publish_audio.then_some(ssrc)),
+                build_pc_on(addr, "tcp", None),
+            )
+        } else {
+            let pub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let sub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let pub_pc = build_pc(
+                pub_sock.local_addr().unwrap(),
+                publish_audio.then_some(ssrc),
+            );
+            let sub_pc = build_pc(sub_sock.local_addr().unwrap(), None);
+            (Net::Udp(pub_sock), Net::Udp(sub_sock), pub_pc, sub_pc)
+        };
         let (pub_cmd, pub_rx) = mpsc::channel(64);
         let (sub_cmd, sub_rx) = mpsc::channel(64);
         tokio::spawn(run_pc(
             pub_pc,
-            pub_sock,
+            pub_net,
             pub_rx,
             ws_tx.clone(),
             seen_tx.clone(),
@@ -276,7 +419,7 @@ impl Client {
         ));
         tokio::spawn(run_pc(
             sub_pc,
-            sub_sock,
+            sub_net,
             sub_rx,
             ws_tx.clone(),
             seen_tx.clone(),
