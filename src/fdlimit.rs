@@ -60,7 +60,11 @@ impl FdBudget {
         let limit = limit.min(1 << 24);
         let reserve = (limit / 4).clamp(128, 8192).min(limit / 2);
         let rest = limit - reserve;
-        let share = |pct: u64| usize::try_from(rest * pct / 100).unwrap_or(usize::MAX).max(1);
+        let share = |pct: u64| {
+            usize::try_from(rest * pct / 100)
+                .unwrap_or(usize::MAX)
+                .max(1)
+        };
         FdBudget {
             limit,
             reserve,

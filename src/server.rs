@@ -281,7 +281,11 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
 fn fd_budget() -> crate::fdlimit::FdBudget {
     match crate::fdlimit::raise_nofile_limit() {
         Ok((before, after)) if before != after => {
-            tracing::info!(before, after, "raised the open-file soft limit (RLIMIT_NOFILE)")
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file soft limit (RLIMIT_NOFILE)"
+            )
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),

@@ -45,7 +45,12 @@ fn free_port() -> u16 {
 
 /// Loopback source address number `i` (127.0.0.2, 127.0.0.3, …): never the real client's 127.0.0.1.
 fn attacker_ip(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 2 + (i % 250) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        1 + (i / 250) as u8,
+        2 + (i % 250) as u8,
+    ))
 }
 
 /// A TCP connection to `to` from `from` (any port).
@@ -103,11 +108,9 @@ async fn close_times(
     within: Duration,
     since: tokio::time::Instant,
 ) -> Vec<Option<Duration>> {
-    let checks = conns.iter_mut().map(|c| async move {
-        closed_within(c, within)
-            .await
-            .then(|| since.elapsed())
-    });
+    let checks = conns
+        .iter_mut()
+        .map(|c| async move { closed_within(c, within).await.then(|| since.elapsed()) });
     futures_util::future::join_all(checks).await
 }
 
@@ -157,7 +160,10 @@ fn metric(text: &str, name: &str) -> f64 {
 async fn forged_stun_flood_does_not_lock_out_ice_tcp() {
     let _serial = SERIAL.lock().await;
     let nofile = raise_nofile();
-    assert!(nofile >= 10_000, "test needs RLIMIT_NOFILE >= 10000, hard limit is {nofile}");
+    assert!(
+        nofile >= 10_000,
+        "test needs RLIMIT_NOFILE >= 10000, hard limit is {nofile}"
+    );
     let db = TestDb::sqlite();
     let tcp_port = free_port();
     let s = TestServer::start_with(&db, |c| c.rtc.tcp_port = tcp_port).await;
@@ -198,7 +204,10 @@ async fn forged_stun_flood_does_not_lock_out_ice_tcp() {
     );
     // Every forged connection was refused (closed by the server), not held.
     let held = forged.len() - count_closed(&mut forged, Duration::from_secs(2)).await;
-    assert_eq!(held, 0, "{held} forged-STUN connections are still held open");
+    assert_eq!(
+        held, 0,
+        "{held} forged-STUN connections are still held open"
+    );
     client.leave().await;
     s.stop().await;
 }
@@ -242,7 +251,9 @@ async fn half_open_ice_tcp_connections_close_after_the_handshake_timeout() {
         let mut c = connect_from(attacker_ip(i % 10), target).await.unwrap();
         if i % 2 == 0 {
             // Live ufrag, no MESSAGE-INTEGRITY: admitted, never bound.
-            c.write_all(&stun_frame(&format!("{ufrag}:evil"))).await.unwrap();
+            c.write_all(&stun_frame(&format!("{ufrag}:evil")))
+                .await
+                .unwrap();
         }
         half_open.push(c);
     }
@@ -393,8 +404,12 @@ async fn http_idle_timeout_closes_stalled_connections_but_not_websockets() {
     let token = s.token("ws-idle", VideoGrant::join("dos-idle"));
     let mut client = Client::connect(&s.ws, &token, false).await;
     let since = tokio::time::Instant::now();
-    let silent = connect_from(attacker_ip(0), s.handle.http_addr).await.unwrap();
-    let mut stalled = connect_from(attacker_ip(1), s.handle.http_addr).await.unwrap();
+    let silent = connect_from(attacker_ip(0), s.handle.http_addr)
+        .await
+        .unwrap();
+    let mut stalled = connect_from(attacker_ip(1), s.handle.http_addr)
+        .await
+        .unwrap();
     // Authenticated, so the handler waits for the JSON body, which stops after one byte.
     let head = format!(
         "POST /api/calls HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
@@ -429,10 +444,17 @@ async fn http_connections_are_capped_per_address() {
     .await;
     let mut conns = Vec::new();
     for _ in 0..80 {
-        conns.push(connect_from(attacker_ip(0), s.handle.http_addr).await.unwrap());
+        conns.push(
+            connect_from(attacker_ip(0), s.handle.http_addr)
+                .await
+                .unwrap(),
+        );
     }
     let refused = count_closed(&mut conns, Duration::from_secs(1)).await;
-    assert_eq!(refused, 30, "per-address cap of 50 not applied to 80 connections");
+    assert_eq!(
+        refused, 30,
+        "per-address cap of 50 not applied to 80 connections"
+    );
     let (status, _) = health(&s.http).await.expect("/health from another address");
     assert_eq!(status, 200);
     s.stop().await;

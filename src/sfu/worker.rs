@@ -402,9 +402,9 @@ pub async fn spawn_workers(
         tcp_rxs.push(rx);
     }
     let tcp_local = match cfg.tcp_bind {
-        Some(addr) => Some(
-            super::tcp::listen(addr, tcp_txs, cfg.tcp_limits, shutdown.clone()).await?,
-        ),
+        Some(addr) => {
+            Some(super::tcp::listen(addr, tcp_txs, cfg.tcp_limits, shutdown.clone()).await?)
+        }
         None => None,
     };
     let mut handles = Vec::with_capacity(n);
