@@ -111,7 +111,16 @@ pub struct TurnConfig {
     pub ttl_secs: u64,
     /// Peer CIDRs allowed even though they are private/loopback (default: none).
     pub allow_peer_cidrs: Vec<String>,
+    /// Allocations per user id; EVEN-PORT reservations count as allocations.
     pub max_allocations_per_user: usize,
+    /// EVEN-PORT reservations in total.
+    pub max_reservations: usize,
+    /// TURN TCP client connections in total.
+    pub max_tcp_connections: usize,
+    /// TURN TCP client connections per source IP.
+    pub max_tcp_connections_per_ip: usize,
+    /// A TURN TCP connection without an allocation for this long is closed.
+    pub tcp_idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -197,6 +206,10 @@ impl Default for Config {
                 ttl_secs: 86400,
                 allow_peer_cidrs: Vec::new(),
                 max_allocations_per_user: 10,
+                max_reservations: 1000,
+                max_tcp_connections: 4096,
+                max_tcp_connections_per_ip: 256,
+                tcp_idle_timeout_ms: 10_000,
             },
             limits: LimitsConfig {
                 max_body_bytes: 1024 * 1024,

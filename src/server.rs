@@ -189,7 +189,17 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         config.turn.secrets.clone()
     };
     let turn_server = if config.turn.enabled {
-        Some(start_turn(&config, bind_ip, &turn_secrets, budget, clock.clone()).await?)
+        Some(
+            start_turn(
+                &config,
+                bind_ip,
+                &turn_secrets,
+                budget,
+                workers.iter().map(|w| w.udp_addr.port()).collect(),
+                clock.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -307,6 +317,7 @@ async fn start_turn(
     bind_ip: std::net::IpAddr,
     secrets: &[String],
     budget: crate::fdlimit::FdBudget,
+    media_ports: Vec<u16>,
     clock: SharedClock,
 ) -> Result<parlor_turn::TurnServer, StartError> {
     let bad = |msg: String| StartError::Bind {
@@ -338,7 +349,21 @@ async fn start_turn(
         })
         .collect::<Result<_, _>>()?;
     tc.max_allocations_per_user = config.turn.max_allocations_per_user;
-    let _turn_tcp_share = budget.turn_tcp; // FD budget: TURN TCP share = budget.turn_tcp → merge as `tc.max_tcp_connections = config.turn.max_tcp_connections.min(budget.turn_tcp);`
+    tc.max_reservations = config.turn.max_reservations;
+    // FD budget: TURN TCP gets at most its share of the process's open files.
+    tc.max_tcp_connections = config.turn.max_tcp_connections.min(budget.turn_tcp);
+    tc.max_tcp_connections_per_ip = config.turn.max_tcp_connections_per_ip;
+    tc.tcp_idle_timeout = std::time::Duration::from_millis(config.turn.tcp_idle_timeout_ms);
+    // Relay-only clients reach the SFU through the relay: its media ports stay open on the
+    // server's own addresses, everything else there is refused.
+    tc.server_peer_ports = media_ports;
+    tc.server_addresses = config
+        .turn
+        .host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .into_iter()
+        .collect();
     let turn_clock = move || std::time::Duration::from_millis(clock.unix_ms().max(0) as u64);
     parlor_turn::TurnServer::start(tc, Arc::new(turn_clock))
         .await

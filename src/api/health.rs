@@ -113,6 +113,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "TURN relays refused by peer policy",
             m.forbidden_peer_refusals as f64,
         ));
+        extra.push((
+            "parlor_turn_tcp_connections",
+            "Open TURN TCP client connections",
+            m.tcp_connections as f64,
+        ));
+        extra.push((
+            "parlor_turn_tcp_refused",
+            "TURN TCP connections refused at the connection caps",
+            m.tcp_refused as f64,
+        ));
+        extra.push((
+            "parlor_turn_tcp_idle_closed",
+            "TURN TCP connections closed without an allocation (idle timeout or evicted at the cap)",
+            m.tcp_idle_closed as f64,
+        ));
+        extra.push((
+            "parlor_turn_reserved_ports",
+            "Relay ports held by TURN EVEN-PORT reservations",
+            m.reserved_ports as f64,
+        ));
     }
     let body = state.metrics.render(&extra);
     (

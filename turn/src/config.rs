@@ -34,10 +34,32 @@ pub struct TurnConfig {
     pub allowed_peer_cidrs: Vec<IpNet>,
     /// Peer CIDRs always refused (wins over `allowed_peer_cidrs`).
     pub denied_peer_cidrs: Vec<IpNet>,
+    /// Further addresses of this host (besides `public_ip`, `relay_bind_ip` and the listener
+    /// addresses) that peers must not be: relaying to the server's own addresses is refused
+    /// except to `server_peer_ports` and the relay port range.
+    pub server_addresses: Vec<IpAddr>,
+    /// Ports on the server's own addresses a client may relay to: the SFU's media ports.
+    pub server_peer_ports: Vec<u16>,
+    /// Let `allowed_peer_cidrs` also open the server's own addresses (every port but the TURN
+    /// listener ports). Only for loopback test setups where peers share the server's address;
+    /// `false` in production.
+    pub allow_list_covers_server: bool,
     /// Maximum simultaneous allocations per user id (the part after `:` in the username).
+    /// Ports reserved with EVEN-PORT(R) count as allocations until redeemed or expired.
     pub max_allocations_per_user: usize,
     /// Maximum simultaneous allocations in total.
     pub max_allocations: usize,
+    /// Maximum simultaneous EVEN-PORT reservations in total (508 beyond).
+    pub max_reservations: usize,
+    /// Maximum simultaneous TCP client connections. At the cap the oldest connection without
+    /// an allocation is closed for a new one; if every connection holds one, new ones are
+    /// refused.
+    pub max_tcp_connections: usize,
+    /// Maximum simultaneous TCP client connections from one source IP.
+    pub max_tcp_connections_per_ip: usize,
+    /// A TCP connection without a live allocation for this long (since it was accepted, or
+    /// since its allocation ended) is closed.
+    pub tcp_idle_timeout: Duration,
     /// Lifetime granted when the client asks for less or nothing (RFC: 600 s).
     pub default_lifetime: Duration,
     /// Upper bound of one Allocate/Refresh lifetime (RFC recommendation: 3600 s).
@@ -69,8 +91,15 @@ impl TurnConfig {
             secrets,
             allowed_peer_cidrs: Vec::new(),
             denied_peer_cidrs: Vec::new(),
+            server_addresses: Vec::new(),
+            server_peer_ports: Vec::new(),
+            allow_list_covers_server: false,
             max_allocations_per_user: 10,
             max_allocations: 10_000,
+            max_reservations: 1000,
+            max_tcp_connections: 4096,
+            max_tcp_connections_per_ip: 256,
+            tcp_idle_timeout: Duration::from_secs(10),
             default_lifetime: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
             max_allocation_age: None,
@@ -82,7 +111,8 @@ impl TurnConfig {
     }
 
     /// Everything on 127.0.0.1 with ephemeral ports (UDP and TCP listeners, relays), loopback
-    /// peers allowed: the shape every test uses.
+    /// peers allowed (also on the server's own 127.0.0.1, but never its listener ports): the
+    /// shape every test uses.
     pub fn loopback(realm: impl Into<String>, secrets: Vec<String>) -> Self {
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         Self {
@@ -92,6 +122,7 @@ impl TurnConfig {
             public_ip: None,
             relay_port_range: None,
             allowed_peer_cidrs: vec![IpNet::from(lo)],
+            allow_list_covers_server: true,
             ..Self::new(realm, secrets)
         }
     }
@@ -99,6 +130,16 @@ impl TurnConfig {
     /// The address written into XOR-RELAYED-ADDRESS.
     pub fn advertised_relay_ip(&self) -> IpAddr {
         self.public_ip.unwrap_or(self.relay_bind_ip)
+    }
+
+    /// The server's own addresses: public, relay bind, listener and configured extra ones
+    /// (unspecified ones are skipped by the policy).
+    pub fn server_ips(&self) -> Vec<IpAddr> {
+        let mut v = vec![self.relay_bind_ip, self.udp_listen.ip()];
+        v.extend(self.public_ip);
+        v.extend(self.tcp_listen.map(|a| a.ip()));
+        v.extend(self.server_addresses.iter().copied());
+        v
     }
 
     /// Check the configuration for contradictions.
@@ -123,6 +164,12 @@ impl TurnConfig {
         }
         if self.max_allocations_per_user == 0 || self.max_allocations == 0 {
             return bad("allocation quotas must be at least 1");
+        }
+        if self.max_tcp_connections == 0 || self.max_tcp_connections_per_ip == 0 {
+            return bad("max_tcp_connections and max_tcp_connections_per_ip must be at least 1");
+        }
+        if self.tcp_idle_timeout.is_zero() {
+            return bad("tcp_idle_timeout must be positive");
         }
         if self.default_lifetime.is_zero()
             || self.max_lifetime.is_zero()

@@ -11,9 +11,11 @@
 //! [`TurnServer`] is an RFC 5766/8656 TURN server (UDP relays; clients over UDP and TCP) with:
 //! long-term credential auth validating the REST credentials (expiry checked against an injected
 //! [`Clock`], MESSAGE-INTEGRITY verified in constant time against every configured secret),
-//! stateless HMAC nonces, a peer address policy ([`PeerPolicy`]: loopback, private, ULA,
-//! link-local, multicast and unspecified peers are refused with 403 unless allow-listed),
-//! per-user and global allocation quotas (486 / 508), lifetime caps, and counters
+//! stateless HMAC nonces, a peer address policy ([`PeerPolicy`]: every IANA special-purpose
+//! IPv4/IPv6 range (RFC 6890) is refused with 403 unless allow-listed, and the server's own
+//! addresses except its media and relay ports), per-user and global allocation quotas (486 /
+//! 508; EVEN-PORT reservations count), TCP connection caps (global, per source IP) with an idle
+//! timeout for connections without an allocation, lifetime caps, and counters
 //! ([`MetricsSnapshot`]).
 //!
 //! ## Why not the webrtc-rs TURN server
@@ -50,7 +52,7 @@ pub use credentials::{
 };
 pub use ipnet::IpNet;
 pub use metrics::MetricsSnapshot;
-pub use policy::{DeniedReason, PeerPolicy};
+pub use policy::{special_purpose, DeniedReason, PeerPolicy};
 pub use server::{LocalAddrs, TurnServer};
 pub use urls::{stun_url, turn_urls};
 

@@ -18,8 +18,20 @@ pub struct MetricsSnapshot {
     pub auth_failures: u64,
     /// CreatePermission/ChannelBind refused (403) and Send indications dropped by the peer policy.
     pub forbidden_peer_refusals: u64,
-    /// Allocate requests refused by the per-user quota (486).
+    /// Allocate requests refused by the per-user quota (486) or the reservation cap (508).
     pub quota_refusals: u64,
+    /// Relay ports currently held by EVEN-PORT reservations.
+    pub reserved_ports: u64,
+    /// TCP client connections currently open.
+    pub tcp_connections: u64,
+    /// TCP connections refused at accept (global or per-IP cap, every slot holding an
+    /// allocation).
+    pub tcp_refused: u64,
+    /// TCP connections closed because they held no allocation for `tcp_idle_timeout`, or
+    /// evicted (oldest without an allocation) to admit a new one at the cap.
+    pub tcp_idle_closed: u64,
+    /// Failed `accept` calls on the TCP listener (e.g. EMFILE), each followed by a back-off.
+    pub tcp_accept_errors: u64,
 }
 
 impl MetricsSnapshot {
@@ -38,6 +50,10 @@ pub(crate) struct Metrics {
     pub auth_failures: AtomicU64,
     pub forbidden_peer_refusals: AtomicU64,
     pub quota_refusals: AtomicU64,
+    pub tcp_connections: AtomicU64,
+    pub tcp_refused: AtomicU64,
+    pub tcp_idle_closed: AtomicU64,
+    pub tcp_accept_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -51,6 +67,11 @@ impl Metrics {
             auth_failures: l(&self.auth_failures),
             forbidden_peer_refusals: l(&self.forbidden_peer_refusals),
             quota_refusals: l(&self.quota_refusals),
+            reserved_ports: 0,
+            tcp_connections: l(&self.tcp_connections),
+            tcp_refused: l(&self.tcp_refused),
+            tcp_idle_closed: l(&self.tcp_idle_closed),
+            tcp_accept_errors: l(&self.tcp_accept_errors),
         }
     }
 

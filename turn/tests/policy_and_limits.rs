@@ -311,3 +311,179 @@ async fn shutdown_releases_ports() {
     std::net::TcpListener::bind(addrs.tcp.unwrap()).unwrap();
     std::net::UdpSocket::bind(relayed).unwrap();
 }
+
+#[tokio::test]
+async fn special_purpose_ranges_and_server_addresses_are_refused_on_the_wire() {
+    let clock = real_time_manual_clock();
+    let mut cfg = TurnConfig::loopback(REALM, vec![SECRET.into()]);
+    // Loopback peers are allow-listed (so the special-purpose table is what refuses below),
+    // but that does not open the server's own addresses: 127.0.0.1 (bind) and 127.0.0.2
+    // (public), except the one "media" port 7882 (any other port: refused).
+    cfg.allowed_peer_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+    cfg.allow_list_covers_server = false;
+    cfg.public_ip = Some(ip("127.0.0.2"));
+    cfg.server_peer_ports = vec![7882];
+    let server = start(cfg, clock.clone()).await;
+    let addrs = server.local_addrs();
+    let creds = server.credentials().mint("ivan", 600, clock.unix_secs());
+    let mut c = RawClient::new(addrs.udp, &creds.username, &creds.credential).await;
+    let r = c.allocate().await;
+    assert!(r.is_success(), "{r:?}");
+    let listener_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let own_other_port = listener_sock.local_addr().unwrap();
+    let denied: Vec<SocketAddr> = [
+        "0.1.2.3:5000",
+        "192.0.0.1:5000",
+        "192.0.0.10:3478",
+        "192.0.2.1:5000",
+        "192.88.99.1:5000",
+        "198.18.0.1:5000",
+        "198.19.255.1:5000",
+        "198.51.100.1:5000",
+        "203.0.113.1:5000",
+        "240.0.0.1:5000",
+        "255.255.255.255:5000",
+        "127.0.0.2:9",
+        "127.0.0.2:3478",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .chain([
+        own_other_port,
+        addrs.udp,
+        SocketAddr::new(ip("127.0.0.2"), addrs.udp.port()),
+        addrs.tcp.unwrap(),
+    ])
+    .collect();
+    for peer in &denied {
+        let r = c
+            .request(METHOD_CREATE_PERMISSION, &[Attr::Peer(*peer)])
+            .await;
+        assert_eq!(r.error, Some(403), "CreatePermission {peer}: {r:?}");
+        let r = c
+            .request(
+                METHOD_CHANNEL_BIND,
+                &[Attr::Channel(0x4001), Attr::Peer(*peer)],
+            )
+            .await;
+        assert_eq!(r.error, Some(403), "ChannelBind {peer}: {r:?}");
+    }
+    let refused = server.metrics().forbidden_peer_refusals;
+    assert_eq!(refused, 2 * denied.len() as u64);
+
+    // The open media port on the server's own address, and another allow-listed loopback host.
+    for peer in ["127.0.0.2:7882", "127.0.0.1:7882", "127.0.0.9:9"] {
+        let r = c
+            .request(
+                METHOD_CREATE_PERMISSION,
+                &[Attr::Peer(peer.parse().unwrap())],
+            )
+            .await;
+        assert!(r.is_success(), "CreatePermission {peer}: {r:?}");
+    }
+    // Permissions are per IP: 127.0.0.1 now has one (for its port 7882), yet a Send indication
+    // to another port of the server's own address (here a live socket, and the TURN listener
+    // itself) is dropped.
+    c.send_indication(own_other_port, b"must not arrive").await;
+    c.send_indication(addrs.udp, b"loop").await;
+    // Control: the same path to an allowed peer delivers.
+    let control = UdpSocket::bind("127.0.0.9:0").await.unwrap();
+    c.send_indication(control.local_addr().unwrap(), b"control")
+        .await;
+    let mut buf = [0u8; 64];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(10), control.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"control");
+    c.barrier().await;
+    assert!(
+        nothing_queued(&listener_sock),
+        "relay to own address leaked"
+    );
+    assert_eq!(server.metrics().forbidden_peer_refusals, refused + 2);
+    server.shutdown().await;
+}
+
+const EVEN_PORT_RESERVE: u16 = 0x0018;
+
+fn reservation_token(r: &Resp) -> Vec<u8> {
+    r.msg.get(ATTR_RESERVATION_TOKEN).unwrap()
+}
+
+#[tokio::test]
+async fn even_port_reservations_count_against_the_quota_and_a_global_cap() {
+    let clock = real_time_manual_clock();
+    let mut cfg = TurnConfig::loopback(REALM, vec![SECRET.into()]);
+    cfg.max_allocations_per_user = 4;
+    cfg.max_reservations = 3;
+    let server = start(cfg, clock.clone()).await;
+    let udp = server.local_addrs().udp;
+    let m = server.credentials().mint("mallory", 600, clock.unix_secs());
+    // The attack: Allocate(EVEN-PORT, R) then Refresh(0), again and again from one client.
+    let mut c = RawClient::new(udp, &m.username, &m.credential).await;
+    let even_r = [Attr::Transport, Attr::Raw(EVEN_PORT_RESERVE, vec![0x80])];
+    let mut cycles = 0;
+    let mut tokens = Vec::new();
+    let refused = loop {
+        let r = c.request(METHOD_ALLOCATE, &even_r).await;
+        if !r.is_success() {
+            break r.error;
+        }
+        tokens.push(reservation_token(&r));
+        assert_eq!(r.xor_addr(ATTR_XOR_RELAYED_ADDRESS).port() % 2, 0);
+        let r = c.request(METHOD_REFRESH, &[Attr::Lifetime(0)]).await;
+        assert!(r.is_success(), "{r:?}");
+        cycles += 1;
+        assert!(
+            cycles <= 20,
+            "20 reserve/release cycles without hitting the quota"
+        );
+    };
+    // Quota 4: each cycle leaves one reservation; the 4th needs 3 + 2 slots.
+    assert_eq!((refused, cycles), (Some(486), 3));
+    let snap = server.metrics();
+    assert_eq!((snap.reserved_ports, snap.active_allocations), (3, 0));
+
+    // The global reservation cap (3) is full: another user's EVEN-PORT(R) gets 508, while
+    // plain allocations of other users are unaffected.
+    let t = server.credentials().mint("trent", 600, clock.unix_secs());
+    let mut other = RawClient::new(udp, &t.username, &t.credential).await;
+    assert_eq!(
+        other.request(METHOD_ALLOCATE, &even_r).await.error,
+        Some(508)
+    );
+    assert!(other.allocate().await.is_success());
+
+    // Redeeming one's own reservation frees the slot it held: 3 reserved + 1 allocation fits.
+    let mut redeem = RawClient::new(udp, &m.username, &m.credential).await;
+    let r = redeem
+        .request(
+            METHOD_ALLOCATE,
+            &[
+                Attr::Transport,
+                Attr::Raw(ATTR_RESERVATION_TOKEN.0, tokens[0].clone()),
+            ],
+        )
+        .await;
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(r.xor_addr(ATTR_XOR_RELAYED_ADDRESS).port() % 2, 1);
+    let mut fourth = RawClient::new(udp, &m.username, &m.credential).await;
+    assert!(fourth.allocate().await.is_success());
+    let mut fifth = RawClient::new(udp, &m.username, &m.credential).await;
+    assert_eq!(fifth.allocate().await.error, Some(486));
+    assert_eq!(server.metrics().reserved_ports, 2);
+
+    // Reservations expire (30 s on the injected clock) and give their slots back.
+    clock.advance(Duration::from_secs(31));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.metrics().reserved_ports > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reservations never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fifth.allocate().await.is_success());
+    server.shutdown().await;
+}

@@ -23,7 +23,8 @@ use rtc::turn::proto::lifetime::Lifetime;
 use rtc::turn::proto::peeraddr::PeerAddress;
 use rtc::turn::proto::reqtrans::RequestedTransport;
 use rtc::turn::proto::PROTO_UDP;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 
 pub const REALM: &str = "parlor.test";
 pub const SECRET: &str = "test-shared-secret";
@@ -142,6 +143,8 @@ pub fn free_port() -> u16 {
 
 pub struct RawClient {
     pub sock: UdpSocket,
+    /// Set for a client on the TCP listener (then `sock` is unused).
+    pub tcp: Option<TcpStream>,
     pub server: SocketAddr,
     pub username: String,
     pub password: String,
@@ -182,6 +185,8 @@ pub enum Attr {
     Peer(SocketAddr),
     Channel(u16),
     Data(Vec<u8>),
+    /// Any attribute by type and value (EVEN-PORT, RESERVATION-TOKEN, ...).
+    Raw(u16, Vec<u8>),
 }
 
 impl RawClient {
@@ -189,6 +194,7 @@ impl RawClient {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         Self {
             sock,
+            tcp: None,
             server,
             username: username.to_owned(),
             password: password.to_owned(),
@@ -197,6 +203,55 @@ impl RawClient {
             crypto: rtc::crypto::default_provider().unwrap(),
             stray: Vec::new(),
         }
+    }
+
+    /// A client on the server's TCP listener (RFC 6062 framing).
+    pub async fn new_tcp(server: SocketAddr, username: &str, password: &str) -> Self {
+        let mut c = Self::new(server, username, password).await;
+        c.tcp = Some(TcpStream::connect(server).await.unwrap());
+        c
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        match &mut self.tcp {
+            Some(t) => t.write_all(bytes).await.unwrap(),
+            None => {
+                self.sock.send_to(bytes, self.server).await.unwrap();
+            }
+        }
+    }
+
+    /// The next datagram (UDP) or frame (TCP: STUN by its length, ChannelData padded to 4).
+    /// `None` when the TCP connection was closed by the server.
+    pub async fn recv_raw(&mut self) -> Option<Vec<u8>> {
+        let fut = async {
+            match &mut self.tcp {
+                None => {
+                    let mut buf = vec![0u8; 2048];
+                    let (n, _) = self.sock.recv_from(&mut buf).await.unwrap();
+                    Some(buf[..n].to_vec())
+                }
+                Some(t) => {
+                    let mut head = [0u8; 4];
+                    if t.read_exact(&mut head).await.is_err() {
+                        return None;
+                    }
+                    let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+                    let body = if (0x40..=0x7f).contains(&head[0]) {
+                        len.div_ceil(4) * 4
+                    } else {
+                        16 + len
+                    };
+                    let mut frame = head.to_vec();
+                    frame.resize(4 + body, 0);
+                    t.read_exact(&mut frame[4..]).await.ok()?;
+                    Some(frame)
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .expect("nothing received from the TURN server")
     }
 
     fn build(&self, method: Method, class: MessageClass, attrs: &[Attr], auth: bool) -> Message {
@@ -218,6 +273,11 @@ impl RawClient {
                 })),
                 Attr::Channel(c) => setters.push(Box::new(ChannelNumber(*c))),
                 Attr::Data(d) => setters.push(Box::new(Data(d.clone()))),
+                Attr::Raw(t, v) => setters.push(Box::new(RawAttribute {
+                    typ: AttrType(*t),
+                    length: 0,
+                    value: v.clone(),
+                })),
             }
         }
         if auth {
@@ -247,14 +307,13 @@ impl RawClient {
     }
 
     async fn roundtrip(&mut self, m: &Message) -> Resp {
-        self.sock.send_to(&m.raw, self.server).await.unwrap();
-        let mut buf = vec![0u8; 2048];
+        self.send_raw(&m.raw).await;
         loop {
-            let (n, _) =
-                tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
-                    .await
-                    .expect("no response from TURN server")
-                    .unwrap();
+            let buf = self
+                .recv_raw()
+                .await
+                .expect("TURN server closed the connection");
+            let n = buf.len();
             let mut r = Message::new();
             if r.unmarshal_binary(&buf[..n]).is_err() || r.transaction_id != m.transaction_id {
                 self.stray.push(buf[..n].to_vec());
@@ -316,14 +375,17 @@ impl RawClient {
             &[Attr::Peer(peer), Attr::Data(data.to_vec())],
             false,
         );
-        self.sock.send_to(&m.raw, self.server).await.unwrap();
+        self.send_raw(&m.raw).await;
     }
 
     pub async fn channel_data(&mut self, channel: u16, data: &[u8]) {
         let mut v = channel.to_be_bytes().to_vec();
         v.extend_from_slice(&(data.len() as u16).to_be_bytes());
         v.extend_from_slice(data);
-        self.sock.send_to(&v, self.server).await.unwrap();
+        if self.tcp.is_some() {
+            v.resize(v.len().div_ceil(4) * 4, 0);
+        }
+        self.send_raw(&v).await;
     }
 
     /// A Binding round trip: the server handles a client's packets in order, so once this
@@ -338,13 +400,7 @@ impl RawClient {
     /// channel, payload).
     pub async fn recv_relayed(&mut self) -> (Option<SocketAddr>, Option<u16>, Vec<u8>) {
         let pkt = if self.stray.is_empty() {
-            let mut buf = vec![0u8; 2048];
-            let (n, _) =
-                tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
-                    .await
-                    .expect("nothing relayed")
-                    .unwrap();
-            buf[..n].to_vec()
+            self.recv_raw().await.expect("connection closed")
         } else {
             self.stray.remove(0)
         };
@@ -372,4 +428,24 @@ pub fn nothing_queued(sock: &UdpSocket) -> bool {
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
+}
+
+/// Raise this process's open-file soft limit to its hard limit (flood tests open thousands).
+pub fn raise_nofile_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid, owned struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
+        rl.rlim_cur = rl.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
+    }
+    rl.rlim_cur as u64
+}
+
+/// Open file descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
