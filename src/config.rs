@@ -127,6 +127,8 @@ pub struct LimitsConfig {
     pub max_signal_message_bytes: usize,
     /// Signal messages per second per connection before the connection is closed.
     pub max_signal_messages_per_sec: u32,
+    /// Presence WebSocket messages per second per connection before the connection is closed.
+    pub max_presence_messages_per_sec: u32,
     pub max_devices_per_user: usize,
 }
 
@@ -178,6 +180,7 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024,
                 max_signal_message_bytes: 256 * 1024,
                 max_signal_messages_per_sec: 200,
+                max_presence_messages_per_sec: 20,
                 max_devices_per_user: 10,
             },
             webhooks: WebhooksConfig {
