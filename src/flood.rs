@@ -34,6 +34,24 @@ impl FloodLimit {
     }
 }
 
+/// After sending a close frame: read (and discard) what the client still sends until it answers
+/// the close, for at most `CLOSE_DRAIN` — closing with unread data would reset the connection and
+/// the client would never see the close reason.
+pub async fn drain_until_closed(ws: &mut axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(m)) = ws.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Longest wait for a flooding client to acknowledge the close.
+pub const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -374,6 +374,7 @@ async fn run(
                             reason: "too many presence messages".into(),
                         })))
                         .await;
+                    crate::flood::drain_until_closed(&mut socket).await;
                     break;
                 }
                 Some(Ok(Message::Text(text))) => {

@@ -1,7 +1,8 @@
 //! The media worker's gate for STUN sent to one of its peer connections: only an ICE connectivity
 //! check the `rtc` ICE agent can act on reaches it (a Binding request whose USERNAME starts with the
 //! connection's ufrag and whose MESSAGE-INTEGRITY verifies with its password, once the remote
-//! description is known; or a plain Binding indication, a keepalive the agent counts as liveness).
+//! description is known; a success response protected with the peer's password; or a plain Binding
+//! indication, a keepalive the agent counts as liveness).
 //! Everything else is a per-packet fault the worker counts and drops:
 //! handing it to `rtc` only makes the agent log a WARN per packet (a log flood anyone can cause).
 
@@ -16,6 +17,7 @@ const ATTR_ICE_CONTROLLED: u16 = 0x8029;
 const ATTR_ICE_CONTROLLING: u16 = 0x802A;
 const CLASS_REQUEST: u16 = 0x0000;
 const CLASS_INDICATION: u16 = 0x0010;
+const CLASS_SUCCESS: u16 = 0x0100;
 const METHOD_BINDING: u16 = 0x0001;
 
 /// Why a STUN packet was dropped (the `reason` label of `parlor_stun_dropped_total`).
@@ -25,7 +27,7 @@ pub enum StunFault {
     Malformed,
     /// A Binding indication before the remote description, or carrying ICE role attributes.
     Indication,
-    /// A response, or a method other than Binding (an ICE-lite agent sends no requests).
+    /// An error response, or a method other than Binding.
     Unexpected,
     /// A Binding request without USERNAME or whose USERNAME names another connection.
     BadUsername,
@@ -64,8 +66,15 @@ impl StunFault {
 }
 
 /// Check a STUN packet (RFC 7983: first byte 0..3) addressed to the connection whose local ICE
-/// credentials are `ufrag`/`pwd`. Allocation-free.
-pub fn check(buf: &[u8], ufrag: &str, pwd: &str, has_remote: bool) -> Result<(), StunFault> {
+/// credentials are `ufrag`/`pwd`; `remote_pwd` is the peer's ICE password from the remote
+/// description (None before it is set). Allocation-free.
+pub fn check(
+    buf: &[u8],
+    ufrag: &str,
+    pwd: &str,
+    remote_pwd: Option<&str>,
+) -> Result<(), StunFault> {
+    let has_remote = remote_pwd.is_some();
     if buf.len() < HEADER_LEN || buf[0] & 0xC0 != 0 || buf[4..8] != MAGIC_COOKIE {
         return Err(StunFault::Malformed);
     }
@@ -79,11 +88,10 @@ pub fn check(buf: &[u8], ufrag: &str, pwd: &str, has_remote: bool) -> Result<(),
     if method != METHOD_BINDING {
         return Err(StunFault::Unexpected);
     }
-    let indication = match class {
-        CLASS_REQUEST => false,
-        CLASS_INDICATION => true,
-        _ => return Err(StunFault::Unexpected),
-    };
+    if !matches!(class, CLASS_REQUEST | CLASS_INDICATION | CLASS_SUCCESS) {
+        return Err(StunFault::Unexpected);
+    }
+    let indication = class == CLASS_INDICATION;
     let mut username = None;
     let mut role_attr = false;
     let mut integrity = None;
@@ -117,6 +125,19 @@ pub fn check(buf: &[u8], ufrag: &str, pwd: &str, has_remote: bool) -> Result<(),
         } else {
             Err(StunFault::Indication)
         };
+    }
+    if class == CLASS_SUCCESS {
+        // A response to the agent's own check (consent, keepalive): keyed with the peer's password.
+        let Some(remote_pwd) = remote_pwd else {
+            return Err(StunFault::NoRemoteDescription);
+        };
+        let Some((attr_off, mac)) = integrity else {
+            return Err(StunFault::NoIntegrity);
+        };
+        if mac.len() != 20 || !integrity_ok(buf, attr_off, mac, remote_pwd.as_bytes()) {
+            return Err(StunFault::BadIntegrity);
+        }
+        return Ok(());
     }
     let ours = username
         .and_then(|u| u.split(|&b| b == b':').next())
@@ -186,31 +207,43 @@ mod tests {
     #[test]
     fn only_authenticated_checks_pass() {
         let (u, p) = ("0abc", "secret-pwd");
-        assert_eq!(check(&stun(1, "0abc:x", Some(b"secret-pwd")), u, p, true), Ok(()));
+        let (yes, no) = (Some("their-pwd"), None);
+        assert_eq!(check(&stun(1, "0abc:x", Some(b"secret-pwd")), u, p, yes), Ok(()));
         assert_eq!(
-            check(&stun(1, "0abc:x", Some(b"secret-pwd")), u, p, false),
+            check(&stun(1, "0abc:x", Some(b"secret-pwd")), u, p, no),
             Err(StunFault::NoRemoteDescription)
         );
-        assert_eq!(check(&stun(1, "0abc:x", None), u, p, true), Err(StunFault::NoIntegrity));
+        assert_eq!(check(&stun(1, "0abc:x", None), u, p, yes), Err(StunFault::NoIntegrity));
         assert_eq!(
-            check(&stun(1, "0abc:x", Some(b"guess")), u, p, true),
+            check(&stun(1, "0abc:x", Some(b"guess")), u, p, yes),
             Err(StunFault::BadIntegrity)
         );
         assert_eq!(
-            check(&stun(1, "0abd:x", Some(b"secret-pwd")), u, p, true),
+            check(&stun(1, "0abd:x", Some(b"secret-pwd")), u, p, yes),
             Err(StunFault::BadUsername)
         );
-        assert_eq!(check(&stun(0x0011, "0abc:x", None), u, p, true), Ok(()));
+        assert_eq!(check(&stun(0x0011, "0abc:x", None), u, p, yes), Ok(()));
         assert_eq!(
-            check(&stun(0x0011, "0abc:x", None), u, p, false),
+            check(&stun(0x0011, "0abc:x", None), u, p, no),
             Err(StunFault::Indication)
         );
-        assert_eq!(check(&stun(0x0101, "0abc:x", None), u, p, true), Err(StunFault::Unexpected));
+        assert_eq!(check(&stun(0x0111, "0abc:x", None), u, p, yes), Err(StunFault::Unexpected));
+        // Success responses: keyed with the peer's password.
+        assert_eq!(check(&stun(0x0101, "", Some(b"their-pwd")), u, p, yes), Ok(()));
+        assert_eq!(
+            check(&stun(0x0101, "", Some(b"secret-pwd")), u, p, yes),
+            Err(StunFault::BadIntegrity)
+        );
+        assert_eq!(check(&stun(0x0101, "", None), u, p, yes), Err(StunFault::NoIntegrity));
+        assert_eq!(
+            check(&stun(0x0101, "", Some(b"their-pwd")), u, p, no),
+            Err(StunFault::NoRemoteDescription)
+        );
         let mut cut = stun(1, "0abc:x", Some(b"secret-pwd"));
         cut.truncate(cut.len() - 3);
-        assert_eq!(check(&cut, u, p, true), Err(StunFault::Malformed));
+        assert_eq!(check(&cut, u, p, yes), Err(StunFault::Malformed));
         for n in 0..HEADER_LEN {
-            assert_eq!(check(&cut[..n], u, p, true), Err(StunFault::Malformed));
+            assert_eq!(check(&cut[..n], u, p, yes), Err(StunFault::Malformed));
         }
     }
 }

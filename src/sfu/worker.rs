@@ -234,6 +234,8 @@ struct Pc {
     ufrag: String,
     /// Local ICE password (MESSAGE-INTEGRITY key of the checks addressed to this connection).
     pwd: String,
+    /// The peer's ICE password (from the remote description, once set).
+    remote_pwd: Option<String>,
     addrs: Vec<(SocketAddr, bool)>,
     next_timeout: Option<Instant>,
     connected: bool,
@@ -653,11 +655,15 @@ impl Worker {
         // STUN reaches the ICE agent only if it can act on it (an authenticated check): anything
         // else is a per-packet fault, counted and logged rate-limited, never handed to `rtc`.
         if peer::is_stun(data) {
-            let Some(pc) = self.pcs.get(&pc_id) else {
+            let Some(pc) = self.pcs.get_mut(&pc_id) else {
                 return;
             };
-            let has_remote = pc.rtc.remote_description().is_some();
-            if let Err(fault) = stun_check::check(data, &pc.ufrag, &pc.pwd, has_remote) {
+            if pc.remote_pwd.is_none() {
+                pc.remote_pwd = pc.rtc.remote_description().and_then(|d| ice_pwd(&d.sdp));
+            }
+            let checked =
+                stun_check::check(data, &pc.ufrag, &pc.pwd, pc.remote_pwd.as_deref());
+            if let Err(fault) = checked {
                 self.stun_fault(fault, pc_id, from, now);
                 return;
             }
@@ -1411,6 +1417,7 @@ impl Worker {
                 role,
                 ufrag,
                 pwd,
+                remote_pwd: None,
                 addrs: Vec::new(),
                 next_timeout: None,
                 connected: false,
@@ -2379,6 +2386,13 @@ fn apply_local(
 }
 
 /// The extmap id of `uri` in the first `m=<media>` section that declares it.
+/// The first `a=ice-pwd:` of an SDP.
+fn ice_pwd(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-pwd:"))
+        .map(|p| p.trim().to_string())
+}
+
 fn extmap_id(sdp: &str, media: &str, uri: &str) -> Option<u8> {
     let mut in_media = false;
     for l in sdp.lines() {

@@ -295,6 +295,7 @@ async fn flood(s: &Srv) {
         }
     };
     writer.abort();
+    eprintln!("{writes} of {sent} status writes processed before the close");
     let frame = close.expect("close frame with a reason");
     assert_eq!(u16::from(frame.code), 1008);
     assert_eq!(frame.reason.as_str(), "too many presence messages");
