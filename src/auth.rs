@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use parlor_signaling::{AccessToken, Claims, TokenError};
+use parlor_signaling::{AccessToken, Claims, TokenError, TokenPurpose};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -34,8 +34,20 @@ impl KeyRing {
         self.keys.is_empty()
     }
 
+    /// Verify an access (join/API) token: what `/rtc`, the Bearer extractor and the presence socket
+    /// accept. Tokens minted for any other purpose (download, model session, embed) are refused.
     pub fn verify(&self, token: &str, now_unix: u64) -> Result<Claims, TokenError> {
-        AccessToken::decode(token, |k| self.secret(k), now_unix)
+        self.verify_for(TokenPurpose::Access, token, now_unix)
+    }
+
+    /// Verify a token minted for `purpose` (and only that purpose).
+    pub fn verify_for(
+        &self,
+        purpose: TokenPurpose,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<Claims, TokenError> {
+        AccessToken::decode_for(purpose, token, |k| self.secret(k), now_unix)
     }
 }
 

@@ -145,6 +145,8 @@ pub struct LimitsConfig {
     pub max_signal_message_bytes: usize,
     /// Signal messages per second per connection before the connection is closed.
     pub max_signal_messages_per_sec: u32,
+    /// Presence WebSocket messages per second per connection before the connection is closed.
+    pub max_presence_messages_per_sec: u32,
     pub max_devices_per_user: usize,
     /// HTTP/WebSocket connections held at once (also bounded by the open-file budget). At the cap,
     /// the oldest connection that has not sent a complete request head is closed to make room.
@@ -215,6 +217,7 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024,
                 max_signal_message_bytes: 256 * 1024,
                 max_signal_messages_per_sec: 200,
+                max_presence_messages_per_sec: 20,
                 max_devices_per_user: 10,
                 http_max_connections: 10_000,
                 http_max_connections_per_ip: 256,

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub signal_errors: AtomicU64,
     pub ice_tcp_connections: AtomicU64,
     pub ice_tcp_frames_in: AtomicU64,
+    /// STUN packets the media workers dropped, by `StunFault` index.
+    pub stun_dropped: [AtomicU64; crate::sfu::stun_check::StunFault::ALL.len()],
 }
 
 impl Metrics {
@@ -143,6 +145,15 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
                 v.load(Relaxed)
             );
+        }
+        let name = "parlor_stun_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} STUN packets dropped before the ICE agent (per-packet faults), by reason\n# TYPE {name} counter"
+        );
+        for f in crate::sfu::stun_check::StunFault::ALL {
+            let v = self.stun_dropped[f.index()].load(Relaxed);
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {v}", f.reason());
         }
         for (name, help, v) in extra {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -586,17 +586,25 @@ impl EventConsumer {
         Ok(())
     }
 
+    async fn is_ringing(&self, call_id: &str) -> bool {
+        let call = self.state.store.get_call(call_id).await;
+        call.is_ok_and(|c| c.status == "ringing")
+    }
+
     async fn closed(&mut self, room: String, at: i64) -> StoreResult<()> {
         let remaining: Vec<String> = self
             .rooms
             .get(&room)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
+        let had_nobody = remaining.is_empty();
         for identity in remaining {
             self.left(room.clone(), identity, at).await?;
         }
         self.rooms.remove(&room);
-        if room.starts_with(CALL_PREFIX) {
+        // A room that closes with nobody ever tracked in it was opened by hidden participants only
+        // (a recorder): a ringing call stays ringing (the ring sweep ends it), others end here.
+        if room.starts_with(CALL_PREFIX) && !(had_nobody && self.is_ringing(&room).await) {
             self.end_call(&room, at).await?;
         }
         Ok(())

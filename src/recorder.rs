@@ -41,7 +41,8 @@ pub enum RecorderError {
     Media(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the call has ended ({0})")]
+    /// The call is not `active` (ringing: nobody has joined yet; completed/missed: it has ended).
+    #[error("the call is not active ({0})")]
     CallNotActive(String),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -55,7 +56,9 @@ pub async fn start_for_call(
     call: &crate::store::CallRecord,
     started_by: &str,
 ) -> Result<(String, i64), RecorderError> {
-    if call.is_over() {
+    // Only a call someone has joined (media flowing: `active`) is recorded. The recorder is a hidden
+    // participant and never counts for the call's lifecycle, so it must not be what opens the room.
+    if call.status != "active" {
         return Err(RecorderError::CallNotActive(call.status.clone()));
     }
     if state.recorders.is_recording(&call.id)
@@ -136,6 +139,11 @@ impl Recorders {
 
     pub fn is_recording(&self, call_id: &str) -> bool {
         self.lock().contains_key(call_id)
+    }
+
+    /// The id of the recording running for the call, if any.
+    pub fn recording_id(&self, call_id: &str) -> Option<String> {
+        self.lock().get(call_id).map(|r| r.recording_id.clone())
     }
 
     /// Start recording room `room` (a call id) as `recording_id` (its row already stored), writing

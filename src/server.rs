@@ -240,6 +240,22 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     if recovered > 0 {
         tracing::info!(recovered, "finished recordings left behind by a crash");
     }
+    // Recording deletes a crash interrupted: remove the rest of their files and their rows.
+    let deleted = crate::recording_delete::finish_pending(
+        &state.store,
+        &state.config.storage.data_dir.join("recordings"),
+    )
+    .await;
+    if deleted > 0 {
+        tracing::info!(deleted, "finished recording deletes left behind by a crash");
+    }
+    // Calls and huddles a crash left open (their rooms died with it): finish them before serving.
+    let heartbeat = crate::orphans::last_heartbeat(&state.config.storage.data_dir);
+    let (calls, huddles) = crate::orphans::finish(&state, heartbeat).await;
+    if calls + huddles > 0 {
+        tracing::info!(calls, huddles, "finished calls and huddles left open by a crash");
+    }
+    crate::orphans::spawn_heartbeat(&state);
     crate::product::spawn_event_consumer(state.clone());
     let app = router(state.clone());
     let http_limits = crate::http_serve::HttpLimits {

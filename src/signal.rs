@@ -212,9 +212,8 @@ async fn session(
     }
     info!(room = %room, participant = %identity, "signal session started");
 
-    let max_per_sec = state.config.limits.max_signal_messages_per_sec.max(1);
-    let mut window_start = Instant::now();
-    let mut window_count = 0u32;
+    let mut flood =
+        crate::flood::FloodLimit::new(state.config.limits.max_signal_messages_per_sec, Instant::now());
     let ping_timeout = Duration::from_secs(20);
     let mut last_seen = Instant::now();
     let mut liveness = tokio::time::interval(Duration::from_secs(1));
@@ -226,16 +225,10 @@ async fn session(
             msg = ws.recv() => {
                 let Some(Ok(msg)) = msg else { break };
                 last_seen = Instant::now();
-                // Flood protection.
-                if last_seen.duration_since(window_start) >= Duration::from_secs(1) {
-                    window_start = last_seen;
-                    window_count = 0;
-                }
-                window_count += 1;
-                if window_count > max_per_sec {
+                if !flood.admit(last_seen) {
                     Metrics::inc(&state.metrics.signal_errors);
                     warn!(room = %room, participant = %identity, "signal flood; closing");
-                    close_reason = Some((1008, "too many signal messages"));
+                    close_reason = Some((crate::flood::CLOSE_CODE, "too many signal messages"));
                     break;
                 }
                 let bytes = match msg {

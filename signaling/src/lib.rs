@@ -4,4 +4,4 @@
 pub mod protocol;
 pub mod token;
 
-pub use token::{AccessToken, Claims, TokenError, VideoGrant};
+pub use token::{AccessToken, Claims, TokenError, TokenPurpose, VideoGrant};

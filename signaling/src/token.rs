@@ -1,6 +1,12 @@
 //! Access tokens: HS256 JWTs whose claims are compatible with LiveKit access tokens
 //! (`iss` = API key, `sub` = identity, `video` grant, `name`, `metadata`, `exp`, `nbf`).
 //!
+//!
+//! Every token is bound to one [`TokenPurpose`]: `aud` names it (absent = [`TokenPurpose::Access`], so
+//! LiveKit SDK tokens, which carry no custom claims, are access tokens) and every purpose but Access is
+//! signed with a key derived for that purpose from the API secret. A verifier asks for one purpose and
+//! refuses every other, so a download link can never be used as a login and vice versa.
+//!
 //! Written on `hmac` + `sha2` rather than a JWT crate: we accept exactly one algorithm (HS256), so the
 //! whole surface is ~100 lines that are easy to audit, and `alg` confusion attacks are impossible.
 
@@ -32,6 +38,73 @@ pub enum TokenError {
     NotYetValid,
     #[error("token is too large")]
     TooLarge,
+    #[error("token audience is not a Parlor token purpose")]
+    UnknownPurpose,
+    #[error("token is for {found}, not {expected}")]
+    WrongPurpose {
+        found: &'static str,
+        expected: &'static str,
+    },
+}
+
+/// What a token may be used for. Each endpoint verifies exactly one purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    /// Joining rooms (`/rtc`) and the REST/WebSocket APIs: LiveKit-compatible, no `aud` claim.
+    Access,
+    /// One recording file (`res` = `recording:<id>`), for the signed download URL.
+    Download,
+    /// A model (voice-assistant) session's auth (reserved: no endpoint yet).
+    ModelSession,
+    /// An embedded widget (reserved: no endpoint yet).
+    Embed,
+}
+
+impl TokenPurpose {
+    pub const ALL: [TokenPurpose; 4] = [
+        TokenPurpose::Access,
+        TokenPurpose::Download,
+        TokenPurpose::ModelSession,
+        TokenPurpose::Embed,
+    ];
+
+    /// The `aud` claim tokens of this purpose carry (Access tokens carry none).
+    pub const fn audience(self) -> Option<&'static str> {
+        match self {
+            TokenPurpose::Access => None,
+            TokenPurpose::Download => Some("parlor:download"),
+            TokenPurpose::ModelSession => Some("parlor:model-session"),
+            TokenPurpose::Embed => Some("parlor:embed"),
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            TokenPurpose::Access => "access",
+            TokenPurpose::Download => "download",
+            TokenPurpose::ModelSession => "model-session",
+            TokenPurpose::Embed => "embed",
+        }
+    }
+
+    fn from_audience(aud: Option<&str>) -> Result<Self, TokenError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.audience() == aud)
+            .ok_or(TokenError::UnknownPurpose)
+    }
+
+    /// The HMAC key for this purpose: the API secret itself for Access (LiveKit compatibility),
+    /// HMAC-SHA256(secret, "parlor-token-purpose/v1/<name>") for the others.
+    fn signing_key(self, secret: &str) -> Vec<u8> {
+        match self {
+            TokenPurpose::Access => secret.as_bytes().to_vec(),
+            other => sign(
+                secret.as_bytes(),
+                format!("parlor-token-purpose/v1/{}", other.name()).as_bytes(),
+            ),
+        }
+    }
 }
 
 /// The LiveKit `video` grant. Field names follow LiveKit's JSON (camelCase).
@@ -104,6 +177,12 @@ pub struct Claims {
     pub metadata: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoGrant>,
+    /// The token's purpose (see [`TokenPurpose::audience`]); absent on access tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The one resource a purpose-bound token opens (e.g. `recording:<id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub res: Option<String>,
 }
 
 impl Claims {
@@ -129,16 +208,51 @@ struct Header {
 pub const LEEWAY_SECS: u64 = 10;
 
 impl AccessToken {
-    /// Sign `claims` with `secret` (HS256).
+    /// Sign `claims` with `secret` (HS256) as they are: an access token unless `aud` says otherwise
+    /// (which then does not verify: use [`AccessToken::encode_for`] for other purposes).
     pub fn encode(claims: &Claims, secret: &str) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        // Serialising a plain struct of strings/ints cannot fail.
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signing_input = format!("{header}.{payload}");
-        let sig = sign(secret.as_bytes(), signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        encode_with_key(claims, secret.as_bytes())
     }
 
+    /// Sign `claims` for `purpose`: sets `aud` and signs with the purpose's derived key.
+    pub fn encode_for(purpose: TokenPurpose, claims: &Claims, secret: &str) -> String {
+        let mut claims = claims.clone();
+        claims.aud = purpose.audience().map(str::to_string);
+        encode_with_key(&claims, &purpose.signing_key(secret))
+    }
+
+    /// Mint a token for `purpose` that opens only `resource`, valid from `now` for `ttl_secs`.
+    pub fn for_resource(
+        purpose: TokenPurpose,
+        api_key: &str,
+        secret: &str,
+        identity: &str,
+        resource: &str,
+        now_unix: u64,
+        ttl_secs: u64,
+    ) -> String {
+        let claims = Claims {
+            iss: api_key.to_string(),
+            sub: identity.to_string(),
+            nbf: now_unix.saturating_sub(1),
+            exp: now_unix + ttl_secs,
+            res: Some(resource.to_string()),
+            ..Default::default()
+        };
+        Self::encode_for(purpose, &claims, secret)
+    }
+}
+
+fn encode_with_key(claims: &Claims, key: &[u8]) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    // Serialising a plain struct of strings/ints cannot fail.
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let signing_input = format!("{header}.{payload}");
+    let sig = sign(key, signing_input.as_bytes());
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+impl AccessToken {
     /// Mint a join token valid from `now` for `ttl_secs`.
     pub fn for_join(
         api_key: &str,
@@ -166,8 +280,20 @@ impl AccessToken {
         Ok(claims.iss)
     }
 
-    /// Verify signature and time validity; `secret_for` maps an API key to its secret.
+    /// Verify an access token (signature, time validity, no other purpose); `secret_for` maps an
+    /// API key to its secret.
     pub fn decode<'a>(
+        token: &str,
+        secret_for: impl Fn(&str) -> Option<&'a str>,
+        now_unix: u64,
+    ) -> Result<Claims, TokenError> {
+        Self::decode_for(TokenPurpose::Access, token, secret_for, now_unix)
+    }
+
+    /// Verify a token of `purpose`: one of another purpose is refused before its signature is checked
+    /// (and would fail it: each purpose has its own key).
+    pub fn decode_for<'a>(
+        purpose: TokenPurpose,
         token: &str,
         secret_for: impl Fn(&str) -> Option<&'a str>,
         now_unix: u64,
@@ -178,12 +304,22 @@ impl AccessToken {
             return Err(TokenError::UnsupportedAlgorithm);
         }
         let claims: Claims = decode_json(payload_b64)?;
+        let found = TokenPurpose::from_audience(claims.aud.as_deref())?;
+        if found != purpose {
+            return Err(TokenError::WrongPurpose {
+                found: found.name(),
+                expected: purpose.name(),
+            });
+        }
         let secret = secret_for(&claims.iss).ok_or(TokenError::UnknownKey)?;
         let sig = URL_SAFE_NO_PAD
             .decode(sig_b64)
             .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
         let signing_input_len = header_b64.len() + 1 + payload_b64.len();
-        let expected = sign(secret.as_bytes(), &token.as_bytes()[..signing_input_len]);
+        let expected = sign(
+            &purpose.signing_key(secret),
+            &token.as_bytes()[..signing_input_len],
+        );
         if !bool::from(expected.as_slice().ct_eq(&sig)) {
             return Err(TokenError::BadSignature);
         }
@@ -306,6 +442,68 @@ mod tests {
             AccessToken::decode(&"a".repeat(MAX_TOKEN_LEN + 1), secret_for, NOW),
             Err(TokenError::TooLarge)
         );
+    }
+
+    /// Every purpose verifies only as itself; a token without `aud` (LiveKit's) is an access token.
+    #[test]
+    fn purposes_are_not_interchangeable() {
+        const S: &str = "secret-secret-secret-secret-1234";
+        for minted in TokenPurpose::ALL {
+            let t = AccessToken::for_resource(minted, "APIdev", S, "alice", "recording:r1", NOW, 60);
+            for wanted in TokenPurpose::ALL {
+                let got = AccessToken::decode_for(wanted, &t, secret_for, NOW);
+                if minted == wanted {
+                    let c = got.unwrap();
+                    assert_eq!(c.res.as_deref(), Some("recording:r1"));
+                    assert_eq!(c.aud.as_deref(), minted.audience());
+                } else {
+                    assert_eq!(
+                        got,
+                        Err(TokenError::WrongPurpose {
+                            found: minted.name(),
+                            expected: wanted.name()
+                        }),
+                        "{minted:?} token accepted as {wanted:?}"
+                    );
+                }
+            }
+        }
+        let join = AccessToken::for_join("APIdev", S, "a", VideoGrant::join("r"), NOW, 60);
+        assert!(!join.is_empty());
+        let c = AccessToken::decode(&join, secret_for, NOW).unwrap();
+        assert_eq!(c.aud, None);
+        // A download audience signed with the plain API secret (not the derived key) is refused:
+        // an `aud` claim alone does not make a token.
+        let claims = Claims {
+            iss: "APIdev".into(),
+            sub: "a".into(),
+            exp: NOW + 60,
+            aud: Some("parlor:download".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            AccessToken::decode_for(
+                TokenPurpose::Download,
+                &AccessToken::encode(&claims, S),
+                secret_for,
+                NOW
+            ),
+            Err(TokenError::BadSignature)
+        );
+        // An audience that is no Parlor purpose is refused everywhere.
+        let other = AccessToken::encode(
+            &Claims {
+                aud: Some("something-else".into()),
+                ..claims
+            },
+            S,
+        );
+        for p in TokenPurpose::ALL {
+            assert_eq!(
+                AccessToken::decode_for(p, &other, secret_for, NOW),
+                Err(TokenError::UnknownPurpose)
+            );
+        }
     }
 
     /// Interop vector: a token produced by LiveKit's Go `auth.AccessToken` shape decodes with our claims.

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 use crate::store::{PresenceRecord, StoreError};
 use crate::timefmt::{opt, rfc3339_ms};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -350,6 +350,10 @@ async fn run(
         .send(Message::Text(hello.to_string().into()))
         .await
         .is_ok();
+    let mut flood = crate::flood::FloodLimit::new(
+        state.config.limits.max_presence_messages_per_sec,
+        std::time::Instant::now(),
+    );
     while ok {
         tokio::select! {
             _ = state.shutdown.cancelled() => {
@@ -361,6 +365,18 @@ async fn run(
                 None => break,
             },
             inbound = socket.recv() => match inbound {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) if !flood.admit(std::time::Instant::now()) => {
+                    tracing::warn!(user, device, "presence socket flood; closing");
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: crate::flood::CLOSE_CODE,
+                            reason: "too many presence messages".into(),
+                        })))
+                        .await;
+                    crate::flood::drain_until_closed(&mut socket).await;
+                    break;
+                }
                 Some(Ok(Message::Text(text))) => {
                     let reply = handle_message(&state, &user, text.as_str()).await;
                     ok = socket.send(Message::Text(reply.to_string().into())).await.is_ok();
@@ -369,8 +385,7 @@ async fn run(
                     let reply = ws_error("invalid_message", "send JSON text frames");
                     ok = socket.send(Message::Text(reply.to_string().into())).await.is_ok();
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {} // ping/pong
             },
         }
     }

@@ -18,10 +18,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use parlor_signaling::{AccessToken, VideoGrant};
+use parlor_signaling::{AccessToken, TokenPurpose};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,10 +48,15 @@ async fn start(
     let (id, now) = match crate::recorder::start_for_call(&state, &call, user.id()).await {
         Ok(x) => x,
         Err(E::CallNotActive(status)) => {
+            let why = if status == "ringing" {
+                "nobody has joined it yet"
+            } else {
+                "it has ended"
+            };
             return Err(ApiError::conflict(
                 "call_not_active",
-                format!("the call has ended ({status})"),
-            ))
+                format!("the call is not active ({status}): {why}"),
+            ));
         }
         Err(E::AlreadyRecording) => {
             return Err(ApiError::conflict(
@@ -133,8 +138,8 @@ fn not_found() -> ApiError {
 async fn load_for(state: &AppState, id: &str, user: &str) -> ApiResult<RecordingRecord> {
     check_id("recording_id", id)?;
     let r = match state.store.get_recording(id).await {
-        Ok(r) => r,
-        Err(StoreError::NotFound) => return Err(not_found()),
+        Ok(r) if r.status != "deleting" => r,
+        Ok(_) | Err(StoreError::NotFound) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
     if !state.store.can_see_recording(&r, user).await? {
@@ -184,12 +189,6 @@ async fn get_one(
     ))
 }
 
-/// A stored relative path, refusing anything that could leave the recordings directory.
-fn safe_relative(p: &str) -> Option<&Path> {
-    let path = Path::new(p);
-    (!p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))).then_some(path)
-}
-
 /// Delete (the recording's starter or the call's creator): the row and the file.
 async fn delete(
     State(state): State<AppState>,
@@ -208,24 +207,30 @@ async fn delete(
             "only the recording's starter or the call's creator can delete it",
         ));
     }
-    match state.store.delete_recording(&r.id).await {
-        Ok(()) | Err(StoreError::NotFound) => {}
+    // Crash-safe: mark the row first (a crash from here on is finished at start-up), stop a running
+    // recorder so it writes no more, remove every file, then the row.
+    match state.store.mark_recording_deleting(&r.id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     }
-    if let Some(rel) = r.file_path.as_deref().and_then(safe_relative) {
-        let path = recordings_dir(&state).join(rel);
-        if let Err(e) = tokio::fs::remove_file(&path).await {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "cannot delete recording file");
-            }
-        }
+    if r.status == "recording" && state.recorders.recording_id(&r.call_id).as_deref() == Some(&r.id)
+    {
+        state.recorders.stop(&r.call_id).await;
     }
+    crate::recording_delete::finish(&state.store, &recordings_dir(&state), &r)
+        .await
+        .map_err(|e| match e {
+            crate::recording_delete::DeleteError::Store(e) => e.into(),
+            e => ApiError::internal(format!("{e}; the delete is finished at the next start")),
+        })?;
     Ok(Json(
         json!({ "success": true, "recording_id": r.id, "deleted": true }),
     ))
 }
 
-fn file_grant_room(id: &str) -> String {
+/// The `res` claim of a recording's download token.
+fn file_resource(id: &str) -> String {
     format!("recording:{id}")
 }
 
@@ -245,15 +250,14 @@ async fn download(
         .keys
         .primary()
         .ok_or_else(|| ApiError::unavailable("no API key configured to sign URLs"))?;
-    let grant = VideoGrant {
-        room: Some(file_grant_room(&r.id)),
-        ..Default::default()
-    };
-    let token = AccessToken::for_join(
+    // A download token (own audience and signing key): it opens this one file and is refused by
+    // every other endpoint.
+    let token = AccessToken::for_resource(
+        TokenPurpose::Download,
         key,
         secret,
         user.id(),
-        grant,
+        &file_resource(&r.id),
         state.clock.unix_secs(),
         DOWNLOAD_TTL_SECS,
     );
@@ -313,20 +317,20 @@ async fn file(
         .ok_or_else(|| ApiError::unauthorized("missing download token"))?;
     let claims = state
         .keys
-        .verify(&token, state.clock.unix_secs())
+        .verify_for(TokenPurpose::Download, &token, state.clock.unix_secs())
         .map_err(|e| ApiError::unauthorized(format!("invalid download token: {e}")))?;
-    if claims.video().room.as_deref() != Some(file_grant_room(&id).as_str()) {
+    if claims.res.as_deref() != Some(file_resource(&id).as_str()) {
         return Err(ApiError::forbidden("the token is not for this recording"));
     }
     let r = match state.store.get_recording(&id).await {
-        Ok(r) => r,
-        Err(StoreError::NotFound) => return Err(not_found()),
+        Ok(r) if r.status != "deleting" => r,
+        Ok(_) | Err(StoreError::NotFound) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
     let rel = r
         .file_path
         .as_deref()
-        .and_then(safe_relative)
+        .and_then(crate::recording_delete::safe_relative)
         .ok_or_else(|| ApiError::conflict("recording_not_ready", "the recording has no file"))?;
     let path = recordings_dir(&state).join(rel);
     let f = tokio::fs::File::open(&path).await.map_err(|e| {

@@ -7,6 +7,7 @@ pub mod forwarder;
 pub mod local;
 pub mod peer;
 pub mod sendmmsg;
+pub mod stun_check;
 pub mod tcp;
 pub mod worker;
 

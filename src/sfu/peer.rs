@@ -62,18 +62,19 @@ pub fn worker_of_ufrag(ufrag: &str) -> Option<usize> {
     WORKER_CHARS.iter().position(|&w| w == c)
 }
 
-/// A new peer connection whose local ICE ufrag is `ufrag`, announcing `candidate_addr` as its only
-/// (host) candidate.
+/// A new peer connection whose local ICE credentials are `ufrag`/`pwd`, announcing `candidate_addr`
+/// as its only (host) candidate.
 pub fn build(
     now: Instant,
     ufrag: &str,
+    pwd: &str,
     candidate_addr: SocketAddr,
     tcp_candidate: Option<SocketAddr>,
     publisher: bool,
 ) -> Result<RTCPeerConnection, PeerError> {
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(ufrag.to_string(), random_string(24))
+        .with_ice_credentials(ufrag.to_string(), pwd.to_string())
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         // The agent's tick while connecting (default 200 ms) also paces how soon the lite agent
         // acts on the client's nomination; 25 ms cuts join-to-first-audio by ~150 ms. Only used in

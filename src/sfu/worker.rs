@@ -6,6 +6,8 @@
 use super::forwarder::{is_keyframe, Decision, Forwarder, PacketMeta};
 use super::peer::{self, AUDIO_LEVEL_URI};
 use super::{ParticipantSnapshot, SfuEvent, SfuHandle};
+use super::stun_check::{self, StunFault};
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use bytes::BytesMut;
 use parlor_signaling::protocol::{
@@ -202,6 +204,8 @@ struct Counters {
     bytes_out: u64,
     dropped: u64,
     send_failures: u64,
+    /// STUN packets dropped before the ICE agent, by `StunFault` index.
+    stun_dropped: [u64; StunFault::ALL.len()],
 }
 
 impl Counters {
@@ -213,6 +217,9 @@ impl Counters {
         Metrics::add(&m.rtp_bytes_out, c.bytes_out);
         Metrics::add(&m.rtp_dropped, c.dropped);
         Metrics::add(&m.rtp_send_failures, c.send_failures);
+        for (total, n) in m.stun_dropped.iter().zip(c.stun_dropped) {
+            Metrics::add(total, n);
+        }
     }
 }
 
@@ -227,6 +234,10 @@ struct Pc {
     owner: Pid,
     role: Role,
     ufrag: String,
+    /// Local ICE password (MESSAGE-INTEGRITY key of the checks addressed to this connection).
+    pwd: String,
+    /// The peer's ICE password (from the remote description, once set).
+    remote_pwd: Option<String>,
     addrs: Vec<(SocketAddr, bool)>,
     next_timeout: Option<Instant>,
     connected: bool,
@@ -337,6 +348,8 @@ pub struct Worker {
     due_scratch: Vec<PcId>,
     earliest: Option<Instant>,
     counters: Counters,
+    /// Rate limit of the per-packet STUN fault lines.
+    stun_log: LogLimiter<{ StunFault::ALL.len() }>,
     /// UDP datagrams produced since the last `send_batch` (sent with one sendmmsg).
     batch: super::sendmmsg::SendBatch,
 }
@@ -526,6 +539,7 @@ impl Worker {
                         due_scratch: Vec::new(),
                         earliest: None,
                         counters: Counters::default(),
+                        stun_log: LogLimiter::new(crate::log_limit::INTERVAL),
                         batch: Default::default(),
                     };
                     w.run(rx, tcp_rx, shutdown).await;
@@ -635,8 +649,9 @@ impl Worker {
     // ---------------------------------------------------------------- UDP path
 
     fn on_datagram(&mut self, data: &[u8], from: SocketAddr, tcp: bool) {
-        let pc_id = match self.by_addr.get(&(from, tcp)) {
-            Some(id) => *id,
+        let known = self.by_addr.get(&(from, tcp)).copied();
+        let pc_id = match known {
+            Some(id) => id,
             None => {
                 // Unknown 4-tuple: only a STUN binding with one of our ufrags may introduce it.
                 let Some(ufrag) = peer::is_stun(data)
@@ -648,16 +663,34 @@ impl Worker {
                 let Some(&id) = self.by_ufrag.get(ufrag) else {
                     return;
                 };
-                if let Some(pc) = self.pcs.get_mut(&id) {
-                    if pc.addrs.len() < 8 {
-                        pc.addrs.push((from, tcp));
-                        self.by_addr.insert((from, tcp), id);
-                    }
-                }
                 id
             }
         };
         let now = Instant::now();
+        // STUN reaches the ICE agent only if it can act on it (an authenticated check): anything
+        // else is a per-packet fault, counted and logged rate-limited, never handed to `rtc`.
+        if peer::is_stun(data) {
+            let Some(pc) = self.pcs.get_mut(&pc_id) else {
+                return;
+            };
+            if pc.remote_pwd.is_none() {
+                pc.remote_pwd = pc.rtc.remote_description().and_then(|d| ice_pwd(&d.sdp));
+            }
+            let checked =
+                stun_check::check(data, &pc.ufrag, &pc.pwd, pc.remote_pwd.as_deref());
+            if let Err(fault) = checked {
+                self.stun_fault(fault, pc_id, from, now);
+                return;
+            }
+        }
+        if known.is_none() {
+            if let Some(pc) = self.pcs.get_mut(&pc_id) {
+                if pc.addrs.len() < 8 {
+                    pc.addrs.push((from, tcp));
+                    self.by_addr.insert((from, tcp), pc_id);
+                }
+            }
+        }
         let Some(pc) = self.pcs.get_mut(&pc_id) else {
             return;
         };
@@ -683,6 +716,20 @@ impl Worker {
             debug!(pc = pc_id, error = %e, "handle_read");
         }
         self.drive(pc_id, now);
+    }
+
+    fn stun_fault(&mut self, fault: StunFault, pc_id: PcId, from: SocketAddr, now: Instant) {
+        self.counters.stun_dropped[fault.index()] += 1;
+        if let Some(suppressed) = self.stun_log.hit(fault.index(), now) {
+            warn!(
+                worker = self.index,
+                pc = pc_id,
+                %from,
+                reason = fault.reason(),
+                suppressed,
+                "dropped STUN packet (counted in parlor_stun_dropped_total; one line per reason per 10 s)"
+            );
+        }
     }
 
     /// Drain one peer connection's outputs: datagrams, events, inbound media.
@@ -1364,12 +1411,14 @@ impl Worker {
         let id = self.next_id;
         self.next_id += 1;
         let ufrag = peer::ufrag_for_worker(self.index);
+        let pwd = peer::random_string(24);
         let tcp_candidate = self
             .tcp_local
             .map(|t| SocketAddr::new(self.candidate_addr.ip(), t.port()));
         let rtc = peer::build(
             now,
             &ufrag,
+            &pwd,
             self.candidate_addr,
             tcp_candidate,
             role == Role::Publisher,
@@ -1382,6 +1431,8 @@ impl Worker {
                 owner,
                 role,
                 ufrag,
+                pwd,
+                remote_pwd: None,
                 addrs: Vec::new(),
                 next_timeout: None,
                 connected: false,
@@ -2354,6 +2405,13 @@ fn apply_local(
 }
 
 /// The extmap id of `uri` in the first `m=<media>` section that declares it.
+/// The first `a=ice-pwd:` of an SDP.
+fn ice_pwd(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-pwd:"))
+        .map(|p| p.trim().to_string())
+}
+
 fn extmap_id(sdp: &str, media: &str, uri: &str) -> Option<u8> {
     let mut in_media = false;
     for l in sdp.lines() {

@@ -303,6 +303,56 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
+    /// Calls not ended (`active` or `ringing`), oldest first: at start-up, the candidates a crash may
+    /// have left open.
+    pub async fn open_calls(&self) -> StoreResult<Vec<CallRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CALL_COLS} FROM calls WHERE status IN ('active', 'ringing') ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(call_from_row).collect()
+    }
+
+    /// Complete a call whose room is gone (a crash) with `ended_at` and `duration_ms` (`started_at`
+    /// if it had none), every member still in the room marked left at `ended_at`. Only if it is still
+    /// `from` (nothing else finished it meanwhile); returns whether it did.
+    pub async fn finish_orphaned_call(
+        &self,
+        call_id: &str,
+        from: &str,
+        started_at: i64,
+        ended_at: i64,
+        duration_ms: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "UPDATE calls SET status = 'completed', started_at = COALESCE(started_at, $1), \
+             ended_at = $2, duration_ms = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(started_at)
+        .bind(ended_at)
+        .bind(duration_ms)
+        .bind(call_id)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE call_members SET left_at = $1 WHERE call_id = $2 AND joined_at IS NOT NULL \
+             AND left_at IS NULL",
+        )
+        .bind(ended_at)
+        .bind(call_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn count_calls_with_status(&self, status: &str) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM calls WHERE status = $1")
             .bind(status)

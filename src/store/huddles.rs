@@ -269,6 +269,35 @@ impl Store {
         Ok(true)
     }
 
+    /// Ids of huddles with at least one participant.
+    pub async fn active_huddle_ids(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT huddle_id FROM huddle_members WHERE in_huddle = 1 ORDER BY huddle_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("huddle_id")?)).collect()
+    }
+
+    /// End a huddle whose room is gone (a crash): every participant left at `at`, the huddle ended.
+    pub async fn finish_orphaned_huddle(&self, id: &str, at: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE huddle_members SET in_huddle = 0, left_at = $1 WHERE huddle_id = $2 AND in_huddle = 1",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE huddles SET ended_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Huddles with at least one participant.
     pub async fn count_active_huddles(&self) -> StoreResult<i64> {
         let row = sqlx::query(

@@ -14,7 +14,8 @@ pub struct RecordingRecord {
     pub started_at: i64,
     pub ended_at: Option<i64>,
     pub duration_ms: Option<i64>,
-    /// `recording`, `completed` or `failed`.
+    /// `recording`, `completed`, `failed` or `deleting` (a delete in progress: files being removed;
+    /// the API treats it as gone and start-up finishes it).
     pub status: String,
     /// Relative to `<data_dir>/recordings`.
     pub file_path: Option<String>,
@@ -120,6 +121,7 @@ impl Store {
     ) -> StoreResult<Vec<RecordingRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLS} FROM recordings r WHERE ($2 = '' OR r.conversation_id = $2) AND \
+             r.status <> 'deleting' AND \
              (r.started_by = $1 OR EXISTS (SELECT 1 FROM call_members m WHERE m.call_id = r.call_id \
               AND m.user_id = $1)) ORDER BY r.started_at DESC, r.id DESC LIMIT $3 OFFSET $4"
         ))
@@ -147,6 +149,15 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// When the call's last recording ended (None: no finished recording).
+    pub async fn last_recording_end(&self, call_id: &str) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT MAX(ended_at) AS t FROM recordings WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("t")?)
+    }
+
     /// Every recording still marked `recording` (at start-up: left behind by a crash).
     pub async fn unfinished_recordings(&self) -> StoreResult<Vec<RecordingRecord>> {
         let rows = sqlx::query(&format!(
@@ -157,6 +168,32 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// First step of a delete: mark the row `deleting` (whatever its status). Ok(false) when it was
+    /// already being deleted; NotFound when there is no such row.
+    pub async fn mark_recording_deleting(&self, id: &str) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE recordings SET status = 'deleting' WHERE id = $1 AND status <> 'deleting'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() > 0 {
+            return Ok(true);
+        }
+        self.get_recording(id).await.map(|_| false)
+    }
+
+    /// Recordings whose delete has not finished (at start-up: a crash interrupted it).
+    pub async fn deleting_recordings(&self) -> StoreResult<Vec<RecordingRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLS} FROM recordings r WHERE r.status = 'deleting' ORDER BY r.started_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Last step of a delete: remove the row.
     pub async fn delete_recording(&self, id: &str) -> StoreResult<()> {
         let res = sqlx::query("DELETE FROM recordings WHERE id = $1")
             .bind(id)

@@ -13,3 +13,4 @@ mod openapi;
 mod presence;
 mod recordings;
 mod support;
+mod token_purpose;

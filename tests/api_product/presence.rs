@@ -258,3 +258,59 @@ async fn typing(s: &Srv) {
 async fn typing_indicators_expire() {
     on_every_backend!(typing);
 }
+
+/// Issue 14 item 6: a flood of status writes on one presence socket is cut off: the socket is
+/// closed with 1008 "too many presence messages" after at most a few windows of
+/// `limits.max_presence_messages_per_sec` (default 20), so the store sees a bounded number of writes.
+async fn flood(s: &Srv) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let sent = 2_000;
+    let ws = s.presence_ws("alice", "d1", "").await;
+    let (mut tx, mut rx) = ws.stream.split();
+    let writer = tokio::spawn(async move {
+        for i in 0..sent {
+            let status = if i % 2 == 0 { "busy" } else { "online" };
+            let m = json!({"type": "status", "status": status}).to_string();
+            if tx.send(Message::Text(m.into())).await.is_err() {
+                break; // closed by the server
+            }
+        }
+    });
+    let mut writes = 0;
+    let close = loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(20), rx.next())
+            .await
+            .expect("the flooded presence socket was never closed");
+        match m {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "presence" {
+                    writes += 1;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("socket ended without a close frame: {other:?}"),
+        }
+    };
+    writer.abort();
+    eprintln!("{writes} of {sent} status writes processed before the close");
+    let frame = close.expect("close frame with a reason");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert_eq!(frame.reason.as_str(), "too many presence messages");
+    assert!(
+        writes < sent / 10,
+        "{writes} of {sent} status writes were processed before the close"
+    );
+    // The server is fine and the user can reconnect.
+    let mut again = s.presence_ws("alice", "d2", "").await;
+    again.send(json!({"type": "ping"})).await;
+    assert_eq!(again.recv_type("pong").await["type"], "pong");
+    again.close().await;
+}
+
+#[tokio::test]
+async fn presence_socket_flood_is_closed() {
+    on_every_backend!(flood);
+}

@@ -235,3 +235,203 @@ async fn recordings(s: &Srv) {
 async fn recordings_authorization_download_and_delete() {
     on_every_backend!(recordings);
 }
+
+/// Issue 14 item 10: recording a call nobody has joined is refused (409 `call_not_active`), and the
+/// recorder (a hidden participant) never drives the call's lifecycle: a ringing call whose room only
+/// a recorder opened and left is still ringing, and its invitee can join.
+async fn recorder_is_not_a_participant(s: &Srv) {
+    let create = |who: &'static str| async move {
+        s.post("/api/calls", who, json!({"call_type": "audio"}))
+            .await
+            .1["call_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let call = create("alice").await;
+    s.post(
+        &format!("/api/calls/{call}/invite"),
+        "alice",
+        json!({"user_id": "bob"}),
+    )
+    .await;
+    let r = s
+        .post_empty(&format!("/api/calls/{call}/recording/start"), "alice")
+        .await;
+    assert_envelope(&r, 409, "call_not_active");
+    assert!(r.1["error"]["message"].as_str().unwrap().contains("ringing"));
+    assert_envelope(
+        &s.post_empty(&format!("/api/calls/{call}/recording/stop"), "alice")
+            .await,
+        404,
+        "recording_not_found",
+    );
+
+    // The recorder itself (started below the API check) opens the ringing call's room and leaves.
+    let state = &s.handle.state;
+    let mut events = state.sfu.subscribe_events();
+    let dir = state.config.storage.data_dir.join("recordings");
+    std::fs::create_dir_all(&dir).unwrap();
+    state
+        .store
+        .insert_recording(&RecordingRecord {
+            id: "rec_ring".into(),
+            call_id: call.clone(),
+            conversation_id: None,
+            call_type: "audio".into(),
+            started_by: "alice".into(),
+            started_at: s.now_ms(),
+            ended_at: None,
+            duration_ms: None,
+            status: "recording".into(),
+            file_path: Some("rec_ring.webm".into()),
+            size_bytes: None,
+        })
+        .await
+        .unwrap();
+    state
+        .recorders
+        .start(state, &call, "rec_ring", &dir)
+        .await
+        .unwrap();
+    state.recorders.stop(&call).await.unwrap();
+    // Its room closes (rooms.empty_timeout_secs = 1 in tests).
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Ok(parlor::sfu::SfuEvent::RoomClosed { room, .. }) = events.recv().await {
+                if room == call {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the recorder's room never closed");
+    // Barrier: the event consumer handles events in order, so once an event emitted after the
+    // RoomClosed is visible, the RoomClosed has been handled.
+    let other = create("carol").await;
+    state.sfu.emit(parlor::sfu::SfuEvent::ParticipantJoined {
+        room: other.clone(),
+        identity: "carol".into(),
+        at_ms: s.now_ms(),
+    });
+    s.eventually("the barrier event", || async {
+        let m = state.store.call_member(&other, "carol").await.unwrap();
+        m.and_then(|m| m.joined_at)
+    })
+    .await;
+    let v = s.get(&format!("/api/calls/{call}"), "alice").await.1;
+    assert_eq!(v["call"]["status"], "ringing", "{v}");
+    let r = s
+        .post_empty(&format!("/api/calls/{call}/join"), "bob")
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+}
+
+#[tokio::test]
+async fn recording_needs_an_active_call_and_the_recorder_is_no_participant() {
+    on_every_backend!(recorder_is_not_a_participant);
+}
+
+/// A finished recording row `id` of `call` by `user` whose mixed file is `<id>.webm`.
+async fn finished_row(s: &Srv, call: &str, id: &str, user: &str) {
+    let store = &s.handle.state.store;
+    let rec = RecordingRecord {
+        id: id.into(),
+        call_id: call.into(),
+        conversation_id: None,
+        call_type: "audio".into(),
+        started_by: user.into(),
+        started_at: s.now_ms(),
+        ended_at: None,
+        duration_ms: None,
+        status: "recording".into(),
+        file_path: None,
+        size_bytes: None,
+    };
+    store.insert_recording(&rec).await.unwrap();
+    let file = format!("{id}.webm");
+    store
+        .finish_recording(id, "completed", 1000, Some(&file), Some(4))
+        .await
+        .unwrap();
+}
+
+/// Issue 14 item 8: a delete removes the mixed file, every per-participant file and the manifest;
+/// a delete a crash interrupted (row marked `deleting`, some files left) is finished at start-up.
+#[tokio::test]
+async fn delete_removes_every_file_and_a_crashed_delete_finishes_at_startup() {
+    for db in crate::common::all_dbs().await {
+        eprintln!("== backend {}", db.backend());
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("recordings");
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |d: &tempfile::TempDir| {
+            let p = d.path().to_path_buf();
+            move |c: &mut parlor::config::Config| c.storage.data_dir = p
+        };
+        let s = Srv::start_with(&db, at(&data)).await;
+        let call = s.post("/api/calls", "alice", json!({})).await.1["call_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let files = |id: &str| {
+            [
+                format!("{id}.webm"),
+                format!("{id}.p0.webm"),
+                format!("{id}.p1.webm"),
+                format!("{id}.json"),
+            ]
+        };
+        for id in ["rec_x", "rec_y", "rec_x1"] {
+            finished_row(&s, &call, id, "alice").await;
+            for f in files(id) {
+                std::fs::write(dir.join(f), b"data").unwrap();
+            }
+        }
+        let r = s.delete("/api/recordings/rec_x", "alice").await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        for f in files("rec_x") {
+            assert!(!dir.join(&f).exists(), "{f} left behind by the delete");
+        }
+        // Another recording's files (even with a similar name) stay.
+        for f in files("rec_x1") {
+            assert!(dir.join(&f).exists(), "{f} deleted with rec_x");
+        }
+
+        // A delete cut short after its first step and one file: the API already treats it as gone.
+        let store = &s.handle.state.store;
+        assert!(store.mark_recording_deleting("rec_y").await.unwrap());
+        std::fs::remove_file(dir.join("rec_y.webm")).unwrap();
+        assert_envelope(
+            &s.get("/api/recordings/rec_y", "alice").await,
+            404,
+            "recording_not_found",
+        );
+        let listed = s.get("/api/recordings", "alice").await.1;
+        let ids: Vec<&str> = listed["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["rec_x1"], "{listed}");
+        s.stop().await;
+        assert!(dir.join("rec_y.p0.webm").exists());
+
+        // Restarted on the same database and data dir: the delete is finished.
+        let s = Srv::start_with(&db, at(&data)).await;
+        for f in files("rec_y") {
+            assert!(!dir.join(&f).exists(), "{f} survived the restart");
+        }
+        assert!(matches!(
+            s.handle.state.store.get_recording("rec_y").await,
+            Err(parlor::store::StoreError::NotFound)
+        ));
+        for f in files("rec_x1") {
+            assert!(dir.join(&f).exists(), "{f} deleted at start-up");
+        }
+        s.stop().await;
+        db.drop_db().await;
+    }
+}
