@@ -12,4 +12,5 @@ mod huddles;
 mod openapi;
 mod presence;
 mod recordings;
+mod seed_shapes;
 mod support;
