@@ -8,7 +8,7 @@ use parlor_signaling::{AccessToken, Claims, TokenError, TokenPurpose};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// API key → secret.
 #[derive(Debug, Clone, Default)]
@@ -66,31 +66,165 @@ pub fn generate_key_pair() -> (String, String) {
     (format!("API{key}"), secret)
 }
 
-/// Load the dev key pair from `<data_dir>/dev-keys.toml`, generating it on first start.
-pub fn load_or_create_dev_keys(data_dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
-    let path = data_dir.join("dev-keys.toml");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(keys) = toml::from_str::<BTreeMap<String, String>>(&text) {
-            if !keys.is_empty() {
-                return Ok(keys);
-            }
-        }
+/// Where the API keys of a server came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `[keys]` of the configuration (file or `PARLOR_KEYS`).
+    Config,
+    /// The dev keys file in the data dir.
+    DevFile(PathBuf),
+}
+
+/// The API keys a server on a given configuration uses, and where they came from.
+#[derive(Debug, Clone)]
+pub struct FoundKeys {
+    pub keys: BTreeMap<String, String>,
+    pub source: KeySource,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("cannot read dev keys file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("dev keys file {} is not a `key = \"secret\"` TOML table with at least one key{detail}", path.display())]
+    Invalid { path: PathBuf, detail: String },
+    #[error("cannot create dev keys file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Path of the dev keys file in `data_dir`.
+pub fn dev_keys_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-keys.toml")
+}
+
+/// Find the API keys `serve` uses: the configured `[keys]`, else the dev keys file in the data
+/// dir. Never writes anything; `Ok(None)` when neither exists. `serve` and `parlor token` both call
+/// this, so a token is signed with a key the server accepts.
+pub fn find_keys(
+    configured: &BTreeMap<String, String>,
+    data_dir: &Path,
+) -> Result<Option<FoundKeys>, KeysError> {
+    if !configured.is_empty() {
+        return Ok(Some(FoundKeys {
+            keys: configured.clone(),
+            source: KeySource::Config,
+        }));
     }
-    std::fs::create_dir_all(data_dir)?;
+    let path = dev_keys_path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(KeysError::Read { path, source }),
+    };
+    match toml::from_str::<BTreeMap<String, String>>(&text) {
+        Ok(keys) if !keys.is_empty() => Ok(Some(FoundKeys {
+            keys,
+            source: KeySource::DevFile(path),
+        })),
+        Ok(_) => Err(KeysError::Invalid {
+            path,
+            detail: String::new(),
+        }),
+        Err(e) => Err(KeysError::Invalid {
+            path,
+            detail: format!(": {}", e.message()),
+        }),
+    }
+}
+
+/// Generate a dev key pair and store it in `<data_dir>/dev-keys.toml` (mode 0600), creating the
+/// data dir. Only `serve` calls this, when [`find_keys`] found nothing.
+pub fn create_dev_keys(data_dir: &Path) -> Result<FoundKeys, KeysError> {
+    let path = dev_keys_path(data_dir);
+    let write_err = |source| KeysError::Write {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(write_err)?;
     let (k, s) = generate_key_pair();
     let mut keys = BTreeMap::new();
     keys.insert(k, s);
-    let text = toml::to_string(&keys).map_err(std::io::Error::other)?;
+    let text = toml::to_string(&keys)
+        .map_err(std::io::Error::other)
+        .map_err(write_err)?;
     std::fs::write(
         &path,
         format!("# Generated dev API key (parlor keys generates more)\n{text}"),
-    )?;
+    )
+    .map_err(write_err)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
-    Ok(keys)
+    Ok(FoundKeys {
+        keys,
+        source: KeySource::DevFile(path),
+    })
+}
+
+/// LiveKit `VideoGrant` permission names `parlor token --grant` accepts.
+pub const GRANT_NAMES: [&str; 9] = [
+    "roomJoin",
+    "roomCreate",
+    "roomAdmin",
+    "roomList",
+    "roomRecord",
+    "canPublish",
+    "canSubscribe",
+    "canPublishData",
+    "hidden",
+];
+
+/// Turn on the grant named `name` (a LiveKit `VideoGrant` field name, see [`GRANT_NAMES`]).
+pub fn add_grant(grant: &mut parlor_signaling::VideoGrant, name: &str) -> Result<(), String> {
+    match name {
+        "roomJoin" => grant.room_join = true,
+        "roomCreate" => grant.room_create = true,
+        "roomAdmin" => grant.room_admin = true,
+        "roomList" => grant.room_list = true,
+        "roomRecord" => grant.room_record = true,
+        "canPublish" => grant.can_publish = Some(true),
+        "canSubscribe" => grant.can_subscribe = Some(true),
+        "canPublishData" => grant.can_publish_data = Some(true),
+        "hidden" => grant.hidden = true,
+        other => {
+            let hint = crate::config::closest(other, GRANT_NAMES)
+                .map(|g| format!(" (did you mean {g}?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "unknown grant `{other}`{hint}; grants: {}",
+                GRANT_NAMES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The names of the grants `grant` turns on, in [`GRANT_NAMES`] order.
+pub fn grant_names(g: &parlor_signaling::VideoGrant) -> Vec<&'static str> {
+    let on = [
+        g.room_join,
+        g.room_create,
+        g.room_admin,
+        g.room_list,
+        g.room_record,
+        g.can_publish == Some(true),
+        g.can_subscribe == Some(true),
+        g.can_publish_data == Some(true),
+        g.hidden,
+    ];
+    GRANT_NAMES
+        .iter()
+        .zip(on)
+        .filter_map(|(n, on)| on.then_some(*n))
+        .collect()
 }
 
 /// An authenticated caller: the verified claims of its Bearer token.
@@ -135,5 +269,46 @@ impl FromRequestParts<AppState> for AuthUser {
             return Err(ApiError::unauthorized("token has no identity (sub)"));
         }
         Ok(AuthUser { claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_keys_never_writes_and_prefers_configured_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        assert!(find_keys(&BTreeMap::new(), &data).unwrap().is_none());
+        assert!(!data.exists(), "find_keys created the data dir");
+        let created = create_dev_keys(&data).unwrap();
+        let found = find_keys(&BTreeMap::new(), &data).unwrap().unwrap();
+        assert_eq!(found.keys, created.keys);
+        assert_eq!(found.source, KeySource::DevFile(data.join("dev-keys.toml")));
+        let mut configured = BTreeMap::new();
+        configured.insert("APIc".to_string(), "s".to_string());
+        let found = find_keys(&configured, &data).unwrap().unwrap();
+        assert_eq!((found.keys, found.source), (configured, KeySource::Config));
+        // A damaged dev keys file is an error, not silently replaced.
+        std::fs::write(data.join("dev-keys.toml"), "not toml [").unwrap();
+        assert!(matches!(
+            find_keys(&BTreeMap::new(), &data),
+            Err(KeysError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn grants_by_livekit_name() {
+        let mut g = parlor_signaling::VideoGrant::default();
+        for n in GRANT_NAMES {
+            add_grant(&mut g, n).unwrap();
+        }
+        assert_eq!(grant_names(&g), GRANT_NAMES.to_vec());
+        let e = add_grant(&mut g, "roomAdmn").unwrap_err();
+        assert!(
+            e.contains("did you mean roomAdmin?") && e.contains("roomList"),
+            "{e}"
+        );
     }
 }

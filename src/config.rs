@@ -19,6 +19,8 @@ pub struct Config {
     pub turn: TurnConfig,
     pub limits: LimitsConfig,
     pub webhooks: WebhooksConfig,
+    pub presence: PresenceConfig,
+    pub metrics: MetricsConfig,
     /// API keys: key -> secret. Empty: a dev key is generated on first start and kept in the data dir.
     pub keys: BTreeMap<String, String>,
 }
@@ -138,6 +140,21 @@ pub struct WebhooksConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Seconds a status set with `PUT /api/presence` keeps a user present without a presence
+    /// WebSocket or room connection; after it the user reads `offline` (each PUT renews it).
+    pub rest_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Bearer token `/metrics` requires (`Authorization: Bearer <token>`). Empty: no auth.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest accepted HTTP request body.
     pub max_body_bytes: usize,
@@ -230,6 +247,10 @@ impl Default for Config {
                 max_attempts: 8,
                 timeout_secs: 5,
             },
+            presence: PresenceConfig { rest_ttl_secs: 300 },
+            metrics: MetricsConfig {
+                token: String::new(),
+            },
             keys: BTreeMap::new(),
         }
     }
@@ -269,6 +290,16 @@ impl Default for TurnConfig {
         Config::default().turn
     }
 }
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Config::default().presence
+    }
+}
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Config::default().metrics
+    }
+}
 impl Default for LimitsConfig {
     fn default() -> Self {
         Config::default().limits
@@ -284,8 +315,28 @@ pub enum ConfigError {
     },
     #[error("invalid config: {0}")]
     Parse(String),
+    /// A key the file sets that this version does not have (a typo, or a newer/older setting).
+    #[error("{}: unknown key `{key}`{}", file.display(), hint)]
+    UnknownKey {
+        file: PathBuf,
+        key: String,
+        /// `; did you mean `x.y`?` or the list of keys of that section.
+        hint: String,
+    },
     #[error("environment variable {var}: {msg}")]
     Env { var: String, msg: String },
+}
+
+/// What [`Config::load_report`] found besides the config itself.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file that was read (`--config`, or `./parlor.toml` when present).
+    pub file: Option<PathBuf>,
+    /// `[keys]` came from the `PARLOR_KEYS` environment variable.
+    pub keys_from_env: bool,
+    /// Start-up warnings (e.g. a `PARLOR_<SECTION>_<KEY>` variable naming no key).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -294,25 +345,41 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Self::load_report(path, env).map(|l| l.config)
+    }
+
+    /// [`Config::load`], also reporting where values came from and warnings to log.
+    pub fn load_report(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
         let mut value = toml::Value::try_from(Config::default())
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
         let file = match path {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from("parlor.toml")).filter(|p| p.exists()),
         };
-        if let Some(p) = file {
-            let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+        if let Some(p) = &file {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                 path: p.clone(),
                 source,
             })?;
-            let file_value: toml::Value =
-                toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+            let file_value: toml::Value = toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?;
+            check_known_keys(&value, &file_value, p)?;
             merge(&mut value, file_value);
         }
-        apply_env(&mut value, env)?;
-        value
+        let mut warnings = Vec::new();
+        let keys_from_env = apply_env(&mut value, env, &mut warnings)?;
+        let config = value
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        Ok(Loaded {
+            config,
+            file,
+            keys_from_env,
+            warnings,
+        })
     }
 
     pub fn database_url(&self) -> String {
@@ -362,12 +429,17 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
     }
 }
 
+/// Apply `PARLOR_<SECTION>_<KEY>` overrides. A variable whose section exists but whose key does not
+/// adds a warning naming the closest key; variables naming no section (e.g. `PARLOR_TEST_PG_URL`,
+/// `PARLOR_LOG`) are not settings and are left alone. Returns whether `PARLOR_KEYS` set the keys.
 fn apply_env(
     value: &mut toml::Value,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+    warnings: &mut Vec<String>,
+) -> Result<bool, ConfigError> {
+    let mut keys_from_env = false;
     let toml::Value::Table(root) = value else {
-        return Ok(());
+        return Ok(false);
     };
     for (var, raw) in env {
         if var == "PARLOR_KEYS" {
@@ -381,6 +453,7 @@ fn apply_env(
                 keys.insert(k.to_string(), toml::Value::String(s.to_string()));
             }
             root.insert("keys".into(), toml::Value::Table(keys));
+            keys_from_env = true;
             continue;
         }
         let Some(rest) = var.strip_prefix("PARLOR_") else {
@@ -391,13 +464,27 @@ fn apply_env(
         let Some((section, key)) = rest.split_once('_') else {
             continue;
         };
-        if section == "keys" && key.is_empty() {
+        if section == "keys" {
             continue;
         }
         let Some(toml::Value::Table(sec)) = root.get_mut(section) else {
             continue;
         };
         let Some(current) = sec.get(key) else {
+            let env_name = |k: &str| format!("PARLOR_{}_{}", section, k).to_ascii_uppercase();
+            let hint = match closest(key, sec.keys().map(String::as_str)) {
+                Some(k) => format!("did you mean {}?", env_name(k)),
+                None => format!(
+                    "[{section}] keys: {}",
+                    sec.keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            warnings.push(format!(
+                "environment variable {var} is ignored: [{section}] has no key `{key}`; {hint}"
+            ));
             continue;
         };
         let err = |msg: &str| ConfigError::Env {
@@ -424,7 +511,113 @@ fn apply_env(
         };
         sec.insert(key.to_string(), new);
     }
+    Ok(keys_from_env)
+}
+
+/// Fail on a key of `file` that `schema` (the defaults) does not have, naming the closest known key.
+/// `[keys]` is free-form (API key ids).
+fn check_known_keys(
+    schema: &toml::Value,
+    file: &toml::Value,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let (toml::Value::Table(known), toml::Value::Table(given)) = (schema, file) else {
+        return Ok(());
+    };
+    let unknown = |key: String, hint: String| ConfigError::UnknownKey {
+        file: path.to_path_buf(),
+        key,
+        hint,
+    };
+    // Every `section.key` path, for keys set in the wrong section or at the top level.
+    let all: Vec<String> = known
+        .iter()
+        .filter(|(s, _)| s.as_str() != "keys")
+        .flat_map(|(s, v)| {
+            v.as_table()
+                .into_iter()
+                .flat_map(move |t| t.keys().map(move |k| format!("{s}.{k}")))
+        })
+        .collect();
+    let leaf_match = |key: &str| {
+        closest(
+            key,
+            all.iter()
+                .map(|p| p.split_once('.').map_or(p.as_str(), |(_, k)| k)),
+        )
+        .and_then(|leaf| all.iter().find(|p| p.ends_with(&format!(".{leaf}"))))
+    };
+    for (section, v) in given {
+        let Some(known_sec) = known.get(section) else {
+            let hint = if v.is_table() {
+                closest(section, known.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean [{s}]?"))
+            } else {
+                leaf_match(section).map(|p| format!("; did you mean `{p}`?"))
+            };
+            let sections: Vec<&str> = known.keys().map(String::as_str).collect();
+            return Err(unknown(
+                section.clone(),
+                hint.unwrap_or_else(|| format!("; sections: {}", sections.join(", "))),
+            ));
+        };
+        if section == "keys" {
+            continue;
+        }
+        let (Some(known_keys), Some(given_keys)) = (known_sec.as_table(), v.as_table()) else {
+            continue; // a type error; deserialization reports it
+        };
+        for key in given_keys.keys() {
+            if known_keys.contains_key(key) {
+                continue;
+            }
+            let hint = closest(key, known_keys.keys().map(String::as_str))
+                .map(|k| format!("; did you mean `{section}.{k}`?"))
+                .or_else(|| {
+                    leaf_match(key)
+                        .filter(|p| !p.starts_with(&format!("{section}.")))
+                        .map(|p| format!("; did you mean `{p}`?"))
+                })
+                .unwrap_or_else(|| {
+                    let keys: Vec<&str> = known_keys.keys().map(String::as_str).collect();
+                    format!("; [{section}] keys: {}", keys.join(", "))
+                });
+            return Err(unknown(format!("{section}.{key}"), hint));
+        }
+    }
     Ok(())
+}
+
+/// The candidate closest to `word` by edit distance, when it is close enough to be a likely typo
+/// (at most a third of the word's length, at least 2 edits allowed).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let max = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= max)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance (insert, delete, substitute), by characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(cur)
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -470,6 +663,87 @@ mod tests {
         let p = dir.path().join("p.toml");
         std::fs::write(&p, "[server]\nbindd = \"x\"\n").unwrap();
         assert!(Config::load(Some(&p), Vec::new()).is_err());
+    }
+
+    fn load_file(text: &str) -> Result<Loaded, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("parlor.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load_report(Some(&p), Vec::new())
+    }
+
+    #[test]
+    fn edit_distance_and_closest() {
+        assert_eq!(edit_distance("bind", "bind"), 0);
+        assert_eq!(edit_distance("bindd", "bind"), 1);
+        assert_eq!(edit_distance("udp_prot", "udp_port"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(closest("bnid", ["bind", "public_url"]), Some("bind"));
+        assert_eq!(closest("zzzzzz", ["bind", "public_url"]), None);
+    }
+
+    #[test]
+    fn unknown_file_key_names_it_and_the_closest_known_key() {
+        let e = load_file("[server]\nbindd = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `server.bindd`"), "{e}");
+        assert!(e.contains("did you mean `server.bind`?"), "{e}");
+        assert!(e.contains("parlor.toml"), "{e}");
+        // A key in the wrong section points to where it lives.
+        let e = load_file("[server]\ndata_dir = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `storage.data_dir`?"), "{e}");
+        // A misspelt section.
+        let e = load_file("[sever]\nbind = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown key `sever`") && e.contains("did you mean [server]?"),
+            "{e}"
+        );
+        // A top-level key that belongs to a section.
+        let e = load_file("udp_port = 1\n").unwrap_err().to_string();
+        assert!(e.contains("did you mean `rtc.udp_port`?"), "{e}");
+        // Nothing close: the section's keys are listed.
+        let e = load_file("[metrics]\nqqqqqqqq = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[metrics] keys: token"), "{e}");
+        // API key ids are free-form.
+        let l = load_file("[keys]\nAPIanything = \"s\"\n").unwrap();
+        assert_eq!(l.config.keys.len(), 1);
+        assert!(!l.keys_from_env);
+    }
+
+    #[test]
+    fn unknown_env_key_in_a_known_section_warns_with_the_closest_key() {
+        let env = vec![
+            ("PARLOR_RTC_UDP_PROT".to_string(), "9".to_string()),
+            ("PARLOR_SERVER_ZZZZZZZZZZ".to_string(), "9".to_string()),
+            ("PARLOR_TEST_PG_URL".to_string(), "postgres://x".to_string()),
+            ("PARLOR_LOG".to_string(), "debug".to_string()),
+            ("PARLOR_CONFIG".to_string(), "x.toml".to_string()),
+            ("PARLOR_RTC_TCP_PORT".to_string(), "9".to_string()),
+        ];
+        let l = Config::load_report(None, env).unwrap();
+        assert_eq!(l.config.rtc.tcp_port, 9);
+        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+        assert!(
+            l.warnings[0].contains("PARLOR_RTC_UDP_PROT")
+                && l.warnings[0].contains("did you mean PARLOR_RTC_UDP_PORT?"),
+            "{:?}",
+            l.warnings
+        );
+        assert!(
+            l.warnings[1].contains("PARLOR_SERVER_ZZZZZZZZZZ")
+                && l.warnings[1].contains("[server] keys: bind,"),
+            "{:?}",
+            l.warnings
+        );
+        let l = Config::load_report(None, vec![("PARLOR_KEYS".into(), "k:s".into())]).unwrap();
+        assert!(l.keys_from_env && l.warnings.is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use parlor::config::Config;
+use parlor::config::{Config, Loaded};
 use parlor_signaling::{AccessToken, VideoGrant};
 use std::path::PathBuf;
 
@@ -16,6 +16,9 @@ struct Cli {
     /// Config file (default: ./parlor.toml if present).
     #[arg(long, short, global = true, env = "PARLOR_CONFIG")]
     config: Option<PathBuf>,
+    /// Data directory (overrides storage.data_dir): SQLite file, recordings, dev keys.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -24,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the server (default).
     Serve(ServeArgs),
-    /// Mint an access token for a room and identity.
+    /// Mint an access token, signed with a key the server on the same config/data dir accepts.
     Token(TokenArgs),
     /// Generate a new API key and secret.
     Keys,
@@ -38,9 +41,6 @@ struct ServeArgs {
     /// Database URL (overrides database.url).
     #[arg(long)]
     database_url: Option<String>,
-    /// Data directory (overrides storage.data_dir).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     /// Media UDP port (overrides rtc.udp_port).
     #[arg(long)]
     udp_port: Option<u16>,
@@ -51,26 +51,63 @@ struct ServeArgs {
 
 #[derive(clap::Args)]
 struct TokenArgs {
-    #[arg(long)]
-    room: String,
+    /// Identity (user id) the token is for (the JWT `sub`).
     #[arg(long)]
     identity: String,
+    /// Room to join: grants roomJoin, canPublish, canSubscribe and canPublishData for it.
+    #[arg(long)]
+    room: Option<String>,
+    /// Display name (default: the identity).
     #[arg(long)]
     name: Option<String>,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 6 * 3600)]
+    /// Participant metadata (free text, often JSON).
+    #[arg(long)]
+    metadata: Option<String>,
+    /// Lifetime: seconds, or with a unit: 90s, 30m, 6h, 7d.
+    #[arg(long, default_value = "6h", value_parser = parse_ttl)]
     ttl: u64,
+    /// More grants, comma-separated LiveKit VideoGrant names: roomJoin, roomCreate, roomAdmin,
+    /// roomList, roomRecord, canPublish, canSubscribe, canPublishData, hidden.
+    #[arg(long, value_delimiter = ',')]
+    grant: Vec<String>,
     /// Deny publishing.
     #[arg(long)]
     no_publish: bool,
-    /// API key to sign with (default: the first configured key or the dev key).
+    /// API key id to sign with (default: the first key the server uses).
     #[arg(long)]
     api_key: Option<String>,
 }
 
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{s}`: use seconds or a number with s, m, h or d")),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("`{s}` is too long")),
+        _ => Err(format!(
+            "`{s}`: expected a positive number (e.g. 3600, 30m, 6h)"
+        )),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let loaded = Config::load_report(cli.config.as_deref(), std::env::vars())?;
+    let mut config = loaded.config.clone();
+    if let Some(d) = &cli.data_dir {
+        config.storage.data_dir = d.clone();
+    }
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Keys => {
             let (k, s) = parlor::auth::generate_key_pair();
@@ -80,42 +117,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => {
-            if config.keys.is_empty() {
-                config.keys = parlor::auth::load_or_create_dev_keys(&config.storage.data_dir)?;
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
             }
-            let (key, secret) = match &args.api_key {
-                Some(k) => (
-                    k.clone(),
-                    config.keys.get(k).cloned().context("unknown --api-key")?,
-                ),
-                None => config
-                    .keys
-                    .iter()
-                    .next()
-                    .map(|(k, s)| (k.clone(), s.clone()))
-                    .context("no API keys")?,
-            };
-            let mut grant = VideoGrant::join(&args.room);
-            if args.no_publish {
-                grant.can_publish = Some(false);
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            let mut claims = parlor_signaling::Claims {
-                iss: key,
-                sub: args.identity,
-                nbf: now.saturating_sub(1),
-                exp: now + args.ttl,
-                name: args.name,
-                video: Some(grant),
-                ..Default::default()
-            };
-            if claims.name.is_none() {
-                claims.name = Some(claims.sub.clone());
-            }
-            println!("{}", AccessToken::encode(&claims, &secret));
-            Ok(())
+            token(&loaded, &config, args)
         }
         Command::Serve(args) => {
             if let Some(b) = args.bind {
@@ -124,9 +129,6 @@ fn main() -> anyhow::Result<()> {
             if let Some(u) = args.database_url {
                 config.database.url = u;
             }
-            if let Some(d) = args.data_dir {
-                config.storage.data_dir = d;
-            }
             if let Some(p) = args.udp_port {
                 config.rtc.udp_port = p;
             }
@@ -134,23 +136,150 @@ fn main() -> anyhow::Result<()> {
                 config.rtc.public_ip = ip;
             }
             init_tracing();
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve(config))
         }
     }
 }
 
+fn show(p: &std::path::Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// `parlor token`: find the keys exactly as `serve` does (never creating any), mint, say which key.
+fn token(loaded: &Loaded, config: &Config, args: TokenArgs) -> anyhow::Result<()> {
+    use parlor::auth::{find_keys, KeySource};
+    let data_dir = &config.storage.data_dir;
+    let dev_file = parlor::auth::dev_keys_path(data_dir);
+    let Some(found) = find_keys(&config.keys, data_dir)? else {
+        let file = match &loaded.file {
+            Some(f) => format!("{} (no [keys])", show(f)),
+            None => "none (no --config / PARLOR_CONFIG, no ./parlor.toml)".to_string(),
+        };
+        anyhow::bail!(
+            "no API keys found. Looked at:\n  config file:    {file}\n  PARLOR_KEYS:    not set\n  \
+             dev keys file:  {} (not found)\n\
+             Point at the server's config or data dir (parlor token --config FILE, --data-dir DIR),\n\
+             or set PARLOR_KEYS=key:secret. `parlor serve` creates the dev keys file on first start.",
+            show(&dev_file)
+        );
+    };
+    let source = match &found.source {
+        KeySource::Config if loaded.keys_from_env => "PARLOR_KEYS".to_string(),
+        KeySource::Config => match &loaded.file {
+            Some(f) => format!("[keys] in {}", show(f)),
+            None => "[keys]".to_string(),
+        },
+        KeySource::DevFile(p) => format!("dev keys file {}", show(p)),
+    };
+    let (key, secret) = match &args.api_key {
+        Some(k) => match found.keys.get(k) {
+            Some(s) => (k.clone(), s.clone()),
+            None => anyhow::bail!(
+                "API key `{k}` not found in {source}; available key ids: {}",
+                found.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        },
+        None => found
+            .keys
+            .iter()
+            .next()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .context("no API keys")?,
+    };
+    let mut grant = match &args.room {
+        Some(room) => VideoGrant::join(room),
+        None => VideoGrant::default(),
+    };
+    for g in &args.grant {
+        parlor::auth::add_grant(&mut grant, g.trim()).map_err(anyhow::Error::msg)?;
+    }
+    if grant.room_join && grant.room.is_none() {
+        anyhow::bail!("the roomJoin grant needs --room");
+    }
+    if args.no_publish {
+        if args.grant.iter().any(|g| g.trim() == "canPublish") {
+            anyhow::bail!("--no-publish contradicts --grant canPublish");
+        }
+        grant.can_publish = Some(false);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let grants = parlor::auth::grant_names(&grant);
+    let has_grant = grant != VideoGrant::default();
+    let claims = parlor_signaling::Claims {
+        iss: key.clone(),
+        name: Some(args.name.unwrap_or_else(|| args.identity.clone())),
+        sub: args.identity,
+        nbf: now.saturating_sub(1),
+        exp: now + args.ttl,
+        metadata: args.metadata,
+        video: has_grant.then_some(grant.clone()),
+        ..Default::default()
+    };
+    eprintln!(
+        "signed with API key {key} from {source}; identity {}, room {}, grants {}, expires {}",
+        claims.sub,
+        grant.room.as_deref().unwrap_or("(any)"),
+        if grants.is_empty() {
+            "none (API calls only)".to_string()
+        } else {
+            grants.join(",")
+        },
+        parlor::timefmt::rfc3339_ms(claims.exp as i64 * 1000)
+    );
+    println!("{}", AccessToken::encode(&claims, &secret));
+    Ok(())
+}
+
+/// Default log filter. Third-party WARNs that every healthy connection triggers (rtc-dtls
+/// "Unsupported Extension Type" for the TLS extensions browsers offer, "conn.remote_addr is
+/// empty") are hidden unless `PARLOR_LOG`/`RUST_LOG` (which replace this filter) ask for them.
+// rtc's pipeline logs each per-packet read/write error at WARN (a flood anyone can cause with STUN);
+// the media worker drops those packets first and counts them (sfu::stun_check,
+// parlor_stun_dropped_total) with rate-limited lines, so that handler's own lines are silenced.
+const DEFAULT_LOG: &str = "info,sqlx=warn,webrtc=warn,rtc=warn,\
+    rtc::peer_connection::handler=error,\
+    rtc_dtls::handshake::handshake_message_client_hello=error,\
+    rtc_dtls::handshake::handshake_message_server_hello=error,rtc_dtls::config=error";
+
+/// Logs go to stderr, coloured only when stderr is a terminal and `NO_COLOR` is unset or empty.
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PARLOR_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(
-            // rtc's pipeline logs each per-packet read/write error at WARN (a flood anyone can
-            // cause with STUN); the media worker drops those packets first and counts them
-            // (sfu::stun_check, parlor_stun_dropped_total) with rate-limited lines.
-            "info,webrtc=warn,rtc=warn,rtc::peer_connection::handler=error,sqlx=warn",
-        ));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let user = ["PARLOR_LOG", "RUST_LOG"].into_iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (var, v))
+    });
+    let mut bad = None;
+    let filter = match user {
+        Some((var, v)) => EnvFilter::builder().parse(&v).unwrap_or_else(|e| {
+            bad = Some(format!(
+                "{var}={v:?} is not a valid log filter ({e}); using the default"
+            ));
+            EnvFilter::new(DEFAULT_LOG)
+        }),
+        None => EnvFilter::new(DEFAULT_LOG),
+    };
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .init();
+    if let Some(b) = bad {
+        tracing::warn!("{b}");
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

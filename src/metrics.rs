@@ -1,12 +1,80 @@
-//! Process-wide counters rendered in Prometheus text format at `/metrics`.
-//! Plain atomics: cheap enough for the media path (Relaxed increments, no locks).
+//! Process-wide metrics rendered in Prometheus text format at `/metrics`: server counters and
+//! gauges (plain atomics, cheap enough for the media path: Relaxed increments, no locks), HTTP
+//! requests by method, matched route template and status (a small map behind a mutex, HTTP path
+//! only), and the standard `process_*` metrics read from `/proc/self`.
+//! Values that only go up are `counter`s named `*_total`; values that go up and down are `gauge`s.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One unlabelled sample added at render time (TURN, uptime, process metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn counter(name: &'static str, help: &'static str, value: f64) -> Self {
+        Sample {
+            name,
+            help,
+            kind: Kind::Counter,
+            value,
+        }
+    }
+    pub fn gauge(name: &'static str, help: &'static str, value: f64) -> Self {
+        Sample {
+            name,
+            help,
+            kind: Kind::Gauge,
+            value,
+        }
+    }
+}
+
+/// Label value for the route of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "other";
+
+/// HTTP method label: the standard methods by name, anything else `other` (bounded cardinality).
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub http_requests: AtomicU64,
+    /// HTTP requests: route template -> (method, status) -> count.
+    http: Mutex<HashMap<String, HashMap<(&'static str, u16), u64>>>,
     pub http_errors: AtomicU64,
     pub websocket_connections: AtomicU64,
     pub rooms: AtomicU64,
@@ -38,15 +106,46 @@ impl Metrics {
         let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
     }
 
-    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
-        let mut out = String::with_capacity(2048);
-        let counters: [(&str, &str, &AtomicU64, &str); 17] = [
-            (
-                "parlor_http_requests_total",
-                "HTTP requests served",
-                &self.http_requests,
-                "counter",
-            ),
+    /// Count one HTTP response. `route` is the matched route template (`/api/calls/{call_id}`), never
+    /// the raw path; None (no route matched) counts as [`UNMATCHED_ROUTE`].
+    pub fn record_http(&self, method: &'static str, route: Option<&str>, status: u16) {
+        let route = route.unwrap_or(UNMATCHED_ROUTE);
+        let mut map = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let by_route = match map.get_mut(route) {
+            Some(m) => m,
+            None => map.entry(route.to_string()).or_default(),
+        };
+        *by_route.entry((method, status)).or_insert(0) += 1;
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let name = "parlor_http_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP requests served, by method, matched route and status\n# TYPE {name} counter"
+        );
+        let map = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<(&str, &str, u16, u64)> = map
+            .iter()
+            .flat_map(|(route, m)| {
+                m.iter()
+                    .map(move |((meth, st), n)| (route.as_str(), *meth, *st, *n))
+            })
+            .collect();
+        rows.sort_unstable();
+        for (route, method, status, n) in rows {
+            let _ = writeln!(
+                out,
+                "{name}{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                escape_label(route)
+            );
+        }
+    }
+
+    pub fn render(&self, extra: &[Sample]) -> String {
+        let mut out = String::with_capacity(4096);
+        self.render_http(&mut out);
+        let counters: [(&str, &str, &AtomicU64, &str); 16] = [
             (
                 "parlor_http_errors_total",
                 "HTTP responses with status >= 400",
@@ -155,9 +254,157 @@ impl Metrics {
             let v = self.stun_dropped[f.index()].load(Relaxed);
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {v}", f.reason());
         }
-        for (name, help, v) in extra {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        for s in extra {
+            let (name, help, kind, v) = (s.name, s.help, s.kind.as_str(), s.value);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
         out
+    }
+}
+
+/// Escape a label value (backslash, double quote, newline).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The standard process metrics (CPU seconds, resident memory, open/max fds, start time), read
+/// from `/proc/self`. Empty where `/proc` is not available.
+pub fn process_metrics() -> Vec<Sample> {
+    let mut out = Vec::new();
+    #[cfg(target_os = "linux")]
+    linux_process_metrics(&mut out);
+    out
+}
+
+#[cfg(target_os = "linux")]
+fn linux_process_metrics(out: &mut Vec<Sample>) {
+    // SAFETY: sysconf only reads a system constant.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the parenthesised command name (which may contain spaces); field 3 is index 0.
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let num = |field: usize| f.get(field - 3).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(utime), Some(stime)) = (num(14), num(15)) {
+            out.push(Sample::counter(
+                "process_cpu_seconds_total",
+                "Total user and system CPU time spent in seconds",
+                (utime + stime) / ticks,
+            ));
+        }
+        if let Some(vsize) = num(23) {
+            out.push(Sample::gauge(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                vsize,
+            ));
+        }
+        if let Some(rss) = num(24) {
+            out.push(Sample::gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                rss * page.max(1) as f64,
+            ));
+        }
+        let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        });
+        if let (Some(start), Some(btime)) = (num(22), btime) {
+            out.push(Sample::gauge(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                btime + start / ticks,
+            ));
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        out.push(Sample::gauge(
+            "process_open_fds",
+            "Number of open file descriptors",
+            dir.count() as f64,
+        ));
+    }
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+    if let Some(m) = max_fds {
+        out.push(Sample::gauge(
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            m,
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_requests_by_route_template() {
+        let m = Metrics::default();
+        m.record_http("GET", Some("/api/calls/{call_id}"), 200);
+        m.record_http("GET", Some("/api/calls/{call_id}"), 200);
+        m.record_http("POST", None, 404);
+        let text = m.render(&[]);
+        assert!(text.contains(
+            "parlor_http_requests_total{method=\"GET\",route=\"/api/calls/{call_id}\",status=\"200\"} 2\n"
+        ), "{text}");
+        assert!(
+            text.contains(
+                "parlor_http_requests_total{method=\"POST\",route=\"other\",status=\"404\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_from_proc() {
+        // CPU time has clock-tick granularity: use some first (bounded).
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_secs(5) {
+            x = (0..100_000u64).fold(x, |a, b| a.wrapping_mul(31).wrapping_add(b));
+            let cpu = process_metrics()
+                .into_iter()
+                .find(|s| s.name == "process_cpu_seconds_total");
+            if cpu.is_some_and(|s| s.value > 0.0) {
+                break;
+            }
+        }
+        std::hint::black_box(x);
+        let p = process_metrics();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let s = p.iter().find(|s| s.name == name).expect(name);
+            assert!(s.value > 0.0, "{name} = {}", s.value);
+        }
     }
 }

@@ -112,8 +112,26 @@ pub struct LivePresence {
     pub rooms: usize,
 }
 
+/// Presence a user declared with `PUT /api/presence`, without a live connection.
+struct RestPresence {
+    until_ms: i64,
+    manual_status: Option<String>,
+}
+
+impl RestPresence {
+    fn status(&self) -> &'static str {
+        if self.manual_status.as_deref() == Some("away") {
+            "away"
+        } else {
+            "online"
+        }
+    }
+}
+
 struct Inner {
     users: Mutex<HashMap<String, UserLive>>,
+    /// REST-declared presence (user -> expiry and status); read next to the live state.
+    rest: Mutex<HashMap<String, RestPresence>>,
     next_conn: std::sync::atomic::AtomicU64,
     /// conversation -> user -> expiry (unix ms).
     typing: Mutex<HashMap<String, HashMap<String, i64>>>,
@@ -149,6 +167,7 @@ impl Product {
         Product {
             inner: Arc::new(Inner {
                 users: Mutex::new(HashMap::new()),
+                rest: Mutex::new(HashMap::new()),
                 next_conn: std::sync::atomic::AtomicU64::new(1),
                 typing: Mutex::new(HashMap::new()),
                 sender: RwLock::new(sender),
@@ -267,60 +286,89 @@ impl Product {
         was_online && offline
     }
 
-    /// Update the cached manual status of a connected user.
+    /// Update the cached manual status of a connected (or REST-present) user.
     pub fn set_manual_status(&self, user: &str, status: Option<String>) {
         if let Some(live) = lock(&self.inner.users).get_mut(user) {
-            live.manual_status = status;
+            live.manual_status = status.clone();
+        }
+        if let Some(r) = lock(&self.inner.rest).get_mut(user) {
+            r.manual_status = status;
         }
     }
 
-    pub fn presence(&self, user: &str) -> LivePresence {
-        let users = lock(&self.inner.users);
-        match users.get(user) {
-            Some(live) => LivePresence {
-                status: live.status(),
-                devices: live
-                    .conns
-                    .values()
-                    .map(|c| LiveDevice {
-                        id: c.device_id.clone(),
-                        connected_at_ms: c.connected_at_ms,
-                    })
-                    .collect(),
-                rooms: live.sfu_rooms.len(),
+    /// `user` declared presence over REST: present (online, or away per `manual_status`) until
+    /// `until_ms` even without a presence WebSocket or room connection.
+    pub fn rest_present(&self, user: &str, manual_status: Option<String>, until_ms: i64) {
+        lock(&self.inner.rest).insert(
+            user.to_string(),
+            RestPresence {
+                until_ms,
+                manual_status,
             },
-            None => LivePresence {
-                status: "offline",
-                devices: Vec::new(),
-                rooms: 0,
-            },
+        );
+    }
+
+    fn rest_status(&self, user: &str, now_ms: i64) -> Option<&'static str> {
+        let rest = lock(&self.inner.rest);
+        rest.get(user)
+            .filter(|r| r.until_ms > now_ms)
+            .map(RestPresence::status)
+    }
+
+    /// Live presence at `now_ms`: connections and rooms first, then unexpired REST presence.
+    pub fn presence(&self, user: &str, now_ms: i64) -> LivePresence {
+        {
+            let users = lock(&self.inner.users);
+            if let Some(live) = users.get(user).filter(|l| l.online()) {
+                return LivePresence {
+                    status: live.status(),
+                    devices: live
+                        .conns
+                        .values()
+                        .map(|c| LiveDevice {
+                            id: c.device_id.clone(),
+                            connected_at_ms: c.connected_at_ms,
+                        })
+                        .collect(),
+                    rooms: live.sfu_rooms.len(),
+                };
+            }
+        }
+        LivePresence {
+            status: self.rest_status(user, now_ms).unwrap_or("offline"),
+            devices: Vec::new(),
+            rooms: 0,
         }
     }
 
-    /// Online (or away) users, sorted by id, optionally only those in `workspace`; returns
-    /// `(page of (user, status), total)`.
+    /// Online (or away) users at `now_ms`, sorted by id, optionally only those in `workspace`
+    /// (REST-present users belong to no workspace); returns `(page of (user, status), total)`.
     pub fn online_users(
         &self,
         workspace: Option<&str>,
         limit: usize,
+        now_ms: i64,
     ) -> (Vec<(String, &'static str)>, usize) {
-        let users = lock(&self.inner.users);
-        let mut all: Vec<(String, &'static str)> = users
+        let mut all: BTreeMap<String, &'static str> = lock(&self.inner.users)
             .iter()
             .filter(|(_, l)| l.online() && workspace.is_none_or(|w| l.in_workspace(w)))
             .map(|(u, l)| (u.clone(), l.status()))
             .collect();
-        all.sort();
+        {
+            let mut rest = lock(&self.inner.rest);
+            rest.retain(|_, r| r.until_ms > now_ms);
+            if workspace.is_none() {
+                for (u, r) in rest.iter() {
+                    all.entry(u.clone()).or_insert_with(|| r.status());
+                }
+            }
+        }
         let total = all.len();
-        all.truncate(limit);
-        (all, total)
+        (all.into_iter().take(limit).collect(), total)
     }
 
-    pub fn online_count(&self) -> usize {
-        lock(&self.inner.users)
-            .values()
-            .filter(|l| l.online())
-            .count()
+    pub fn online_count(&self, now_ms: i64) -> usize {
+        self.online_users(None, 0, now_ms).1
     }
 
     /// Push a JSON message to every live connection of `user`. Returns how many got it.
@@ -612,7 +660,7 @@ impl EventConsumer {
 
     async fn end_call(&self, room: &str, at: i64) -> StoreResult<()> {
         if let Some(call) = self.state.store.end_call(room, at).await? {
-            tracing::info!(call = %call.id, status = %call.status, duration_ms = ?call.duration_ms, "call ended");
+            tracing::info!(call = %call.id, status = %call.status, duration_ms = call.duration_ms, "call ended");
             self.call_event("call.completed", room).await;
         }
         Ok(())

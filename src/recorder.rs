@@ -241,7 +241,7 @@ impl Recorders {
             .spawn(move || {
                 let o = runtime.block_on(run(participant, pipeline, stop));
                 info!(recording = %rid, room = %room_name, duration_ms = o.duration_ms,
-                      tracks = o.tracks, error = ?o.error, "recording finished");
+                      tracks = o.tracks, error = o.error.as_deref(), "recording finished");
                 let _ = outcome.send(Some(o));
             })?;
         Ok(())

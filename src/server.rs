@@ -1,6 +1,6 @@
 //! Server assembly: state, router, listeners and graceful shutdown.
 
-use crate::auth::{load_or_create_dev_keys, KeyRing};
+use crate::auth::{create_dev_keys, find_keys, KeyRing, KeySource};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::json_errors;
@@ -30,8 +30,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("dev keys: {0}")]
-    Keys(std::io::Error),
+    #[error("API keys: {0}")]
+    Keys(#[from] crate::auth::KeysError),
 }
 
 /// A running server.
@@ -79,10 +79,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Count each request by method, matched route template (never the raw path) and status.
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    Metrics::inc(&state.metrics.http_requests);
+    let method = crate::metrics::method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned(); // an Arc clone
     let resp = next.run(req).await;
-    if resp.status().as_u16() >= 400 {
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .record_http(method, route.as_ref().map(|r| r.as_str()), status);
+    if status >= 400 {
         Metrics::inc(&state.metrics.http_errors);
     }
     resp
@@ -90,16 +99,16 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
 
 /// Start every subsystem on `config`; returns once listeners are bound.
 pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandle, StartError> {
-    let mut dev_key = None;
-    if config.keys.is_empty() {
-        config.keys =
-            load_or_create_dev_keys(&config.storage.data_dir).map_err(StartError::Keys)?;
-        dev_key = config
-            .keys
-            .iter()
-            .next()
-            .map(|(k, s)| (k.clone(), s.clone()));
-    }
+    // The same key discovery `parlor token` uses; only the server creates dev keys.
+    let found = match find_keys(&config.keys, &config.storage.data_dir)? {
+        Some(f) => f,
+        None => create_dev_keys(&config.storage.data_dir)?,
+    };
+    let dev_key = matches!(found.source, KeySource::DevFile(_))
+        .then(|| found.keys.iter().next())
+        .flatten()
+        .map(|(k, s)| (k.clone(), s.clone()));
+    config.keys = found.keys;
     let budget = fd_budget();
     let store = Store::connect(&config.database_url(), config.database.max_connections).await?;
     let listener = TcpListener::bind(&config.server.bind)

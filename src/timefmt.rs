@@ -20,6 +20,12 @@ pub fn opt(ms: Option<i64>) -> Option<String> {
     ms.map(rfc3339_ms)
 }
 
+/// A duration in milliseconds as whole seconds, rounded to the nearest (the `duration` fields;
+/// `duration_ms` keeps the precision).
+pub fn whole_secs(ms: i64) -> i64 {
+    (ms + 500).div_euclid(1000)
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (H. Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

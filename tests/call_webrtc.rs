@@ -117,7 +117,12 @@ async fn call_joined_by_two_webrtc_clients() {
             assert!(Instant::now() < deadline, "call never completed: {v}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let d = v["call"]["duration"].as_f64().unwrap();
+        let d = v["call"]["duration_ms"].as_f64().unwrap() / 1000.0;
+        assert_eq!(
+            v["call"]["duration"],
+            d.round() as i64,
+            "whole seconds: {v}"
+        );
         println!(
             "{}: duration {d} s, measured {:.3} s",
             db.backend(),

@@ -193,7 +193,9 @@ async fn call_recording_mixed_and_per_participant() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["recording_id"], rec_id.as_str());
     assert_eq!(v["status"], "completed");
-    let dur = v["duration"].as_f64().unwrap();
+    // `duration` is whole seconds (seed 002), `duration_ms` the precise value.
+    let dur = v["duration_ms"].as_f64().unwrap() / 1000.0;
+    assert_eq!(v["duration"], dur.round() as i64, "{v}");
     assert!(
         (dur - wall).abs() <= 0.02 * wall,
         "duration {dur} s vs wall {wall} s"
@@ -408,7 +410,7 @@ async fn completed_duration(http: &str, rec: &str) -> f64 {
     .await;
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["recording"]["status"], "completed", "{r}");
-    r["recording"]["duration"].as_f64().unwrap()
+    r["recording"]["duration_ms"].as_f64().unwrap() / 1000.0
 }
 
 /// `frames` × 20 ms of a 440 Hz tone from `client`.

@@ -166,7 +166,7 @@ async fn rest_minted_credentials_relay_through_embedded_turn() {
     let m = s.metrics().await;
     let line = m
         .lines()
-        .find(|l| l.starts_with("parlor_turn_auth_failures "))
+        .find(|l| l.starts_with("parlor_turn_auth_failures_total "))
         .expect("no turn metrics");
     assert!(
         line.split(' ').nth(1).unwrap().parse::<f64>().unwrap() >= 1.0,
@@ -174,7 +174,7 @@ async fn rest_minted_credentials_relay_through_embedded_turn() {
     );
     assert!(
         m.lines()
-            .any(|l| l.starts_with("parlor_turn_relayed_bytes ") && !l.ends_with(" 0")),
+            .any(|l| l.starts_with("parlor_turn_relayed_bytes_total ") && !l.ends_with(" 0")),
         "{m}"
     );
 

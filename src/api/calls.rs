@@ -6,7 +6,9 @@
 //! until the first participant's media connects (`active`), then `completed` (with `ended_at` and
 //! `duration`) when the last participant leaves; a call nobody connected to ends `missed`.
 
-use super::util::{check_id, check_opt_id, join_credentials, limit, validation, JsonBody};
+use super::util::{
+    check_id, check_opt_id, join_credentials, limit, validation, JsonBody, OptionalJsonBody,
+};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
@@ -39,7 +41,7 @@ pub fn call_json(c: &CallRecord, members: &[CallMember]) -> Value {
         "created_at": rfc3339_ms(c.created_at),
         "started_at": opt(c.started_at),
         "ended_at": opt(c.ended_at),
-        "duration": c.duration_ms.map(|d| d as f64 / 1000.0),
+        "duration": c.duration_ms.map(crate::timefmt::whole_secs),
         "duration_ms": c.duration_ms,
         "record": c.auto_record,
         "room": c.id,
@@ -80,7 +82,7 @@ pub(crate) async fn load_for(state: &AppState, call_id: &str, user: &str) -> Api
     Ok(call)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct CreateCall {
     #[serde(default, alias = "type")]
@@ -95,7 +97,7 @@ struct CreateCall {
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
-    JsonBody(body): JsonBody<CreateCall>,
+    OptionalJsonBody(body): OptionalJsonBody<CreateCall>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let call_type = body.call_type.unwrap_or_else(|| "video".into());
     check_call_type(&call_type)?;

@@ -1,9 +1,11 @@
 //! `/health`, `/health/ready`, `/health/live`, `/metrics`.
 
+use crate::error::ApiError;
+use crate::metrics::Sample;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -42,10 +44,23 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.started.elapsed().as_secs(),
         "node": state.config.server.node_name,
+        // Single node: the cluster is this server (seed 002's `nodes` + `connected`, with details).
+        "cluster": {
+            "nodes": [state.config.server.node_name],
+            "connected": true,
+            "members": [{
+                "node": state.config.server.node_name,
+                "address": state.config.public_http_url(),
+                "status": if healthy { "healthy" } else { "unhealthy" },
+                "rooms": m.rooms.load(Relaxed),
+                "participants": m.participants.load(Relaxed),
+                "self": true,
+            }],
+        },
         "dependencies": { state.store.backend.name(): db },
         "stats": {
             "websocket_connections": m.websocket_connections.load(Relaxed),
-            "online_users": state.product.online_count(),
+            "online_users": state.product.online_count(state.clock.unix_ms()),
             "active_calls": active_calls.max(0),
             "active_huddles": active_huddles.max(0),
             "rooms": m.rooms.load(Relaxed),
@@ -84,56 +99,93 @@ async fn live(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({ "success": true, "status": "alive", "uptime": state.started.elapsed().as_secs() }))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// `/metrics`: Prometheus text. With `metrics.token` set, callers need `Authorization: Bearer <token>`.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let want = &state.config.metrics.token;
+    if !want.is_empty() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), want.as_bytes())) {
+            let mut resp =
+                ApiError::unauthorized("/metrics needs Authorization: Bearer <metrics.token>")
+                    .into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return resp;
+        }
+    }
     let uptime = state.started.elapsed().as_secs_f64();
-    let mut extra = vec![("parlor_uptime_seconds", "Seconds since start", uptime)];
+    let mut extra = vec![Sample::gauge(
+        "parlor_uptime_seconds",
+        "Seconds since start",
+        uptime,
+    )];
     let turn_metrics = state
         .turn
         .lock()
         .ok()
         .and_then(|t| t.as_ref().map(|t| t.metrics()));
     if let Some(m) = turn_metrics {
-        extra.push((
-            "parlor_turn_active_allocations",
-            "Active TURN allocations",
-            m.active_allocations as f64,
-        ));
-        extra.push((
-            "parlor_turn_relayed_bytes",
-            "Bytes relayed by TURN (both directions)",
-            m.relayed_bytes() as f64,
-        ));
-        extra.push((
-            "parlor_turn_auth_failures",
-            "TURN authentication failures",
-            m.auth_failures as f64,
-        ));
-        extra.push((
-            "parlor_turn_forbidden_peer_refusals",
-            "TURN relays refused by peer policy",
-            m.forbidden_peer_refusals as f64,
-        ));
-        extra.push((
-            "parlor_turn_tcp_connections",
-            "Open TURN TCP client connections",
-            m.tcp_connections as f64,
-        ));
-        extra.push((
-            "parlor_turn_tcp_refused",
-            "TURN TCP connections refused at the connection caps",
-            m.tcp_refused as f64,
-        ));
-        extra.push((
-            "parlor_turn_tcp_idle_closed",
-            "TURN TCP connections closed without an allocation (idle timeout or evicted at the cap)",
-            m.tcp_idle_closed as f64,
-        ));
-        extra.push((
-            "parlor_turn_reserved_ports",
-            "Relay ports held by TURN EVEN-PORT reservations",
-            m.reserved_ports as f64,
-        ));
+        extra.extend([
+            Sample::gauge(
+                "parlor_turn_active_allocations",
+                "Active TURN allocations",
+                m.active_allocations as f64,
+            ),
+            Sample::counter(
+                "parlor_turn_allocations_total",
+                "TURN allocations created",
+                m.allocations_total as f64,
+            ),
+            Sample::counter(
+                "parlor_turn_relayed_bytes_total",
+                "Bytes relayed by TURN (both directions)",
+                m.relayed_bytes() as f64,
+            ),
+            Sample::counter(
+                "parlor_turn_auth_failures_total",
+                "TURN authentication failures",
+                m.auth_failures as f64,
+            ),
+            Sample::counter(
+                "parlor_turn_forbidden_peer_refusals_total",
+                "TURN relays refused by peer policy",
+                m.forbidden_peer_refusals as f64,
+            ),
+            Sample::counter(
+                "parlor_turn_quota_refusals_total",
+                "TURN allocations refused by the per-user quota",
+                m.quota_refusals as f64,
+            ),
+            Sample::gauge(
+                "parlor_turn_tcp_connections",
+                "Open TURN TCP client connections",
+                m.tcp_connections as f64,
+            ),
+            Sample::counter(
+                "parlor_turn_tcp_refused_total",
+                "TURN TCP connections refused at the connection caps",
+                m.tcp_refused as f64,
+            ),
+            Sample::counter(
+                "parlor_turn_tcp_idle_closed_total",
+                "TURN TCP connections closed without an allocation (idle timeout or evicted at the cap)",
+                m.tcp_idle_closed as f64,
+            ),
+            Sample::gauge(
+                "parlor_turn_reserved_ports",
+                "Relay ports held by TURN EVEN-PORT reservations",
+                m.reserved_ports as f64,
+            ),
+        ]);
     }
+    extra.extend(crate::metrics::process_metrics());
     let body = state.metrics.render(&extra);
     (
         [(
@@ -142,6 +194,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         body,
     )
+        .into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A small page that joins a room with the livekit-client SDK (loaded from a CDN).

@@ -127,7 +127,7 @@ fn schemas() -> Value {
             "conversation_id": ns(), "created_by": s(),
             "status": { "type": "string", "enum": ["ringing", "active", "completed", "missed"] },
             "created_at": dt(), "started_at": ndt(), "ended_at": ndt(),
-            "duration": { "type": "number", "nullable": true, "description": "seconds" },
+            "duration": { "type": "integer", "nullable": true, "description": "whole seconds (rounded)" },
             "duration_ms": { "type": "integer", "nullable": true },
             "record": boolean(), "room": s(), "members": arr(r("CallMember")),
             "participant_count": { "type": "integer", "description": "GET /api/calls/{call_id} only" },
@@ -177,11 +177,14 @@ fn schemas() -> Value {
         "Recording": obj(json!({
             "id": s(), "call_id": s(), "conversation_id": ns(), "call_type": s(), "started_by": s(),
             "started_at": dt(), "ended_at": ndt(),
-            "duration": { "type": "number", "nullable": true, "description": "seconds" },
+            "duration": { "type": "integer", "nullable": true, "description": "whole seconds (rounded)" },
+            "duration_ms": { "type": "integer", "nullable": true },
             "status": { "type": "string", "enum": ["recording", "completed", "failed"] },
             "size_bytes": { "type": "integer", "nullable": true }, "has_file": boolean(),
         }), &["id", "call_id", "status"]),
-        "IceServer": obj(json!({ "urls": arr(s()), "username": s(), "credential": s() }), &["urls"]),
+        "IceServer": obj(json!({
+            "urls": { "type": "array", "items": s(), "description": "always an array (WebRTC's RTCIceServer.urls takes a string or an array; Parlor sends the array form, which browsers and the LiveKit SDKs accept, with one entry per transport for TURN)" },
+            "username": s(), "credential": s() }), &["urls"]),
         "JoinCredentials": success_obj(json!({
             "url": { "type": "string", "description": "WebSocket URL of the signaling endpoint" },
             "token": { "type": "string", "description": "access token for the call/huddle room" },
@@ -200,6 +203,9 @@ pub fn document(server_url: &str) -> Value {
     let paths = json!({
         "/health": { "get": op("health", "Health with dependency and connection stats", vec![], None,
             ("200", "healthy", obj(json!({ "status": s(), "version": s(), "uptime": int(), "node": s(),
+                "cluster": obj(json!({ "nodes": arr(s()), "connected": boolean(),
+                    "members": arr(obj(json!({ "node": s(), "address": s(), "status": s(), "rooms": int(),
+                        "participants": int(), "self": boolean() }), &["node", "status"])) }), &["nodes", "connected"]),
                 "dependencies": { "type": "object" }, "stats": { "type": "object" } }), &["status"])),
             &[("503", "unhealthy (database unreachable)")], false) },
         "/health/ready": { "get": op("health", "Readiness", vec![], None,
@@ -208,7 +214,9 @@ pub fn document(server_url: &str) -> Value {
             ("200", "alive", obj(json!({ "status": s() }), &["status"])), &[], false) },
         "/metrics": { "get": {
             "tags": ["health"], "summary": "Prometheus metrics (text format)", "parameters": [], "security": [],
-            "responses": { "200": { "description": "metrics", "content": { "text/plain": { "schema": s() } } } },
+            "description": "Open unless `metrics.token` is configured; then `Authorization: Bearer <metrics.token>` is required.",
+            "responses": { "200": { "description": "metrics", "content": { "text/plain": { "schema": s() } } },
+                "401": err("metrics.token is set and the request lacks it") },
         } },
         "/demo": { "get": {
             "tags": ["meta"], "summary": "Demo page joining a room with the livekit-client SDK", "parameters": [], "security": [],
@@ -307,7 +315,7 @@ pub fn document(server_url: &str) -> Value {
             &[forbidden, not_found_call, ("409", "call_not_active"), ("409", "recording_in_progress")], true) },
         "/api/calls/{call_id}/recording/stop": { "post": op("recordings", "Stop recording; the files are final when this returns",
             vec![call_id()], None,
-            ("200", "stopped", success_obj(json!({ "recording_id": s(), "duration": json!({"type": "number"}), "duration_ms": int(), "status": s() }))),
+            ("200", "stopped", success_obj(json!({ "recording_id": s(), "duration": json!({"type": "integer", "description": "whole seconds (rounded)"}), "duration_ms": int(), "status": s() }))),
             &[forbidden, not_found_call, ("404", "recording_not_found")], true) },
         "/api/huddles": { "post": op("huddles", "Create a huddle", vec![],
             Some(obj(json!({ "name": s(), "workspace_id": s(), "channel_id": s() }), &["name"])),
@@ -326,7 +334,7 @@ pub fn document(server_url: &str) -> Value {
         "/api/huddles/{huddle_id}/leave": { "post": op("huddles", "Leave", vec![huddle_id()], None,
             ("200", "left", success_obj(json!({ "huddle_id": s(), "left": boolean(), "huddle": r("Huddle") }))),
             &[forbidden, ("404", "huddle_not_found")], true) },
-        "/api/presence": { "put": op("presence", "Set the caller's status, custom message and emoji", vec![],
+        "/api/presence": { "put": op("presence", "Set the caller's status, custom message and emoji; the caller counts as present (online/away) for presence.rest_ttl_secs (default 300) without a presence WebSocket, renewed by each PUT", vec![],
             Some(obj(json!({ "status": { "type": "string", "enum": ["online", "away"] },
                 "custom_message": { "type": "string", "description": "empty string clears" },
                 "emoji": { "type": "string", "description": "empty string clears" } }), &[])),
@@ -438,6 +446,9 @@ pub fn document(server_url: &str) -> Value {
             &[("403", "not_authorized: not a member of the thread"), ("404", "thread_not_found")], true) },
     });
     let mut paths = paths;
+    // Every field of these bodies is optional: no body at all means all defaults.
+    paths["/api/calls"]["post"]["requestBody"]["required"] = json!(false);
+    paths["/api/presence/typing/{conversation_id}"]["post"]["requestBody"]["required"] = json!(false);
     for more in [paths2, paths3] {
         if let (Some(all), Value::Object(m)) = (paths.as_object_mut(), more) {
             all.extend(m);

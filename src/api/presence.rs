@@ -2,8 +2,10 @@
 //! `GET /api/presence/online`, `GET|POST /api/presence/typing/{conversation_id}`,
 //! `GET /api/presence/{user_id}`.
 //!
-//! A user is online while at least one presence WebSocket of theirs is open or they are a participant
-//! of an SFU room; `away` when they said so; offline (with `last_seen`) otherwise. The presence
+//! A user is online while at least one presence WebSocket of theirs is open, they are a participant
+//! of an SFU room, or a `PUT /api/presence` of theirs is younger than `presence.rest_ttl_secs`
+//! (REST clients need no socket; each PUT renews it); `away` when they said so; offline (with
+//! `last_seen`) otherwise. The presence
 //! WebSocket also carries live pushes (chat messages, typing, invitations).
 //!
 //! Presence WebSocket protocol (JSON text frames):
@@ -15,7 +17,7 @@
 //!   presence), `{"type":"typing","conversation_id","typing":true|false}`.
 //! - server → client: `chat.message`, `typing`, `call.invite`, `huddle.invite`, `error`.
 
-use super::util::{check_id, check_text, limit, validation, JsonBody};
+use super::util::{check_id, check_text, limit, validation, JsonBody, OptionalJsonBody};
 use crate::auth::{bearer, AuthUser};
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
@@ -49,8 +51,8 @@ pub const MAX_EMOJI: usize = 32;
 
 async fn presence_json(state: &AppState, user: &str) -> ApiResult<Value> {
     let rec = state.store.get_presence(user).await?.unwrap_or_default();
-    let live = state.product.presence(user);
     let now = state.clock.unix_ms();
+    let live = state.product.presence(user, now);
     let last_seen = if live.status == "offline" {
         rec.last_seen
     } else {
@@ -94,9 +96,11 @@ async fn online(
     ApiQuery(q): ApiQuery<OnlineQuery>,
 ) -> ApiResult<Json<Value>> {
     super::util::check_opt_id("workspace_id", q.workspace_id.as_deref())?;
-    let (users, total) = state
-        .product
-        .online_users(q.workspace_id.as_deref(), limit(q.limit, 50, 500) as usize);
+    let (users, total) = state.product.online_users(
+        q.workspace_id.as_deref(),
+        limit(q.limit, 50, 500) as usize,
+        state.clock.unix_ms(),
+    );
     Ok(Json(json!({
         "success": true,
         "users": users.iter().map(|(u, s)| json!({"user_id": u, "status": s})).collect::<Vec<_>>(),
@@ -117,7 +121,14 @@ pub struct StatusBody {
     emoji: Option<String>,
 }
 
-async fn set_status(state: &AppState, user: &str, body: StatusBody) -> ApiResult<Value> {
+/// Set `user`'s status. `rest`: it came from `PUT /api/presence`, which also declares the user
+/// present for `presence.rest_ttl_secs` (no presence WebSocket needed) and records `last_seen`.
+async fn set_status(
+    state: &AppState,
+    user: &str,
+    body: StatusBody,
+    rest: bool,
+) -> ApiResult<Value> {
     if let Some(s) = &body.status {
         if !matches!(s.as_str(), "online" | "away") {
             return Err(validation("status must be \"online\" or \"away\""));
@@ -151,6 +162,15 @@ async fn set_status(state: &AppState, user: &str, body: StatusBody) -> ApiResult
     state
         .product
         .set_manual_status(user, rec.manual_status.clone());
+    if rest {
+        let now = state.clock.unix_ms();
+        let ttl_ms = state.config.presence.rest_ttl_secs.saturating_mul(1000);
+        let until = now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        state.store.set_last_seen(user, now).await?;
+        state
+            .product
+            .rest_present(user, rec.manual_status.clone(), until);
+    }
     presence_json(state, user).await
 }
 
@@ -159,7 +179,7 @@ async fn set_status_rest(
     user: AuthUser,
     JsonBody(body): JsonBody<StatusBody>,
 ) -> ApiResult<Json<Value>> {
-    let p = set_status(&state, user.id(), body).await?;
+    let p = set_status(&state, user.id(), body, true).await?;
     Ok(Json(json!({ "success": true, "presence": p })))
 }
 
@@ -232,11 +252,17 @@ fn yes() -> bool {
     true
 }
 
+impl Default for TypingBody {
+    fn default() -> Self {
+        TypingBody { typing: true }
+    }
+}
+
 async fn typing_set_rest(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(conv): ApiPath<String>,
-    JsonBody(body): JsonBody<TypingBody>,
+    OptionalJsonBody(body): OptionalJsonBody<TypingBody>,
 ) -> ApiResult<Json<Value>> {
     set_typing(&state, user.id(), &conv, body.typing).await?;
     Ok(Json(json!({
@@ -343,7 +369,7 @@ async fn run(
         "type": "hello",
         "user_id": user,
         "device_id": device,
-        "status": state.product.presence(&user).status,
+        "status": state.product.presence(&user, state.clock.unix_ms()).status,
         "heartbeat_interval": HEARTBEAT_INTERVAL_SECS,
     });
     let mut ok = socket
@@ -446,6 +472,7 @@ async fn handle_message(state: &AppState, user: &str, text: &str) -> Value {
                 custom_message,
                 emoji,
             },
+            false,
         )
         .await
         .map(|p| json!({ "type": "presence", "presence": p })),

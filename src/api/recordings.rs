@@ -81,7 +81,8 @@ async fn start(
     ))
 }
 
-/// `POST /api/calls/{call_id}/recording/stop`: finalize the files; `duration` in seconds.
+/// `POST /api/calls/{call_id}/recording/stop`: finalize the files; `duration` in whole seconds
+/// (rounded), `duration_ms` exact.
 async fn stop(
     State(state): State<AppState>,
     user: AuthUser,
@@ -98,7 +99,7 @@ async fn stop(
     Ok(Json(json!({
         "success": true,
         "recording_id": id,
-        "duration": outcome.duration_ms as f64 / 1000.0,
+        "duration": crate::timefmt::whole_secs(outcome.duration_ms),
         "duration_ms": outcome.duration_ms,
         "status": if outcome.error.is_some() { "failed" } else { "completed" },
     })))
@@ -121,7 +122,8 @@ fn recording_json(r: &RecordingRecord) -> Value {
         "started_by": r.started_by,
         "started_at": rfc3339_ms(r.started_at),
         "ended_at": opt(r.ended_at),
-        "duration": r.duration_ms.map(|d| d as f64 / 1000.0),
+        "duration": r.duration_ms.map(crate::timefmt::whole_secs),
+        "duration_ms": r.duration_ms,
         "status": r.status,
         "size_bytes": r.size_bytes,
         "has_file": r.file_path.is_some(),

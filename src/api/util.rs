@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use axum::extract::FromRequest;
 use parlor_signaling::{AccessToken, VideoGrant};
 
 /// Longest id accepted from a client (user ids, workspace ids, device ids, ...).
@@ -71,7 +72,7 @@ pub fn limit(l: Option<i64>, def: i64, max: i64) -> i64 {
 /// with envelope rejections: 400 `invalid_request` for syntax, type and shape errors.
 pub struct JsonBody<T>(pub T);
 
-impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+impl<S, T> FromRequest<S> for JsonBody<T>
 where
     S: Send + Sync,
     T: serde::de::DeserializeOwned,
@@ -90,5 +91,42 @@ where
         serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid body: {e}")))
+    }
+}
+
+/// [`JsonBody`] for endpoints whose fields are all optional: an empty body (with or without a
+/// content type) is `T::default()`; anything else is parsed and rejected exactly as `JsonBody`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        // Through the `Bytes` extractor so the configured body limit still applies.
+        let bytes = bytes::Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            state,
+        )
+        .await
+        .map_err(|e| {
+            let code = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "invalid_request"
+            };
+            ApiError::new(e.status(), code, e.body_text())
+        })?;
+        if bytes.is_empty() {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+        JsonBody::<T>::from_request(req, state)
+            .await
+            .map(|JsonBody(v)| OptionalJsonBody(v))
     }
 }

@@ -890,7 +890,7 @@ impl Worker {
             if let Some(t) = self.track_mut(owner, &sid) {
                 if t.layers.len() < 4 && !t.layers.iter().any(|(s, _)| *s == init.ssrc) {
                     t.layers.push((init.ssrc, layer));
-                    info!(track = %sid, rid = ?init.rid, layer, "simulcast layer received");
+                    info!(track = %sid, rid = init.rid.as_deref(), layer, "simulcast layer received");
                 }
                 let max_layer = t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0);
                 let subs = t.subscribers.clone();
@@ -984,7 +984,7 @@ impl Worker {
             audio_level_ext,
             last_pli: None,
         };
-        info!(room = %room_name, participant = %identity, track = %sid, mime = %mime, rid = ?init.rid, "track published");
+        info!(room = %room_name, participant = %identity, track = %sid, mime = %mime, rid = init.rid.as_deref(), "track published");
         self.add_track(owner, &room_name, track, now);
     }
 
@@ -1198,7 +1198,12 @@ impl Worker {
             let before = out.forwarder.current_layer();
             let decision = out.forwarder.on_packet(&meta);
             if out.forwarder.current_layer() != before {
-                debug!(track = sid_ref, from = ?before, to = ?out.forwarder.current_layer(), "layer switch");
+                debug!(
+                    track = sid_ref,
+                    from = before,
+                    to = out.forwarder.current_layer(),
+                    "layer switch"
+                );
             }
             match decision {
                 Decision::Forward { seq, ts } => {

@@ -12,5 +12,6 @@ mod huddles;
 mod openapi;
 mod presence;
 mod recordings;
+mod seed_shapes;
 mod support;
 mod token_purpose;

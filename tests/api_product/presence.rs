@@ -145,6 +145,17 @@ async fn presence(s: &Srv) {
     );
     let before_close = s.now_ms();
     a1.close().await;
+    // Her REST PUT above keeps her present (without devices) until presence.rest_ttl_secs pass.
+    s.eventually("no devices left", || async {
+        let v = s.get("/api/presence/alice", "bob").await.1;
+        (v["presence"]["devices"] == json!([])).then_some(())
+    })
+    .await;
+    assert_eq!(
+        s.get("/api/presence/alice", "bob").await.1["presence"]["status"],
+        "online"
+    );
+    s.clock.advance_ms(300_000);
     let v = s
         .eventually("alice offline", || async {
             let v = s.get("/api/presence/alice", "bob").await.1;
@@ -313,4 +324,69 @@ async fn flood(s: &Srv) {
 #[tokio::test]
 async fn presence_socket_flood_is_closed() {
     on_every_backend!(flood);
+}
+
+/// `PUT /api/presence` stands on its own: no presence socket, status read back, listed online,
+/// renewed by each PUT, offline (with last_seen) once `presence.rest_ttl_secs` pass.
+async fn rest_presence(s: &Srv) {
+    let ttl_ms = 120_000;
+    let put_at = s.now_ms();
+    let r = s
+        .put("/api/presence", "dave", json!({"status": "away"}))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["presence"]["status"], "away", "{}", r.1);
+    let p = s.get("/api/presence/dave", "erin").await.1;
+    assert_eq!(p["presence"]["status"], "away", "{p}");
+    assert_eq!(p["presence"]["devices"], json!([]));
+    assert_eq!(
+        s.get("/api/presence/online", "erin").await.1["users"],
+        json!([{"user_id": "dave", "status": "away"}])
+    );
+    // Not in a workspace (REST presence names none).
+    assert_eq!(
+        s.get("/api/presence/online?workspace_id=ws-a", "erin")
+            .await
+            .1["total"],
+        0
+    );
+    // Back online, then renewed just before the expiry: still present after the first TTL.
+    s.clock.advance_ms(ttl_ms - 1_000);
+    let r = s
+        .put("/api/presence", "dave", json!({"status": "online"}))
+        .await;
+    assert_eq!(r.1["presence"]["status"], "online", "{}", r.1);
+    s.clock.advance_ms(ttl_ms - 1_000);
+    assert_eq!(
+        s.get("/api/presence/dave", "erin").await.1["presence"]["status"],
+        "online"
+    );
+    // Expired: offline, last seen at the last PUT, gone from the online list and /health.
+    s.clock.advance_ms(2_000);
+    let p = s.get("/api/presence/dave", "erin").await.1;
+    assert_eq!(p["presence"]["status"], "offline", "{p}");
+    let seen = p["presence"]["last_seen"].as_str().unwrap().to_string();
+    assert!(seen > parlor::timefmt::rfc3339_ms(put_at), "{p}");
+    assert_eq!(s.get("/api/presence/online", "erin").await.1["total"], 0);
+    let h = s
+        .client
+        .get(s.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(h["stats"]["online_users"], 0, "{h}");
+}
+
+#[tokio::test]
+async fn rest_presence_without_a_socket_expires() {
+    for db in crate::common::all_dbs().await {
+        eprintln!("== backend {}", db.backend());
+        let s = Srv::start_with(&db, |c| c.presence.rest_ttl_secs = 120).await;
+        rest_presence(&s).await;
+        s.stop().await;
+        db.drop_db().await;
+    }
 }

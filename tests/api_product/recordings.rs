@@ -110,7 +110,8 @@ async fn recordings(s: &Srv) {
     assert_eq!(d["call_type"], "audio");
     assert_eq!(d["started_by"], "bob");
     assert_eq!(d["status"], "completed");
-    assert_eq!(d["duration"], 3600.0);
+    assert_eq!(d["duration"], 3600);
+    assert_eq!(d["duration_ms"], 3_600_000);
     assert_eq!(d["size_bytes"], 100_000);
     assert_eq!(
         s.get("/api/recordings?limit=1&offset=1", "bob").await.1["recordings"][0]["id"],

@@ -262,7 +262,7 @@ impl TurnServer {
             )));
         }
         tasks.push(tokio::spawn(io::sweep_loop(shared.clone(), stop_rx)));
-        info!(udp = %udp_addr, tcp = ?tcp_addr, realm = %shared.cfg.realm, "TURN server started");
+        info!(udp = %udp_addr, tcp = tcp_addr.map(tracing::field::display), realm = %shared.cfg.realm, "TURN server started");
         Ok(Self {
             shared,
             addrs: LocalAddrs {
