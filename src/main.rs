@@ -227,7 +227,7 @@ fn token(loaded: &Loaded, config: &Config, args: TokenArgs) -> anyhow::Result<()
     eprintln!(
         "signed with API key {key} from {source}; identity {}, room {}, grants {}, expires {}",
         claims.sub,
-        grant.room.as_deref().unwrap_or("(any)"),
+        grant.room.as_deref().unwrap_or("none"),
         if grants.is_empty() {
             "none (API calls only)".to_string()
         } else {
@@ -322,4 +322,55 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DEFAULT_LOG;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::EnvFilter;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The default filter hides exactly the per-connection rtc-dtls WARNs (the ones a browser's
+    /// TLS extensions and every DTLS client role trigger), not other rtc-dtls warnings or errors.
+    #[test]
+    fn default_filter_hides_per_connection_dtls_noise_only() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(DEFAULT_LOG))
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!(target: "rtc_dtls::handshake::handshake_message_client_hello", "Unsupported Extension Type 0 23");
+            tracing::warn!(target: "rtc_dtls::handshake::handshake_message_server_hello", "Unsupported Extension Type 0 5");
+            tracing::warn!(target: "rtc_dtls::config", "conn.remote_addr is empty");
+            tracing::warn!(target: "rtc_dtls::conn", "a real DTLS problem");
+            tracing::error!(target: "rtc_dtls::config", "a real config error");
+            tracing::info!(target: "rtc_ice::agent", "ice chatter");
+            tracing::info!(target: "parlor::signal", "our own line");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            !out.contains("Unsupported") && !out.contains("remote_addr"),
+            "{out}"
+        );
+        for want in ["a real DTLS problem", "a real config error", "our own line"] {
+            assert!(out.contains(want), "{want} missing: {out}");
+        }
+        assert!(!out.contains("ice chatter"), "{out}");
+    }
 }

@@ -71,10 +71,13 @@ pub fn method_label(m: &axum::http::Method) -> &'static str {
     }
 }
 
+/// Request counts of one route template by (method label, status).
+type ByMethodStatus = HashMap<(&'static str, u16), u64>;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// HTTP requests: route template -> (method, status) -> count.
-    http: Mutex<HashMap<String, HashMap<(&'static str, u16), u64>>>,
+    http: Mutex<HashMap<String, ByMethodStatus>>,
     pub http_errors: AtomicU64,
     pub websocket_connections: AtomicU64,
     pub rooms: AtomicU64,

@@ -339,6 +339,7 @@ fn spawn_server(dir: &Path) -> Proc {
         .env("PARLOR_TURN_ENABLED", "false")
         .current_dir(dir)
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     Proc {

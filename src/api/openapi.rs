@@ -448,7 +448,8 @@ pub fn document(server_url: &str) -> Value {
     let mut paths = paths;
     // Every field of these bodies is optional: no body at all means all defaults.
     paths["/api/calls"]["post"]["requestBody"]["required"] = json!(false);
-    paths["/api/presence/typing/{conversation_id}"]["post"]["requestBody"]["required"] = json!(false);
+    paths["/api/presence/typing/{conversation_id}"]["post"]["requestBody"]["required"] =
+        json!(false);
     for more in [paths2, paths3] {
         if let (Some(all), Value::Object(m)) = (paths.as_object_mut(), more) {
             all.extend(m);

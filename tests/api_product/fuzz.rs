@@ -179,7 +179,10 @@ async fn fuzz(s: &Srv) {
             if *takes_body && (*required || !body.is_empty()) {
                 assert_eq!(status, 400, "{what}: {text}");
             } else if *takes_body {
-                assert!(status < 300, "{what}: optional body left out: {status} {text}");
+                assert!(
+                    status < 300,
+                    "{what}: optional body left out: {status} {text}"
+                );
             }
             if status >= 400 {
                 let v: Value = serde_json::from_str(&text)
