@@ -144,12 +144,14 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PARLOR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(
-            // rtc's pipeline logs each per-packet read/write error at WARN (a flood anyone can
-            // cause with STUN); the media worker drops those packets first and counts them
-            // (sfu::stun_check, parlor_stun_dropped_total) with rate-limited lines.
-            "info,webrtc=warn,rtc=warn,rtc::peer_connection::handler=error,sqlx=warn",
-        ));
+        .unwrap_or_else(|_| {
+            EnvFilter::new(
+                // rtc's pipeline logs each per-packet read/write error at WARN (a flood anyone can
+                // cause with STUN); the media worker drops those packets first and counts them
+                // (sfu::stun_check, parlor_stun_dropped_total) with rate-limited lines.
+                "info,webrtc=warn,rtc=warn,rtc::peer_connection::handler=error,sqlx=warn",
+            )
+        });
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
