@@ -78,7 +78,12 @@ pub async fn finish(state: &AppState, heartbeat: Option<i64>) -> (usize, usize) 
 }
 
 /// The best known end: the latest known time, the heartbeat too when someone was still in.
-fn best_end(known: impl Iterator<Item = i64>, still_in: bool, heartbeat: Option<i64>, now: i64) -> i64 {
+fn best_end(
+    known: impl Iterator<Item = i64>,
+    still_in: bool,
+    heartbeat: Option<i64>,
+    now: i64,
+) -> i64 {
     let latest = known.max();
     let hb = heartbeat.filter(|_| still_in);
     latest.into_iter().chain(hb).max().unwrap_or(now).min(now)

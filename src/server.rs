@@ -262,7 +262,11 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let heartbeat = crate::orphans::last_heartbeat(&state.config.storage.data_dir);
     let (calls, huddles) = crate::orphans::finish(&state, heartbeat).await;
     if calls + huddles > 0 {
-        tracing::info!(calls, huddles, "finished calls and huddles left open by a crash");
+        tracing::info!(
+            calls,
+            huddles,
+            "finished calls and huddles left open by a crash"
+        );
     }
     crate::orphans::spawn_heartbeat(&state);
     crate::product::spawn_event_consumer(state.clone());

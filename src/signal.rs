@@ -212,8 +212,10 @@ async fn session(
     }
     info!(room = %room, participant = %identity, "signal session started");
 
-    let mut flood =
-        crate::flood::FloodLimit::new(state.config.limits.max_signal_messages_per_sec, Instant::now());
+    let mut flood = crate::flood::FloodLimit::new(
+        state.config.limits.max_signal_messages_per_sec,
+        Instant::now(),
+    );
     let ping_timeout = Duration::from_secs(20);
     let mut last_seen = Instant::now();
     let mut liveness = tokio::time::interval(Duration::from_secs(1));
@@ -305,6 +307,10 @@ async fn session(
     let _ = worker.tx.send(Cmd::Leave(pid)).await;
     if let Some((code, reason)) = close_reason {
         close(&mut ws, code, reason).await;
+        if code == crate::flood::CLOSE_CODE {
+            // Unread flood data would reset the connection before the client sees the reason.
+            crate::flood::drain_until_closed(&mut ws).await;
+        }
     }
     info!(room = %room, participant = %identity, "signal session ended");
 }

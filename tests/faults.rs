@@ -65,7 +65,10 @@ async fn wait_healthy(http: &str) -> Value {
                 return r.json().await.unwrap();
             }
         }
-        assert!(Instant::now() < deadline, "server at {http} never became healthy");
+        assert!(
+            Instant::now() < deadline,
+            "server at {http} never became healthy"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -98,8 +101,10 @@ async fn eventually<T, Fut: std::future::Future<Output = Option<T>>>(
 async fn connected(url: &str, token: &str) -> Client {
     let mut c = Client::connect(url, token, true).await;
     c.publish_audio().await;
-    c.wait_for(|s| matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(()))
-        .await;
+    c.wait_for(|s| {
+        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
     c
 }
 
@@ -111,7 +116,14 @@ async fn a_call_and_a_huddle_cut_by_sigkill_are_finished_at_restart() {
     let dir = tempfile::tempdir().unwrap();
     let p = spawn_server(dir.path(), "run1.log");
     wait_healthy(&p.http).await;
-    let created = api(&p, M::POST, "/api/calls", "alice", Some(json!({"call_type": "audio"}))).await;
+    let created = api(
+        &p,
+        M::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio"})),
+    )
+    .await;
     let call = created["call_id"].as_str().unwrap().to_string();
     let a = connected(
         created["url"].as_str().unwrap(),
@@ -120,13 +132,31 @@ async fn a_call_and_a_huddle_cut_by_sigkill_are_finished_at_restart() {
     .await;
     let started_ms = eventually("the call to become active", || async {
         let c = get(&p, &format!("/api/calls/{call}"), "alice").await;
-        (c["call"]["status"] == "active").then(|| c)
+        (c["call"]["status"] == "active").then_some(c)
     })
     .await;
     let started = chrono_ms(&started_ms["call"]["started_at"]);
-    let h = api(&p, M::POST, "/api/huddles", "carol", Some(json!({"name": "sync"}))).await;
-    let huddle = h["huddle"]["id"].as_str().or(h["huddle_id"].as_str()).unwrap().to_string();
-    let hj = api(&p, M::POST, &format!("/api/huddles/{huddle}/join"), "carol", None).await;
+    let h = api(
+        &p,
+        M::POST,
+        "/api/huddles",
+        "carol",
+        Some(json!({"name": "sync"})),
+    )
+    .await;
+    let huddle = h["huddle"]["id"]
+        .as_str()
+        .or(h["huddle_id"].as_str())
+        .unwrap()
+        .to_string();
+    let hj = api(
+        &p,
+        M::POST,
+        &format!("/api/huddles/{huddle}/join"),
+        "carol",
+        None,
+    )
+    .await;
     let c = connected(hj["url"].as_str().unwrap(), hj["token"].as_str().unwrap()).await;
     let health = eventually("health to count the call and the huddle", || async {
         let v = wait_healthy(&p.http).await;
@@ -152,13 +182,20 @@ async fn a_call_and_a_huddle_cut_by_sigkill_are_finished_at_restart() {
     let v = get(&p, &format!("/api/calls/{call}"), "alice").await["call"].clone();
     assert_eq!(v["status"], "completed", "{v}");
     let ended = chrono_ms(&v["ended_at"]);
-    assert!(ended >= started + 1_000 && ended <= killed_at + 1_000, "ended_at {v}");
+    assert!(
+        ended >= started + 1_000 && ended <= killed_at + 1_000,
+        "ended_at {v}"
+    );
     assert_eq!(v["duration_ms"].as_i64().unwrap(), ended - started, "{v}");
     let alice = &v["members"][0];
     assert_eq!(alice["user_id"], "alice");
     assert_eq!(alice["left_at"], v["ended_at"], "{v}");
     let h = get(&p, &format!("/api/huddles/{huddle}"), "carol").await;
-    let hv = if h["huddle"].is_object() { &h["huddle"] } else { &h };
+    let hv = if h["huddle"].is_object() {
+        &h["huddle"]
+    } else {
+        &h
+    };
     assert_eq!(hv["participants"], json!([]), "{h}");
     assert!(hv["ended_at"].is_string(), "{h}");
     let log = std::fs::read_to_string(&p.log).unwrap();
@@ -221,12 +258,35 @@ async fn a_stun_flood_is_counted_and_logged_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
     let p = spawn_server(dir.path(), "run.log");
     wait_healthy(&p.http).await;
-    let created = api(&p, M::POST, "/api/calls", "alice", Some(json!({"call_type": "audio"}))).await;
+    let created = api(
+        &p,
+        M::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio"})),
+    )
+    .await;
     let call = created["call_id"].as_str().unwrap().to_string();
-    api(&p, M::POST, &format!("/api/calls/{call}/invite"), "alice", Some(json!({"user_id": "bob"}))).await;
+    api(
+        &p,
+        M::POST,
+        &format!("/api/calls/{call}/invite"),
+        "alice",
+        Some(json!({"user_id": "bob"})),
+    )
+    .await;
     let bj = api(&p, M::POST, &format!("/api/calls/{call}/join"), "bob", None).await;
-    let _a = connected(created["url"].as_str().unwrap(), created["token"].as_str().unwrap()).await;
-    let mut b = Client::connect(bj["url"].as_str().unwrap(), bj["token"].as_str().unwrap(), false).await;
+    let _a = connected(
+        created["url"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+    )
+    .await;
+    let mut b = Client::connect(
+        bj["url"].as_str().unwrap(),
+        bj["token"].as_str().unwrap(),
+        false,
+    )
+    .await;
     // Alice's track opens with its first packets (Opus silence frames); then bob is offered it.
     let a = _a;
     let sender = tokio::spawn(async move {
@@ -269,7 +329,12 @@ async fn a_stun_flood_is_counted_and_logged_rate_limited() {
     }
     let series = r#"parlor_stun_dropped_total{reason="no_integrity"}"#;
     let counted = eventually("the flood to be counted", || async {
-        let text = reqwest::get(format!("{}/metrics", p.http)).await.ok()?.text().await.ok()?;
+        let text = reqwest::get(format!("{}/metrics", p.http))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         let n = metric(&text, series)?;
         (n >= u64::from(PACKETS)).then_some(n)
     })
@@ -277,20 +342,28 @@ async fn a_stun_flood_is_counted_and_logged_rate_limited() {
     let elapsed = t0.elapsed().as_secs();
     assert_eq!(counted, u64::from(PACKETS));
     // Bob's real connection is unaffected.
-    b.wait_for(|s| matches!(s, Seen::SubscriberState(RTCPeerConnectionState::Connected)).then_some(()))
-        .await;
+    b.wait_for(|s| {
+        matches!(s, Seen::SubscriberState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
     sender.abort();
     let log_path = p.log.clone();
     drop(p);
     let log = std::fs::read_to_string(log_path).unwrap();
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("dropped STUN packet")).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dropped STUN packet"))
+        .collect();
     eprintln!(
         "{counted} packets counted; {} fault lines, {} log lines in all, {elapsed} s",
         lines.len(),
         log.lines().count()
     );
     // (The real clients' own early checks may add a line of another reason.)
-    let lines: Vec<&str> = lines.into_iter().filter(|l| l.contains("no_integrity")).collect();
+    let lines: Vec<&str> = lines
+        .into_iter()
+        .filter(|l| l.contains("no_integrity"))
+        .collect();
     assert!(!lines.is_empty(), "the fault is never logged:\n{log}");
     assert!(
         lines.len() as u64 <= 2 + elapsed / 10,
@@ -298,8 +371,19 @@ async fn a_stun_flood_is_counted_and_logged_rate_limited() {
         lines.len(),
         lines.join("\n")
     );
-    for noise in ["handle_read got error", "password is empty", "discard message"] {
-        assert!(!log.contains(noise), "rtc's per-packet WARN is logged: {noise}");
+    for noise in [
+        "handle_read got error",
+        "password is empty",
+        "discard message",
+    ] {
+        assert!(
+            !log.contains(noise),
+            "rtc's per-packet WARN is logged: {noise}"
+        );
     }
-    assert!(log.lines().count() < 200, "{} log lines", log.lines().count());
+    assert!(
+        log.lines().count() < 200,
+        "{} log lines",
+        log.lines().count()
+    );
 }

@@ -449,7 +449,8 @@ mod tests {
     fn purposes_are_not_interchangeable() {
         const S: &str = "secret-secret-secret-secret-1234";
         for minted in TokenPurpose::ALL {
-            let t = AccessToken::for_resource(minted, "APIdev", S, "alice", "recording:r1", NOW, 60);
+            let t =
+                AccessToken::for_resource(minted, "APIdev", S, "alice", "recording:r1", NOW, 60);
             for wanted in TokenPurpose::ALL {
                 let got = AccessToken::decode_for(wanted, &t, secret_for, NOW);
                 if minted == wanted {

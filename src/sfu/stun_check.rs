@@ -79,7 +79,7 @@ pub fn check(
         return Err(StunFault::Malformed);
     }
     let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-    if len % 4 != 0 || buf.len() != HEADER_LEN + len {
+    if !len.is_multiple_of(4) || buf.len() != HEADER_LEN + len {
         return Err(StunFault::Malformed);
     }
     let typ = u16::from_be_bytes([buf[0], buf[1]]);
@@ -185,7 +185,7 @@ mod tests {
         m.extend_from_slice(&ATTR_USERNAME.to_be_bytes());
         m.extend_from_slice(&(user.len() as u16).to_be_bytes());
         m.extend_from_slice(user.as_bytes());
-        while m.len() % 4 != 0 {
+        while !m.len().is_multiple_of(4) {
             m.push(0);
         }
         if let Some(key) = key {
@@ -208,12 +208,18 @@ mod tests {
     fn only_authenticated_checks_pass() {
         let (u, p) = ("0abc", "secret-pwd");
         let (yes, no) = (Some("their-pwd"), None);
-        assert_eq!(check(&stun(1, "0abc:x", Some(b"secret-pwd")), u, p, yes), Ok(()));
+        assert_eq!(
+            check(&stun(1, "0abc:x", Some(b"secret-pwd")), u, p, yes),
+            Ok(())
+        );
         assert_eq!(
             check(&stun(1, "0abc:x", Some(b"secret-pwd")), u, p, no),
             Err(StunFault::NoRemoteDescription)
         );
-        assert_eq!(check(&stun(1, "0abc:x", None), u, p, yes), Err(StunFault::NoIntegrity));
+        assert_eq!(
+            check(&stun(1, "0abc:x", None), u, p, yes),
+            Err(StunFault::NoIntegrity)
+        );
         assert_eq!(
             check(&stun(1, "0abc:x", Some(b"guess")), u, p, yes),
             Err(StunFault::BadIntegrity)
@@ -227,14 +233,23 @@ mod tests {
             check(&stun(0x0011, "0abc:x", None), u, p, no),
             Err(StunFault::Indication)
         );
-        assert_eq!(check(&stun(0x0111, "0abc:x", None), u, p, yes), Err(StunFault::Unexpected));
+        assert_eq!(
+            check(&stun(0x0111, "0abc:x", None), u, p, yes),
+            Err(StunFault::Unexpected)
+        );
         // Success responses: keyed with the peer's password.
-        assert_eq!(check(&stun(0x0101, "", Some(b"their-pwd")), u, p, yes), Ok(()));
+        assert_eq!(
+            check(&stun(0x0101, "", Some(b"their-pwd")), u, p, yes),
+            Ok(())
+        );
         assert_eq!(
             check(&stun(0x0101, "", Some(b"secret-pwd")), u, p, yes),
             Err(StunFault::BadIntegrity)
         );
-        assert_eq!(check(&stun(0x0101, "", None), u, p, yes), Err(StunFault::NoIntegrity));
+        assert_eq!(
+            check(&stun(0x0101, "", None), u, p, yes),
+            Err(StunFault::NoIntegrity)
+        );
         assert_eq!(
             check(&stun(0x0101, "", Some(b"their-pwd")), u, p, no),
             Err(StunFault::NoRemoteDescription)

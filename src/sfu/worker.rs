@@ -5,8 +5,8 @@
 
 use super::forwarder::{is_keyframe, Decision, Forwarder, PacketMeta};
 use super::peer::{self, AUDIO_LEVEL_URI};
-use super::{ParticipantSnapshot, SfuEvent, SfuHandle};
 use super::stun_check::{self, StunFault};
+use super::{ParticipantSnapshot, SfuEvent, SfuHandle};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use bytes::BytesMut;
@@ -676,8 +676,7 @@ impl Worker {
             if pc.remote_pwd.is_none() {
                 pc.remote_pwd = pc.rtc.remote_description().and_then(|d| ice_pwd(&d.sdp));
             }
-            let checked =
-                stun_check::check(data, &pc.ufrag, &pc.pwd, pc.remote_pwd.as_deref());
+            let checked = stun_check::check(data, &pc.ufrag, &pc.pwd, pc.remote_pwd.as_deref());
             if let Err(fault) = checked {
                 self.stun_fault(fault, pc_id, from, now);
                 return;

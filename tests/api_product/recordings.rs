@@ -260,7 +260,10 @@ async fn recorder_is_not_a_participant(s: &Srv) {
         .post_empty(&format!("/api/calls/{call}/recording/start"), "alice")
         .await;
     assert_envelope(&r, 409, "call_not_active");
-    assert!(r.1["error"]["message"].as_str().unwrap().contains("ringing"));
+    assert!(r.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ringing"));
     assert_envelope(
         &s.post_empty(&format!("/api/calls/{call}/recording/stop"), "alice")
             .await,

@@ -4,8 +4,8 @@
 
 use crate::common::{TestDb, KEY, SECRET};
 use crate::support::Srv;
-use parlor::store::RecordingRecord;
 use parlor::clock::Clock;
+use parlor::store::RecordingRecord;
 use parlor_signaling::{AccessToken, VideoGrant};
 use serde_json::{json, Value};
 
@@ -102,7 +102,11 @@ async fn download_token_opens_one_file_and_nothing_else() {
     use reqwest::Method as M;
     let attempts: Vec<(M, String, Option<Value>)> = vec![
         (M::GET, "/api/calls".into(), None),
-        (M::POST, "/api/calls".into(), Some(json!({"call_type": "audio"}))),
+        (
+            M::POST,
+            "/api/calls".into(),
+            Some(json!({"call_type": "audio"})),
+        ),
         (M::GET, format!("/api/calls/{call}"), None),
         (
             M::POST,
@@ -112,7 +116,11 @@ async fn download_token_opens_one_file_and_nothing_else() {
         (M::GET, "/api/recordings".into(), None),
         (M::GET, "/api/recordings/rec_a/download".into(), None),
         (M::DELETE, "/api/recordings/rec_a".into(), None),
-        (M::PUT, "/api/presence".into(), Some(json!({"status": "busy"}))),
+        (
+            M::PUT,
+            "/api/presence".into(),
+            Some(json!({"status": "busy"})),
+        ),
         (M::GET, "/api/signaling/ice-config".into(), None),
         (M::GET, "/api/rooms".into(), None),
     ];
@@ -182,7 +190,11 @@ async fn download_token_opens_one_file_and_nothing_else() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
-        ws_status(format!("{}/api/presence/ws?access_token={join}&device_id=d1", s.ws)).await,
+        ws_status(format!(
+            "{}/api/presence/ws?access_token={join}&device_id=d1",
+            s.ws
+        ))
+        .await,
         101
     );
     s.stop().await;
