@@ -97,6 +97,11 @@ async fn idle_tcp_flood_is_capped_and_timed_out_while_real_clients_allocate() {
     })
     .await;
     let m = server.metrics();
+    eprintln!(
+        "{FLOOD} idle connections: server holds {server_side} descriptors (cap {CAP}), \
+         {} open, {} evicted/idle-closed, {} refused",
+        m.tcp_connections, m.tcp_idle_closed, m.tcp_refused
+    );
     assert!(
         m.tcp_idle_closed + m.tcp_refused >= (FLOOD - CAP) as u64,
         "{m:?}"
@@ -139,6 +144,7 @@ async fn idle_tcp_flood_is_capped_and_timed_out_while_real_clients_allocate() {
     .await;
     let r = raw.request(METHOD_REFRESH, &[Attr::Lifetime(600)]).await;
     assert!(r.is_success(), "the allocating client was cut off: {r:?}");
+    eprintln!("after the idle timeout: {:?}", server.metrics());
     drop(flood);
     server.shutdown().await;
 }

@@ -87,7 +87,7 @@ impl TcpTable {
             .filter(|(five, c)| {
                 c.close.is_some()
                     && ip.is_none_or(|ip| c.ip == ip)
-                    && !allocations.get(five).is_some_and(|a| a.expires_at > now)
+                    && allocations.get(five).is_none_or(|a| a.expires_at <= now)
             })
             .min_by_key(|(_, c)| c.seq)
             .map(|(five, _)| *five);

@@ -431,7 +431,7 @@ pub fn ip(s: &str) -> IpAddr {
 }
 
 /// Raise this process's open-file soft limit to its hard limit (flood tests open thousands).
-pub fn raise_nofile_limit() -> u64 {
+pub fn raise_nofile_limit() -> libc::rlim_t {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -442,7 +442,7 @@ pub fn raise_nofile_limit() -> u64 {
         rl.rlim_cur = rl.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
     }
-    rl.rlim_cur as u64
+    rl.rlim_cur
 }
 
 /// Open file descriptors of this process.
