@@ -16,7 +16,7 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let before = lim.rlim_cur as u64;
+    let before: u64 = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: `lim` is a valid rlimit; raising soft up to hard needs no privilege.
@@ -24,7 +24,7 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok((before, lim.rlim_cur as u64))
+    Ok((before, lim.rlim_cur))
 }
 
 /// The current soft RLIMIT_NOFILE (u64::MAX when unlimited or unknown).
@@ -39,7 +39,7 @@ pub fn nofile_limit() -> u64 {
     {
         return u64::MAX;
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// How many descriptors each TCP listener may hold at most.
