@@ -463,21 +463,24 @@ async fn http_connections_are_capped_per_address() {
 /// The real binary under a soft and hard RLIMIT_NOFILE of 1,024, flooded with 1,000 idle HTTP and
 /// 1,000 idle ICE-TCP connections from ten addresses: `/health` answers and a WebRTC join succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binary_under_1024_open_files_survives_http_and_ice_tcp_floods() {
+async fn binary_under_1024_open_files_survives_http_ice_tcp_and_turn_tcp_floods() {
     use std::os::unix::process::CommandExt;
     let _serial = SERIAL.lock().await;
     raise_nofile();
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, tcp_port) = (free_port(), free_port());
+    let (http_port, tcp_port, turn_port) = (free_port(), free_port(), free_port());
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parlor"));
     cmd.args(["serve", "--bind", &format!("127.0.0.1:{http_port}")])
         .env("PARLOR_RTC_UDP_PORT", "0")
         .env("PARLOR_RTC_TCP_PORT", tcp_port.to_string())
         .env("PARLOR_RTC_WORKERS", "1")
-        .env("PARLOR_TURN_ENABLED", "false")
+        .env("PARLOR_TURN_ENABLED", "true")
+        .env("PARLOR_TURN_UDP_PORT", turn_port.to_string())
+        .env("PARLOR_TURN_TCP_PORT", turn_port.to_string())
         .env("PARLOR_KEYS", format!("{KEY}:{SECRET}"))
         .env("PARLOR_STORAGE_DATA_DIR", dir.path())
         // Keep the flood's connections open for the whole test (timeouts are tested above).
+        .env("PARLOR_TURN_TCP_IDLE_TIMEOUT_MS", "120000")
         .env("PARLOR_LIMITS_HTTP_HEADER_TIMEOUT_MS", "120000")
         .env("PARLOR_RTC_TCP_HANDSHAKE_TIMEOUT_MS", "120000")
         .env("RUST_LOG", "warn")
@@ -510,7 +513,7 @@ async fn binary_under_1024_open_files_survives_http_and_ice_tcp_floods() {
     }
     assert!(up, "server did not start");
     let mut flood = Vec::new();
-    let (mut http_ok, mut tcp_ok) = (0, 0);
+    let (mut http_ok, mut tcp_ok, mut turn_ok) = (0, 0, 0);
     for i in 0..1000usize {
         let from = attacker_ip(i % 10);
         if let Ok(c) = connect_from(from, SocketAddr::from(([127, 0, 0, 1], http_port))).await {
@@ -521,8 +524,14 @@ async fn binary_under_1024_open_files_survives_http_and_ice_tcp_floods() {
             tcp_ok += 1;
             flood.push(c);
         }
+        if let Ok(c) = connect_from(from, SocketAddr::from(([127, 0, 0, 1], turn_port))).await {
+            turn_ok += 1;
+            flood.push(c);
+        }
     }
-    println!("flood: {http_ok} HTTP and {tcp_ok} ICE-TCP connections opened");
+    println!(
+        "flood: {http_ok} HTTP, {tcp_ok} ICE-TCP and {turn_ok} TURN TCP connections opened"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let result = async {
         let (status, body) = health(&http).await?;

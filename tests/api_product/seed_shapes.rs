@@ -66,6 +66,27 @@ async fn recording_stop_duration(s: &Srv) {
     let r = s.post("/api/calls", "alice", json!({})).await;
     assert_eq!(r.0, 201, "{}", r.1);
     let call = r.1["call_id"].as_str().unwrap().to_string();
+    // Only an active call can be recorded: alice's media connects (the SFU's lifecycle events).
+    let state = &s.handle.state;
+    for ev in [
+        parlor::sfu::SfuEvent::ParticipantJoined {
+            room: call.clone(),
+            identity: "alice".into(),
+            at_ms: s.now_ms(),
+        },
+        parlor::sfu::SfuEvent::MediaConnected {
+            room: call.clone(),
+            identity: "alice".into(),
+            at_ms: s.now_ms(),
+        },
+    ] {
+        state.sfu.emit(ev);
+    }
+    s.eventually("the call to become active", || async {
+        let v = s.get(&format!("/api/calls/{call}"), "alice").await.1;
+        (v["call"]["status"] == "active").then_some(())
+    })
+    .await;
     let r = s
         .post_empty(&format!("/api/calls/{call}/recording/start"), "alice")
         .await;
