@@ -8,6 +8,8 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ice;
 pub mod ids;
 pub mod metrics;

@@ -149,25 +149,16 @@ impl TurnServer {
     /// Bind the listeners and start serving. Must be called inside a Tokio runtime.
     pub async fn start(config: TurnConfig, clock: Arc<dyn Clock>) -> Result<Self, TurnError> {
         config.validate()?;
-        let validator = CredentialValidator::new(&config.secrets)
-            .map_err(|e| TurnError::Config(e.to_string()))?;
-        let policy = PeerPolicy::new(
-            config.allowed_peer_cidrs.clone(),
-            config.denied_peer_cidrs.clone(),
-        );
-        let mut nonce_key = [0u8; 32];
-        let mut txid_prefix = [0u8; 4];
-        getrandom::fill(&mut nonce_key).map_err(|e| TurnError::Random(e.to_string()))?;
-        getrandom::fill(&mut txid_prefix).map_err(|e| TurnError::Random(e.to_string()))?;
-
-        let udp = UdpSocket::bind(config.udp_listen)
+        let (udp_listen, tcp_listen) = (config.udp_listen, config.tcp_listen);
+        let shared = Shared::new(config, clock)?;
+        let udp = UdpSocket::bind(udp_listen)
             .await
             .map_err(|source| TurnError::Bind {
-                addr: config.udp_listen,
+                addr: udp_listen,
                 source,
             })?;
         let udp_addr = udp.local_addr()?;
-        let tcp = match config.tcp_listen {
+        let tcp = match tcp_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -179,19 +170,6 @@ impl TurnServer {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
-
-        let shared = Arc::new_cyclic(|me| Shared {
-            cfg: config,
-            validator,
-            policy,
-            clock,
-            metrics: Metrics::default(),
-            nonce_key,
-            txid_prefix,
-            txid_counter: AtomicU64::new(0),
-            state: Mutex::new(State::default()),
-            me: me.clone(),
-        });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(udp_loop(
@@ -436,6 +414,32 @@ enum Reply {
 }
 
 impl Shared {
+    /// The server state without listeners (`start` binds those; the fuzz entry uses none).
+    fn new(config: TurnConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, TurnError> {
+        let validator = CredentialValidator::new(&config.secrets)
+            .map_err(|e| TurnError::Config(e.to_string()))?;
+        let policy = PeerPolicy::new(
+            config.allowed_peer_cidrs.clone(),
+            config.denied_peer_cidrs.clone(),
+        );
+        let mut nonce_key = [0u8; 32];
+        let mut txid_prefix = [0u8; 4];
+        getrandom::fill(&mut nonce_key).map_err(|e| TurnError::Random(e.to_string()))?;
+        getrandom::fill(&mut txid_prefix).map_err(|e| TurnError::Random(e.to_string()))?;
+        Ok(Arc::new_cyclic(|me| Shared {
+            cfg: config,
+            validator,
+            policy,
+            clock,
+            metrics: Metrics::default(),
+            nonce_key,
+            txid_prefix,
+            txid_counter: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+            me: me.clone(),
+        }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than stopping the server would: keep serving.
@@ -1116,4 +1120,75 @@ fn finish(reply: Reply, fingerprint: bool) -> Vec<u8> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The message-handling entry without listeners, for `crate::fuzzing`: packets go to
+/// `Shared::handle_packet` exactly as the UDP and TCP loops pass them.
+pub(crate) struct FuzzServer {
+    shared: Arc<Shared>,
+    udp: Arc<UdpSocket>,
+    server: SocketAddr,
+    tcp_tx: mpsc::Sender<Vec<u8>>,
+    tcp_rx: mpsc::Receiver<Vec<u8>>,
+}
+
+impl FuzzServer {
+    /// Must be called inside a Tokio runtime (allocations spawn their relay task).
+    pub(crate) fn new(config: TurnConfig, clock: Arc<dyn Clock>) -> Result<Self, TurnError> {
+        config.validate()?;
+        let std_udp = std::net::UdpSocket::bind(SocketAddr::new(config.relay_bind_ip, 0))?;
+        std_udp.set_nonblocking(true)?;
+        let udp = Arc::new(UdpSocket::from_std(std_udp)?);
+        let server = udp.local_addr()?;
+        let (tcp_tx, tcp_rx) = mpsc::channel(TCP_QUEUE);
+        Ok(Self {
+            shared: Shared::new(config, clock)?,
+            udp,
+            server,
+            tcp_tx,
+            tcp_rx,
+        })
+    }
+
+    /// One packet from `client` (on the TCP listener if `tcp`): the reply, if any.
+    pub(crate) fn packet(&self, client: SocketAddr, tcp: bool, pkt: &[u8]) -> Option<Vec<u8>> {
+        let ctx = Ctx {
+            five: FiveTuple {
+                client,
+                server: self.server,
+                transport: if tcp { Transport::Tcp } else { Transport::Udp },
+            },
+            sink: if tcp {
+                ClientSink::Tcp(self.tcp_tx.clone())
+            } else {
+                ClientSink::Udp {
+                    socket: self.udp.clone(),
+                    client,
+                }
+            },
+        };
+        self.shared.handle_packet(&ctx, pkt)
+    }
+
+    /// Remove every allocation and reservation (closing their sockets), as `shutdown` does.
+    pub(crate) fn reset(&mut self) {
+        let mut st = self.shared.lock();
+        let keys: Vec<FiveTuple> = st.allocations.keys().copied().collect();
+        for k in keys {
+            self.shared.remove_allocation(&mut st, &k);
+        }
+        st.reservations.clear();
+        drop(st);
+        while self.tcp_rx.try_recv().is_ok() {}
+    }
+
+    /// A NONCE the server accepts now.
+    pub(crate) fn nonce(&self) -> String {
+        self.shared.make_nonce()
+    }
+
+    /// Allocations currently held.
+    pub(crate) fn allocations(&self) -> usize {
+        self.shared.lock().allocations.len()
+    }
 }
