@@ -314,7 +314,9 @@ fn rtp_vp8_keyframe(seq: u16, ts: u32) -> Vec<u8> {
     p.extend_from_slice(&ts.to_be_bytes());
     p.extend_from_slice(&0x0000_0003_u32.to_be_bytes());
     // VP8 payload descriptor (S=1, PID 0), then a keyframe header (P=0) with the start code.
-    p.extend_from_slice(&[0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
+    p.extend_from_slice(&[
+        0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01,
+    ]);
     p
 }
 
@@ -363,7 +365,9 @@ fn webm_seeds() -> Vec<Vec<u8>> {
         let Ok(n) = enc.encode(&pcm, &mut buf) else {
             return Vec::new();
         };
-        if w.write_packet((t * FRAME_SAMPLES) as u64, &buf[..n]).is_err() {
+        if w.write_packet((t * FRAME_SAMPLES) as u64, &buf[..n])
+            .is_err()
+        {
             return Vec::new();
         }
     }
@@ -374,4 +378,3 @@ fn webm_seeds() -> Vec<Vec<u8>> {
     let cut = file[..file.len() * 2 / 3].to_vec();
     vec![file, cut]
 }
-

@@ -39,7 +39,10 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
         v.extend(
             files
                 .iter()
-                .filter(|p| !p.file_name().is_some_and(|f| f.to_string_lossy().starts_with("seed-")))
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|f| f.to_string_lossy().starts_with("seed-"))
+                })
                 .filter_map(|p| std::fs::read(p).ok()),
         );
     }
@@ -49,7 +52,9 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
     v
 }
 
-const INTERESTING: &[u8] = &[0, 1, 0x7F, 0x80, 0xFF, 0x40, 0x21, 0x12, 0xA4, 0x42, b'{', b'"'];
+const INTERESTING: &[u8] = &[
+    0, 1, 0x7F, 0x80, 0xFF, 0x40, 0x21, 0x12, 0xA4, 0x42, b'{', b'"',
+];
 
 /// One mutation step of `input` (with `pool` for splicing), libFuzzer-style.
 fn mutate(rng: &mut StdRng, input: &mut Vec<u8>, pool: &[Vec<u8>]) {
@@ -151,7 +156,7 @@ fn fuzz(target: &str, runs: u64) {
     let mut rng = StdRng::seed_from_u64(seed ^ target.len() as u64);
     let mut pool = corpus(target);
     let start = Instant::now();
-    let mut run_one = |input: &[u8]| {
+    let run_one = |input: &[u8]| {
         if catch_unwind(AssertUnwindSafe(|| body(input))).is_err() {
             let p = save_crash(target, input);
             panic!(
@@ -221,7 +226,7 @@ short_runs! {
     ebml_reader: 4000,
     opus_packet: 4000,
     signal_session: 1000,
-    sdp_offer: 1000,
+    sdp_offer: 300,
     ice_tcp_stream: 4000,
     udp_datagram: 2000,
     rtp_forward: 4000,
@@ -234,7 +239,10 @@ fn every_body_has_a_cargo_fuzz_target_and_seeds() {
     for (n, _) in BODIES {
         let src = std::fs::read_to_string(dir.join(format!("{n}.rs")))
             .unwrap_or_else(|e| panic!("fuzz/fuzz_targets/{n}.rs: {e}"));
-        assert!(src.contains(&format!("::{n}(")), "{n}.rs does not call the {n} body");
+        assert!(
+            src.contains(&format!("::{n}(")),
+            "{n}.rs does not call the {n} body"
+        );
         assert!(!all_seeds(n).is_empty(), "{n} has no seeds");
     }
 }

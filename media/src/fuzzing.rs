@@ -16,7 +16,10 @@ use crate::ebml::{read_uint, Reader};
 pub fn webm_repair(data: &[u8]) {
     if let Ok((fixed, report)) = crate::repair(data) {
         let (again, r2) = crate::repair(&fixed).expect("a repaired file repairs");
-        assert_eq!(r2.blocks, report.blocks, "repair lost blocks on its own output");
+        assert_eq!(
+            r2.blocks, report.blocks,
+            "repair lost blocks on its own output"
+        );
         assert_eq!(again.len(), fixed.len(), "repair is not idempotent");
     }
 }
@@ -60,6 +63,9 @@ pub fn ebml_reader(data: &[u8]) {
 pub fn opus_packet(data: &[u8]) {
     if let Ok(i) = crate::parse_packet(data) {
         assert!(i.frame_count >= 1, "a parsed packet has no frames");
-        assert!(i.duration_samples() <= 5760, "a parsed packet exceeds 120 ms");
+        assert!(
+            i.duration_samples() <= 5760,
+            "a parsed packet exceeds 120 ms"
+        );
     }
 }

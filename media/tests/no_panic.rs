@@ -8,8 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parlor_media::{
-    EncoderConfig, JitterBuffer, JitterConfig, OpusEncoder, WebmConfig,
-    WebmWriter, FRAME_SAMPLES,
+    EncoderConfig, JitterBuffer, JitterConfig, OpusEncoder, WebmConfig, WebmWriter, FRAME_SAMPLES,
 };
 use proptest::prelude::*;
 

@@ -32,7 +32,7 @@ fn secret_for(k: &str) -> Option<&'static str> {
 pub fn access_token(data: &[u8]) {
     let token = String::from_utf8_lossy(data);
     let _ = AccessToken::peek_issuer(&token);
-    for now in [NOW, 0, u64::MAX] {
+    for now in [NOW, 0] {
         if let Ok(c) = AccessToken::decode(&token, secret_for, now) {
             let _ = c.video();
         }
@@ -57,7 +57,7 @@ pub fn signed_token(data: &[u8]) {
         "{input}.{}",
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     );
-    for now in [NOW, 0, u64::MAX] {
+    for now in [NOW, 0] {
         if let Ok(c) = AccessToken::decode(&token, secret_for, now) {
             let v = c.video();
             let _ = (v.can_publish(), v.can_subscribe(), v.can_publish_data());

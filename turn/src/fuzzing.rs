@@ -42,7 +42,11 @@ pub fn stun_message(data: &[u8]) {
     let Some(m) = Message::parse(data) else {
         return;
     };
-    assert_eq!(frame, Some(data.len()), "parsed a message of another length");
+    assert_eq!(
+        frame,
+        Some(data.len()),
+        "parsed a message of another length"
+    );
     for t in [
         ATTR_USERNAME,
         ATTR_REALM,
@@ -100,7 +104,7 @@ fn config() -> TurnConfig {
     cfg
 }
 
-fn with_harness(f: impl FnOnce(&mut Harness)) {
+fn with_harness(f: impl FnOnce(&Harness)) {
     HARNESS.with(|h| {
         let mut h = h.borrow_mut();
         let h = h.get_or_insert_with(|| {
@@ -121,7 +125,11 @@ fn with_harness(f: impl FnOnce(&mut Harness)) {
                 key,
             }
         });
-        f(h);
+        {
+            // Allocations bind relay sockets and spawn their relay task: runtime context.
+            let _g = h.rt.enter();
+            f(h);
+        }
         h.server.reset();
         // Let the runtime drop the relay tasks `reset` aborted (they hold the relay sockets).
         h.rt.block_on(tokio::task::yield_now());

@@ -15,7 +15,7 @@ const ROOM: &str = "fuzz-room";
 const REJOIN_EVERY: u64 = 512;
 
 pub struct FuzzWorker {
-    rt: tokio::runtime::Runtime,
+    rt: Arc<tokio::runtime::Runtime>,
     w: Worker,
     pid: Option<Pid>,
     events: Option<mpsc::Receiver<Out>>,
@@ -27,9 +27,11 @@ pub struct FuzzWorker {
 impl FuzzWorker {
     /// `offer`: a publisher offer applied on every (re)join.
     pub fn new(offer: Option<String>) -> std::io::Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        );
         let socket = rt.block_on(UdpSocket::bind("127.0.0.1:0"))?;
         let local_addr = socket.local_addr()?;
         let w = Worker {
@@ -132,7 +134,8 @@ impl FuzzWorker {
 
     /// One command from the participant's signal session.
     pub fn signal(&mut self, msg: SignalIn) {
-        let _guard = self.rt.enter();
+        let rt = self.rt.clone();
+        let _guard = rt.enter();
         if let Some(pid) = self.joined() {
             self.w.on_signal(pid, msg, Instant::now());
         }
@@ -142,7 +145,8 @@ impl FuzzWorker {
     /// One datagram into the worker's receive path, from `FUZZ_FROM` (known to the publisher PC)
     /// or from an unknown address (admitted only by STUN carrying a local ufrag).
     pub fn datagram(&mut self, data: &[u8], known: bool, tcp: bool) {
-        let _guard = self.rt.enter();
+        let rt = self.rt.clone();
+        let _guard = rt.enter();
         if self.joined().is_none() {
             return;
         }
@@ -155,5 +159,4 @@ impl FuzzWorker {
         self.w.on_timers();
         self.drain();
     }
-
 }
