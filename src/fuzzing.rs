@@ -38,8 +38,11 @@ use crate::sfu::peer;
 use crate::sfu::worker::fuzz::FuzzWorker;
 use crate::signal::{incoming, Incoming};
 
-/// Every fuzz target of the workspace: (name, body). `fuzz/` has one cargo-fuzz target per name.
-pub const BODIES: &[(&str, fn(&[u8]))] = &[
+/// A fuzz body (`fuzz/` has one cargo-fuzz target per name in [`BODIES`]).
+pub type Body = fn(&[u8]);
+
+/// Every fuzz target of the workspace: (name, body).
+pub const BODIES: &[(&str, Body)] = &[
     ("stun_message", parlor_turn::fuzzing::stun_message),
     ("turn_server", parlor_turn::fuzzing::turn_server),
     ("turn_tcp_stream", parlor_turn::fuzzing::turn_tcp_stream),

@@ -77,7 +77,7 @@ impl FuzzWorker {
 
     fn joined(&mut self) -> Option<Pid> {
         self.inputs += 1;
-        if self.inputs % REJOIN_EVERY == 0 {
+        if self.inputs.is_multiple_of(REJOIN_EVERY) {
             if let Some(pid) = self.pid.take() {
                 self.w.remove_participant(pid);
             }
