@@ -12,6 +12,8 @@ pub mod error;
 pub mod fdlimit;
 pub mod flood;
 pub mod http_serve;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ice;
 pub mod ids;
 pub mod log_limit;

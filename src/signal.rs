@@ -252,33 +252,24 @@ async fn session(
                         break;
                     }
                 };
-                let cmd = match req {
-                    Req::Offer(sd) => Some(SignalIn::Offer(sd)),
-                    Req::Answer(sd) => Some(SignalIn::Answer(sd)),
-                    Req::Trickle(t) => match CandidateInit::parse(&t.candidate_init) {
-                        Ok(c) => Some(SignalIn::Trickle(Target::from_i32(t.target), c)),
-                        Err(e) => {
-                            debug!(error = %e, "ignoring malformed trickle candidate");
-                            Metrics::inc(&state.metrics.signal_errors);
-                            None
-                        }
-                    },
-                    Req::AddTrack(a) => Some(SignalIn::AddTrack(a)),
-                    Req::Mute(m) => Some(SignalIn::Mute(m)),
-                    Req::Subscription(s) => Some(SignalIn::Subscription(s)),
-                    Req::TrackSetting(s) => Some(SignalIn::TrackSetting(s)),
-                    Req::Leave(_) => break,
-                    Req::Ping(ts) => {
-                        let _ = ts;
+                let cmd = match incoming(req) {
+                    Incoming::Forward(cmd) => Some(cmd),
+                    Incoming::BadCandidate(e) => {
+                        debug!(error = %e, "ignoring malformed trickle candidate");
+                        Metrics::inc(&state.metrics.signal_errors);
+                        None
+                    }
+                    Incoming::Leave => break,
+                    Incoming::Ping => {
                         if !send(&mut ws, Resp::Pong(state.clock.unix_ms())).await { break }
                         None
                     }
-                    Req::PingReq(p) => {
+                    Incoming::PingReq(p) => {
                         let pong = proto::Pong { last_ping_timestamp: p.timestamp, timestamp: state.clock.unix_ms() };
                         if !send(&mut ws, Resp::PongResp(pong)).await { break }
                         None
                     }
-                    _ => None,
+                    Incoming::Ignore => None,
                 };
                 if let Some(cmd) = cmd {
                     if worker.tx.send(Cmd::Signal(pid, Box::new(cmd))).await.is_err() {
@@ -313,4 +304,38 @@ async fn session(
         }
     }
     info!(room = %room, participant = %identity, "signal session ended");
+}
+
+/// What the session does with one decoded client request.
+pub(crate) enum Incoming {
+    /// Hand to the media worker.
+    Forward(SignalIn),
+    /// A trickle candidate whose JSON does not parse (ignored, counted).
+    BadCandidate(parlor_signaling::protocol::ProtocolError),
+    Leave,
+    /// Legacy ping: answer with the server time.
+    Ping,
+    PingReq(proto::Ping),
+    /// Requests we do not act on.
+    Ignore,
+}
+
+/// Map a decoded `SignalRequest` to what the session does with it.
+pub(crate) fn incoming(req: Req) -> Incoming {
+    match req {
+        Req::Offer(sd) => Incoming::Forward(SignalIn::Offer(sd)),
+        Req::Answer(sd) => Incoming::Forward(SignalIn::Answer(sd)),
+        Req::Trickle(t) => match CandidateInit::parse(&t.candidate_init) {
+            Ok(c) => Incoming::Forward(SignalIn::Trickle(Target::from_i32(t.target), c)),
+            Err(e) => Incoming::BadCandidate(e),
+        },
+        Req::AddTrack(a) => Incoming::Forward(SignalIn::AddTrack(a)),
+        Req::Mute(m) => Incoming::Forward(SignalIn::Mute(m)),
+        Req::Subscription(s) => Incoming::Forward(SignalIn::Subscription(s)),
+        Req::TrackSetting(s) => Incoming::Forward(SignalIn::TrackSetting(s)),
+        Req::Leave(_) => Incoming::Leave,
+        Req::Ping(_) => Incoming::Ping,
+        Req::PingReq(p) => Incoming::PingReq(p),
+        _ => Incoming::Ignore,
+    }
 }

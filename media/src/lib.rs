@@ -63,6 +63,9 @@
 
 pub mod codec;
 mod ebml;
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod fuzzing;
 pub mod jitter;
 pub mod mixer;
 pub mod resample;

@@ -417,7 +417,7 @@ fn is_top_level(id: u32) -> bool {
 
 /// Parses a complete TrackEntry; returns (track number, channels, pre-skip, input rate)
 /// when it is an Opus track.
-fn parse_track(data: &[u8]) -> Option<(u64, u8, u16, u32)> {
+pub(crate) fn parse_track(data: &[u8]) -> Option<(u64, u8, u16, u32)> {
     let mut r = Reader::new(data, 0);
     let (mut num, mut codec_ok, mut head) = (None, false, None);
     while let Some(h) = r.header() {

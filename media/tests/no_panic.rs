@@ -1,14 +1,14 @@
 //! No panic on arbitrary bytes: the Opus TOC parser, jitter-buffer inserts (any
 //! seq/ts/payload/time sequence) and `repair` (random bytes, and real files cut and
-//! corrupted at random). Run longer with `PROPTEST_CASES=100000`.
+//! corrupted at random). Run longer with `PROPTEST_CASES=100000`. The TOC and `repair` cases
+//! run the `parlor_media::fuzzing` bodies, the same the cargo-fuzz targets run (fuzz/README.md).
 
 use std::io::Cursor;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parlor_media::{
-    parse_packet, repair, EncoderConfig, JitterBuffer, JitterConfig, OpusEncoder, WebmConfig,
-    WebmWriter, FRAME_SAMPLES,
+    EncoderConfig, JitterBuffer, JitterConfig, OpusEncoder, WebmConfig, WebmWriter, FRAME_SAMPLES,
 };
 use proptest::prelude::*;
 
@@ -64,10 +64,8 @@ proptest! {
 
     #[test]
     fn toc_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1800)) {
-        if let Ok(i) = parse_packet(&bytes) {
-            prop_assert!(i.frame_count >= 1);
-            prop_assert!(i.duration_samples() <= 5760);
-        }
+        // The cargo-fuzz body (fuzz/fuzz_targets/opus_packet.rs): frame count and duration bounds.
+        parlor_media::fuzzing::opus_packet(&bytes);
     }
 
     #[test]
@@ -111,7 +109,8 @@ proptest! {
 
     #[test]
     fn repair_never_panics_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..4000)) {
-        let _ = repair(&bytes);
+        parlor_media::fuzzing::webm_repair(&bytes);
+        parlor_media::fuzzing::ebml_reader(&bytes);
     }
 
     #[test]
@@ -127,11 +126,9 @@ proptest! {
                 b[pos % len] = v;
             }
         }
-        if let Ok((fixed, report)) = repair(&b) {
-            // A repaired file repairs to itself.
-            let (again, r2) = repair(&fixed).expect("repaired output parses");
-            prop_assert_eq!(r2.blocks, report.blocks);
-            prop_assert_eq!(again.len(), fixed.len());
-        }
+        // The cargo-fuzz bodies (fuzz/fuzz_targets/webm_repair.rs, ebml_reader.rs): a repaired
+        // file repairs to itself, with the same blocks and bytes.
+        parlor_media::fuzzing::webm_repair(&b);
+        parlor_media::fuzzing::ebml_reader(&b);
     }
 }

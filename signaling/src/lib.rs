@@ -1,6 +1,8 @@
 //! Parlor signaling: access tokens (LiveKit-compatible JWTs), the LiveKit signal protocol glue and
 //! ICE-server configuration. Pure library: no networking, time is always passed in.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod token;
 

@@ -323,10 +323,10 @@ impl AccessToken {
         if !bool::from(expected.as_slice().ct_eq(&sig)) {
             return Err(TokenError::BadSignature);
         }
-        if claims.exp == 0 || claims.exp + LEEWAY_SECS < now_unix {
+        if claims.exp == 0 || claims.exp.saturating_add(LEEWAY_SECS) < now_unix {
             return Err(TokenError::Expired);
         }
-        if claims.nbf > now_unix + LEEWAY_SECS {
+        if claims.nbf > now_unix.saturating_add(LEEWAY_SECS) {
             return Err(TokenError::NotYetValid);
         }
         Ok(claims)
@@ -515,5 +515,22 @@ mod tests {
         assert!(!c.video().can_publish());
         assert!(c.video().can_subscribe());
         assert_eq!(c.name.as_deref(), Some("N"));
+    }
+
+    /// Found with the `signed_token` fuzz body: a validly signed token whose `exp` is near `u64::MAX`
+    /// overflowed `exp + LEEWAY_SECS` (a panic with overflow checks, "expired" without).
+    /// Input: fuzz/corpus/signed_token/regress-exp-overflow.
+    #[test]
+    fn far_future_expiry_does_not_overflow() {
+        for exp in [u64::MAX, u64::MAX - LEEWAY_SECS + 1] {
+            let claims = Claims {
+                iss: "APIdev".into(),
+                sub: "a".into(),
+                exp,
+                ..Default::default()
+            };
+            let t = AccessToken::encode(&claims, "secret-secret-secret-secret-1234");
+            assert_eq!(AccessToken::decode(&t, secret_for, NOW), Ok(claims));
+        }
     }
 }

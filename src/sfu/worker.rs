@@ -1866,9 +1866,7 @@ impl Worker {
             return;
         };
         let result = RTCSessionDescription::offer(sd.sdp)
-            .and_then(|offer| pc.rtc.set_remote_description(now, offer))
-            .and_then(|()| pc.rtc.create_answer(None))
-            .and_then(|answer| apply_local(&mut pc.rtc, now, answer));
+            .and_then(|offer| answer_offer(&mut pc.rtc, now, offer));
         match result {
             Ok(sdp) => {
                 self.send_out(
@@ -2396,6 +2394,17 @@ impl Worker {
     }
 }
 
+/// Negotiate a publisher's `offer` on its peer connection: the answer SDP.
+pub(crate) fn answer_offer(
+    pc: &mut RTCPeerConnection,
+    now: Instant,
+    offer: RTCSessionDescription,
+) -> Result<String, rtc::shared::error::Error> {
+    pc.set_remote_description(now, offer)?;
+    let answer = pc.create_answer(None)?;
+    apply_local(pc, now, answer)
+}
+
 /// Set `desc` as the local description and return the resulting SDP (with our candidates).
 fn apply_local(
     pc: &mut RTCPeerConnection,
@@ -2416,7 +2425,7 @@ fn ice_pwd(sdp: &str) -> Option<String> {
         .map(|p| p.trim().to_string())
 }
 
-fn extmap_id(sdp: &str, media: &str, uri: &str) -> Option<u8> {
+pub(crate) fn extmap_id(sdp: &str, media: &str, uri: &str) -> Option<u8> {
     let mut in_media = false;
     for l in sdp.lines() {
         if let Some(m) = l.strip_prefix("m=") {
@@ -2438,6 +2447,10 @@ fn extmap_id(sdp: &str, media: &str, uri: &str) -> Option<u8> {
     }
     None
 }
+
+/// The worker driven without threads or sockets' I/O, for `crate::fuzzing`.
+#[doc(hidden)]
+pub mod fuzz;
 
 #[cfg(test)]
 mod tests {

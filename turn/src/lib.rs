@@ -38,6 +38,8 @@
 mod clock;
 mod config;
 pub mod credentials;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod policy;
 mod server;

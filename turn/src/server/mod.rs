@@ -8,9 +8,12 @@
 
 mod allocate;
 mod auth;
+mod fuzz;
 mod io;
 mod relay;
 mod tcp;
+
+pub(crate) use fuzz::FuzzServer;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -195,13 +198,6 @@ impl TurnServer {
     /// Bind the listeners and start serving. Must be called inside a Tokio runtime.
     pub async fn start(config: TurnConfig, clock: Arc<dyn Clock>) -> Result<Self, TurnError> {
         config.validate()?;
-        let validator = CredentialValidator::new(&config.secrets)
-            .map_err(|e| TurnError::Config(e.to_string()))?;
-        let mut nonce_key = [0u8; 32];
-        let mut txid_prefix = [0u8; 4];
-        getrandom::fill(&mut nonce_key).map_err(|e| TurnError::Random(e.to_string()))?;
-        getrandom::fill(&mut txid_prefix).map_err(|e| TurnError::Random(e.to_string()))?;
-
         let udp = UdpSocket::bind(config.udp_listen)
             .await
             .map_err(|source| TurnError::Bind {
@@ -221,32 +217,10 @@ impl TurnServer {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
-
-        let policy = PeerPolicy::new(
-            config.allowed_peer_cidrs.clone(),
-            config.denied_peer_cidrs.clone(),
-        )
-        .with_server(
-            config.server_ips(),
-            config.server_peer_ports.clone(),
-            config.relay_port_range,
-            std::iter::once(udp_addr.port())
-                .chain(tcp_addr.map(|a| a.port()))
-                .collect(),
-        )
-        .allow_list_covers_server(config.allow_list_covers_server);
-        let shared = Arc::new_cyclic(|me| Shared {
-            cfg: config,
-            validator,
-            policy,
-            clock,
-            metrics: Metrics::default(),
-            nonce_key,
-            txid_prefix,
-            txid_counter: AtomicU64::new(0),
-            state: Mutex::new(State::default()),
-            me: me.clone(),
-        });
+        let listener_ports = std::iter::once(udp_addr.port())
+            .chain(tcp_addr.map(|a| a.port()))
+            .collect();
+        let shared = Shared::new(config, clock, listener_ports)?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(io::udp_loop(
@@ -328,6 +302,43 @@ enum Reply {
 }
 
 impl Shared {
+    /// The server state without listeners (`start` binds those; the fuzz entry uses none).
+    fn new(
+        config: TurnConfig,
+        clock: Arc<dyn Clock>,
+        listener_ports: Vec<u16>,
+    ) -> Result<Arc<Self>, TurnError> {
+        let validator = CredentialValidator::new(&config.secrets)
+            .map_err(|e| TurnError::Config(e.to_string()))?;
+        let mut nonce_key = [0u8; 32];
+        let mut txid_prefix = [0u8; 4];
+        getrandom::fill(&mut nonce_key).map_err(|e| TurnError::Random(e.to_string()))?;
+        getrandom::fill(&mut txid_prefix).map_err(|e| TurnError::Random(e.to_string()))?;
+        let policy = PeerPolicy::new(
+            config.allowed_peer_cidrs.clone(),
+            config.denied_peer_cidrs.clone(),
+        )
+        .with_server(
+            config.server_ips(),
+            config.server_peer_ports.clone(),
+            config.relay_port_range,
+            listener_ports,
+        )
+        .allow_list_covers_server(config.allow_list_covers_server);
+        Ok(Arc::new_cyclic(|me| Shared {
+            cfg: config,
+            validator,
+            policy,
+            clock,
+            metrics: Metrics::default(),
+            nonce_key,
+            txid_prefix,
+            txid_counter: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+            me: me.clone(),
+        }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than stopping the server would: keep serving.
