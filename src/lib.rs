@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod home;
 pub mod ice;
 pub mod ids;
 pub mod metrics;

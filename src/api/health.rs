@@ -16,7 +16,6 @@ pub fn routes() -> Router<AppState> {
         .route("/health/ready", get(ready))
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
-        .route("/demo", get(demo))
 }
 
 async fn db_status(state: &AppState) -> &'static str {
@@ -124,7 +123,3 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// A small page that joins a room with the livekit-client SDK (loaded from a CDN).
-async fn demo() -> impl IntoResponse {
-    axum::response::Html(include_str!("demo.html"))
-}
