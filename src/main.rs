@@ -157,9 +157,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  health:    {http}/health");
     println!("  API docs:  {http}/docs (OpenAPI: {http}/openapi.json)");
     if handle.dev_key.is_some() {
-        println!("  demo page: {http}/demo (dev mode: click Join, the page gets a demo-room token)");
+        println!(
+            "  demo page: {http}/demo (dev mode: click Join, the page gets a demo-room token)"
+        );
     } else {
-        println!("  demo page: {http}/demo (paste a token: parlor token --room demo --identity you)");
+        println!(
+            "  demo page: {http}/demo (paste a token: parlor token --room demo --identity you)"
+        );
     }
     println!("  signaling: {}/rtc (LiveKit protocol)", handle.ws_url());
     if let Some((k, s)) = &handle.dev_key {

@@ -23,7 +23,8 @@ fn installed_package() -> Option<PathBuf> {
             continue;
         };
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if v["version"] == LIVEKIT_CLIENT.version && c.join(LIVEKIT_CLIENT.path_in_package).is_file()
+        if v["version"] == LIVEKIT_CLIENT.version
+            && c.join(LIVEKIT_CLIENT.path_in_package).is_file()
         {
             return Some(c.clone());
         }
@@ -76,7 +77,10 @@ fn header(r: &reqwest::Response, name: &str) -> String {
 /// No `http://` or `https://` reference: the page loads nothing from another origin.
 fn assert_no_external_urls(page: &str, what: &str) {
     for scheme in ["http://", "https://", "//cdn"] {
-        assert!(!page.contains(scheme), "{what} references {scheme}: offline it breaks");
+        assert!(
+            !page.contains(scheme),
+            "{what} references {scheme}: offline it breaks"
+        );
     }
 }
 
@@ -89,7 +93,12 @@ async fn assets_are_served_from_the_home_versioned_and_cacheable() {
     let (s, _db) = start_with_home(home.path(), false).await;
     let expected = std::fs::read(pkg.join(LIVEKIT_CLIENT.path_in_package)).unwrap();
 
-    let r = s.client.get(s.url(&LIVEKIT_CLIENT.url())).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url(&LIVEKIT_CLIENT.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(header(&r, "content-type").starts_with("text/javascript"));
     assert_eq!(
@@ -98,7 +107,10 @@ async fn assets_are_served_from_the_home_versioned_and_cacheable() {
     );
     let body = r.bytes().await.unwrap();
     assert_eq!(body.len(), expected.len());
-    assert!(body[..] == expected[..], "served bytes differ from the installed bundle");
+    assert!(
+        body[..] == expected[..],
+        "served bytes differ from the installed bundle"
+    );
     assert!(String::from_utf8_lossy(&body).contains("LivekitClient"));
 
     // Unversioned: served, but revalidated.
@@ -112,7 +124,10 @@ async fn assets_are_served_from_the_home_versioned_and_cacheable() {
     assert_eq!(header(&r, "cache-control"), "no-cache");
 
     for (path, code) in [
-        ("/assets/livekit-client.umd.js?v=1.0.0", "asset_version_not_found"),
+        (
+            "/assets/livekit-client.umd.js?v=1.0.0",
+            "asset_version_not_found",
+        ),
         ("/assets/other.js", "asset_not_found"),
         ("/assets/..%2Fpackage.json", "asset_not_found"),
     ] {
@@ -133,7 +148,12 @@ async fn assets_are_served_from_the_home_versioned_and_cacheable() {
 async fn a_missing_or_stale_bundle_names_the_fix() {
     let home = tempfile::tempdir().unwrap();
     let (s, _db) = start_with_home(home.path(), false).await;
-    let r = s.client.get(s.url(&LIVEKIT_CLIENT.url())).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url(&LIVEKIT_CLIENT.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "asset_not_installed");
@@ -155,7 +175,10 @@ async fn a_missing_or_stale_bundle_names_the_fix() {
     let report = Home::inspect(home.path().to_path_buf()).report().join("\n");
     assert!(report.contains("MISSING  livekit-client"), "{report}");
     assert!(
-        report.contains(&format!("PARLOR_HOME={} scripts/setup", home.path().display())),
+        report.contains(&format!(
+            "PARLOR_HOME={} scripts/setup",
+            home.path().display()
+        )),
         "{report}"
     );
 
@@ -180,16 +203,27 @@ async fn demo_and_docs_pages_are_self_contained_and_fit_a_narrow_window() {
     for path in ["/demo", "/docs"] {
         let r = s.client.get(s.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
-        assert!(header(&r, "content-type").starts_with("text/html"), "{path}");
+        assert!(
+            header(&r, "content-type").starts_with("text/html"),
+            "{path}"
+        );
         let page = r.text().await.unwrap();
         assert_no_external_urls(&page, path);
         assert!(
-            page.contains(r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#),
+            page.contains(
+                r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#
+            ),
             "{path}: no viewport meta"
         );
         assert!(page.contains("box-sizing:border-box") && page.contains("flex-wrap:wrap"));
-        assert!(page.contains(r#"<link rel="icon" href="/favicon.ico""#), "{path}");
-        assert!(page.contains(r#"role="alert""#), "{path}: no on-page error area");
+        assert!(
+            page.contains(r#"<link rel="icon" href="/favicon.ico""#),
+            "{path}"
+        );
+        assert!(
+            page.contains(r#"role="alert""#),
+            "{path}: no on-page error area"
+        );
     }
     let demo = s.client.get(s.url("/demo")).send().await.unwrap();
     let demo = demo.text().await.unwrap();
@@ -197,7 +231,11 @@ async fn demo_and_docs_pages_are_self_contained_and_fit_a_narrow_window() {
     // Configured keys: not dev mode.
     assert!(demo.contains(r#"data-dev="false""#));
     let docs = s.client.get(s.url("/docs")).send().await.unwrap();
-    assert!(docs.text().await.unwrap().contains("fetch('/openapi.json')"));
+    assert!(docs
+        .text()
+        .await
+        .unwrap()
+        .contains("fetch('/openapi.json')"));
 
     let icon = s.client.get(s.url("/favicon.ico")).send().await.unwrap();
     assert_eq!(icon.status(), 200);
@@ -228,7 +266,10 @@ async fn demo_token_only_with_dev_keys() {
     let page = s.client.get(s.url("/demo")).send().await.unwrap();
     assert!(page.text().await.unwrap().contains(r#"data-dev="true""#));
     let now = common::now_unix();
-    for (body, want) in [(None, None), (Some(r#"{"identity":"alice"}"#), Some("alice"))] {
+    for (body, want) in [
+        (None, None),
+        (Some(r#"{"identity":"alice"}"#), Some("alice")),
+    ] {
         let mut rb = s.client.post(s.url("/api/dev/demo-token"));
         if let Some(b) = body {
             rb = rb.header("content-type", "application/json").body(b);

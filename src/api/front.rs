@@ -121,7 +121,10 @@ struct DemoTokenRequest {
 
 /// Dev mode only (keys generated because none are configured): a join token for the demo room, so
 /// the demo page works with one click. With configured keys: 403.
-async fn demo_token(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<serde_json::Value>> {
+async fn demo_token(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
     if !state.dev_keys {
         return Err(ApiError::forbidden(
             "demo tokens are minted only in dev mode (no [keys] configured); mint one with `parlor token`",

@@ -122,4 +122,3 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         body,
     )
 }
-
