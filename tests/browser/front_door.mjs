@@ -40,7 +40,8 @@ try {
   c.livekitClient = await page.evaluate(() => typeof window.LivekitClient === 'object' && typeof window.LivekitClient.Room === 'function');
   c.bundleUrl = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name).find((n) => n.includes('livekit-client')) || null);
   c.bundleFromParlor = !!c.bundleUrl && c.bundleUrl.startsWith(base + '/assets/');
-  if (!c.livekitClient) throw new Error('livekit-client did not load; the page says: ' + await page.textContent('#error'));
+  if (!c.livekitClient) throw new Error('livekit-client did not load; the page says: '
+    + await page.evaluate(() => (document.getElementById('error') || {}).textContent || '(no #error element)'));
   const icon = await page.evaluate(() => document.querySelector('link[rel=icon]').href);
   c.favicon = (await ctx.request.get(icon)).headers()['content-type'];
   // Narrow window: nothing forces horizontal scrolling.
@@ -74,6 +75,7 @@ try {
 } catch (e) {
   result.error = String(e && e.stack || e);
 } finally {
+  result.checks.nonLoopbackRequests = result.blocked.length;
   await browser.close();
 }
 if (!result.ok) result.logs = logs.slice(-30);
