@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub node_name: String,
     /// Seconds to wait for in-flight work on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Parlor home: per-machine directory shared by every data dir, where `scripts/setup` installs
+    /// the web assets (and later the voice models). Empty: `$PARLOR_HOME`, else
+    /// `$XDG_DATA_HOME/parlor`, else `~/.local/share/parlor`. `PARLOR_HOME` also sets it.
+    pub home: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,6 +191,7 @@ impl Default for Config {
                 public_url: String::new(),
                 node_name: "parlor-1".into(),
                 shutdown_grace_secs: 10,
+                home: String::new(),
             },
             database: DatabaseConfig {
                 url: String::new(),
@@ -382,6 +387,15 @@ impl Config {
         })
     }
 
+    /// The Parlor home (see `server.home`).
+    pub fn home_dir(&self) -> PathBuf {
+        if self.server.home.is_empty() {
+            crate::home::default_home(|k| std::env::var(k).ok())
+        } else {
+            PathBuf::from(&self.server.home)
+        }
+    }
+
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
             format!(
@@ -454,6 +468,13 @@ fn apply_env(
             }
             root.insert("keys".into(), toml::Value::Table(keys));
             keys_from_env = true;
+            continue;
+        }
+        if var == "PARLOR_HOME" {
+            // The variable `scripts/setup` uses; an alias of PARLOR_SERVER_HOME.
+            if let Some(toml::Value::Table(server)) = root.get_mut("server") {
+                server.insert("home".into(), toml::Value::String(raw.clone()));
+            }
             continue;
         }
         let Some(rest) = var.strip_prefix("PARLOR_") else {
@@ -643,6 +664,7 @@ mod tests {
             ),
             ("UNRELATED".to_string(), "1".to_string()),
             ("PARLOR_KEYS".to_string(), "APIk:s, APIz:t".to_string()),
+            ("PARLOR_HOME".to_string(), "/srv/parlor-home".to_string()),
         ];
         let c = Config::load(Some(&p), env).unwrap();
         assert_eq!(c.server.bind, "0.0.0.0:9000");
@@ -653,6 +675,7 @@ mod tests {
         assert_eq!(c.keys.get("APIk").map(String::as_str), Some("s"));
         assert_eq!(c.keys.get("APIz").map(String::as_str), Some("t"));
         assert_eq!(c.room.max_participants, 100);
+        assert_eq!(c.home_dir(), PathBuf::from("/srv/parlor-home"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod flood;
 pub mod http_serve;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod home;
 pub mod ice;
 pub mod ids;
 pub mod log_limit;

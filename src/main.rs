@@ -289,12 +289,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http = handle.http_url();
     println!("Parlor {} listening on {http}", env!("CARGO_PKG_VERSION"));
     println!("  health:    {http}/health");
-    println!("  demo page: {http}/demo");
+    println!("  API docs:  {http}/docs (OpenAPI: {http}/openapi.json)");
+    if handle.dev_key.is_some() {
+        println!(
+            "  demo page: {http}/demo (dev mode: click Join, the page gets a demo-room token)"
+        );
+    } else {
+        println!(
+            "  demo page: {http}/demo (paste a token: parlor token --room demo --identity you)"
+        );
+    }
     println!("  signaling: {}/rtc (LiveKit protocol)", handle.ws_url());
     if let Some((k, s)) = &handle.dev_key {
         println!("  dev API key:    {k}");
         println!("  dev API secret: {s}");
         println!("  (stored in the data dir; set [keys] in parlor.toml for production)");
+    }
+    // What the Parlor home provides (scripts/setup installs it) and the command for what is missing.
+    for line in handle.state.home.report() {
+        println!("{line}");
     }
     let stop = handle.state.shutdown.clone();
     tokio::spawn(async move {

@@ -224,7 +224,14 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         webhook_secret,
     );
     webhooks.spawn_dispatcher(shutdown.clone());
+    let home = crate::home::Home::inspect(config.home_dir());
+    for c in home.missing() {
+        tracing::warn!(component = c.name, home = %home.root.display(), fix = %home.fix_command(),
+            "not installed in the Parlor home; {} will not work", c.used_by);
+    }
     let state = AppState {
+        home: Arc::new(home),
+        dev_keys: dev_key.is_some(),
         keys: Arc::new(KeyRing::new(config.keys.clone())),
         config: Arc::new(config),
         store,

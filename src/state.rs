@@ -34,4 +34,8 @@ pub struct AppState {
     pub recorders: crate::recorder::Recorders,
     /// Outgoing webhook queue.
     pub webhooks: crate::webhooks::Webhooks,
+    /// The Parlor home and what was installed in it at start-up (web assets, later voice models).
+    pub home: Arc<crate::home::Home>,
+    /// The keys are dev keys generated because none are configured: dev-only endpoints answer.
+    pub dev_keys: bool,
 }

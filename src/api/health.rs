@@ -18,7 +18,6 @@ pub fn routes() -> Router<AppState> {
         .route("/health/ready", get(ready))
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
-        .route("/demo", get(demo))
 }
 
 async fn db_status(state: &AppState) -> &'static str {
@@ -199,9 +198,4 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A small page that joins a room with the livekit-client SDK (loaded from a CDN).
-async fn demo() -> impl IntoResponse {
-    axum::response::Html(include_str!("demo.html"))
 }

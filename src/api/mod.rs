@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod chat;
 pub mod devices;
+pub mod front;
 pub mod health;
 pub mod huddles;
 pub mod ice;
@@ -28,4 +29,5 @@ pub fn routes() -> Router<AppState> {
         .merge(chat::routes())
         .merge(recordings::routes())
         .merge(openapi::routes())
+        .merge(front::routes())
 }

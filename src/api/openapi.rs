@@ -192,6 +192,28 @@ fn schemas() -> Value {
     })
 }
 
+/// `POST /api/dev/demo-token` (its body is optional).
+fn demo_token_op() -> Value {
+    let mut o = op(
+        "meta",
+        "Dev mode only (no [keys] configured): a join token for the `demo` room, so /demo works with one click",
+        vec![],
+        Some(obj(
+            json!({ "identity": { "type": "string", "description": "default: guest-<random>; 1-64 of A-Z a-z 0-9 - _ ." } }),
+            &[],
+        )),
+        (
+            "200",
+            "token",
+            success_obj(json!({ "url": s(), "token": s(), "room": s(), "identity": s(), "expires_in": int() })),
+        ),
+        &[("403", "dev_mode_only: API keys are configured")],
+        false,
+    );
+    o["requestBody"]["required"] = json!(false);
+    o
+}
+
 /// The whole document; `server_url` goes into `servers`.
 pub fn document(server_url: &str) -> Value {
     let call_id = || path_param("call_id", "call id (also the SFU room name)");
@@ -219,9 +241,29 @@ pub fn document(server_url: &str) -> Value {
                 "401": err("metrics.token is set and the request lacks it") },
         } },
         "/demo": { "get": {
-            "tags": ["meta"], "summary": "Demo page joining a room with the livekit-client SDK", "parameters": [], "security": [],
+            "tags": ["meta"], "summary": "Demo page joining a room with the livekit-client SDK (served from /assets/)", "parameters": [], "security": [],
             "responses": { "200": { "description": "HTML page", "content": { "text/html": { "schema": s() } } } },
         } },
+        "/docs": { "get": {
+            "tags": ["meta"], "summary": "This API reference, rendered from /openapi.json (no external assets)", "parameters": [], "security": [],
+            "responses": { "200": { "description": "HTML page", "content": { "text/html": { "schema": s() } } } },
+        } },
+        "/favicon.ico": { "get": {
+            "tags": ["meta"], "summary": "Favicon (SVG)", "parameters": [], "security": [],
+            "responses": { "200": { "description": "icon", "content": { "image/svg+xml": { "schema": s() } } } },
+        } },
+        "/assets/{file}": { "get": {
+            "tags": ["meta"], "summary": "A pinned browser bundle from the Parlor home (`livekit-client.umd.js`); with `?v=<pinned version>` cacheable for a year",
+            "security": [],
+            "parameters": [path_param("file", "asset file name, e.g. livekit-client.umd.js"),
+                query("v", "string", "the pinned version (as in the URL /demo uses)")],
+            "responses": {
+                "200": { "description": "the file", "content": { "text/javascript": { "schema": s() } } },
+                "400": err("invalid request"),
+                "404": err("asset_not_found, asset_version_not_found, or asset_not_installed (run scripts/setup on the server)"),
+            },
+        } },
+        "/api/dev/demo-token": { "post": demo_token_op() },
         "/openapi.json": { "get": op("meta", "This document", vec![], None,
             ("200", "OpenAPI 3 document", json!({ "type": "object" })), &[], false) },
         "/api/rooms": {
