@@ -11,10 +11,10 @@ pub mod connlimit;
 pub mod error;
 pub mod fdlimit;
 pub mod flood;
-pub mod http_serve;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod home;
+pub mod http_serve;
 pub mod ice;
 pub mod ids;
 pub mod log_limit;

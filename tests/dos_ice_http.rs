@@ -529,9 +529,7 @@ async fn binary_under_1024_open_files_survives_http_ice_tcp_and_turn_tcp_floods(
             flood.push(c);
         }
     }
-    println!(
-        "flood: {http_ok} HTTP, {tcp_ok} ICE-TCP and {turn_ok} TURN TCP connections opened"
-    );
+    println!("flood: {http_ok} HTTP, {tcp_ok} ICE-TCP and {turn_ok} TURN TCP connections opened");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let result = async {
         let (status, body) = health(&http).await?;

@@ -127,7 +127,10 @@ async fn idle_turn_tcp_flood_does_not_starve_health_or_joins() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let m = s.metrics().await;
-    assert!(metric(&m, "parlor_turn_tcp_idle_closed_total") >= CAP as f64, "{m}");
+    assert!(
+        metric(&m, "parlor_turn_tcp_idle_closed_total") >= CAP as f64,
+        "{m}"
+    );
     drop(flood);
     a.leave().await;
     s.stop().await;
