@@ -103,7 +103,14 @@ pub fn sdp_offer(data: &[u8]) {
     };
     let now = Instant::now();
     let addr = SocketAddr::from(([127, 0, 0, 1], 7882));
-    let Ok(mut pc) = peer::build(now, &peer::ufrag_for_worker(0), addr, Some(addr), true) else {
+    let Ok(mut pc) = peer::build(
+        now,
+        &peer::ufrag_for_worker(0),
+        &peer::random_string(24),
+        addr,
+        Some(addr),
+        true,
+    ) else {
         return;
     };
     if let Ok(answer) = crate::sfu::worker::answer_offer(&mut pc, now, offer) {

@@ -47,6 +47,11 @@ impl FuzzWorker {
                 max_participants: 8,
                 max_rooms: 2,
                 empty_timeout: Duration::from_secs(60),
+                tcp_limits: crate::sfu::tcp::TcpLimits {
+                    max_connections: 16,
+                    max_connections_per_ip: 16,
+                    handshake_timeout: Duration::from_secs(10),
+                },
             },
             pcs: HashMap::new(),
             by_addr: HashMap::new(),
@@ -63,6 +68,7 @@ impl FuzzWorker {
             due_scratch: Vec::new(),
             earliest: None,
             counters: Counters::default(),
+            stun_log: crate::log_limit::LogLimiter::new(crate::log_limit::INTERVAL),
             batch: Default::default(),
         };
         Ok(Self {
