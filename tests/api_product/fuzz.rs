@@ -138,6 +138,11 @@ async fn fuzz(s: &Srv) {
             if method != "post" && method != "put" {
                 continue;
             }
+            // Dev-only endpoints refuse every request (403 dev_mode_only) before reading a body
+            // when keys are configured, as they are here; tests/front_door.rs covers them.
+            if path.starts_with("/api/dev/") {
+                continue;
+            }
             let url = path
                 .replace("{call_id}", &call)
                 .replace("{huddle_id}", &huddle)
