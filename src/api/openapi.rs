@@ -488,15 +488,16 @@ pub fn document(server_url: &str) -> Value {
             &[("403", "not_authorized: not a member of the thread"), ("404", "thread_not_found")], true) },
     });
     let mut paths = paths;
-    // Every field of these bodies is optional: no body at all means all defaults.
-    paths["/api/calls"]["post"]["requestBody"]["required"] = json!(false);
-    paths["/api/presence/typing/{conversation_id}"]["post"]["requestBody"]["required"] =
-        json!(false);
     for more in [paths2, paths3] {
         if let (Some(all), Value::Object(m)) = (paths.as_object_mut(), more) {
             all.extend(m);
         }
     }
+    // Every field of these bodies is optional: no body at all means all defaults. (After the
+    // merge above: a later part may define the same path.)
+    paths["/api/calls"]["post"]["requestBody"]["required"] = json!(false);
+    paths["/api/presence/typing/{conversation_id}"]["post"]["requestBody"]["required"] =
+        json!(false);
     json!({
         "openapi": "3.0.3",
         "info": {
