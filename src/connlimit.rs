@@ -198,3 +198,34 @@ mod tests {
         assert!(l.try_admit(a).is_ok());
     }
 }
+
+/// The next connection `limiter` admits on `listener` (refused ones are dropped, i.e. closed; a
+/// failing accept backs off through `errors`), or None once `shutdown` fires.
+pub async fn accept_admitted(
+    listener: &tokio::net::TcpListener,
+    limiter: &Arc<ConnLimiter>,
+    errors: &mut crate::fdlimit::AcceptErrors,
+    shutdown: &CancellationToken,
+    what: &'static str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr, ConnGuard)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                errors.on_error(&e).await;
+                continue;
+            }
+        };
+        match limiter.try_admit(peer.ip()) {
+            Ok(guard) => {
+                let _ = stream.set_nodelay(true);
+                return Some((stream, peer, guard));
+            }
+            Err(why) => tracing::debug!(%peer, %why, listener = what, "connection refused"),
+        }
+    }
+}

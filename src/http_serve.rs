@@ -45,26 +45,9 @@ pub async fn serve(
     );
     let tracker = TaskTracker::new();
     let mut errors = crate::fdlimit::AcceptErrors::new("http");
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                errors.on_error(&e).await;
-                continue;
-            }
-        };
-        let guard = match limiter.try_admit(peer.ip()) {
-            Ok(g) => g,
-            Err(why) => {
-                debug!(%peer, %why, "HTTP connection refused");
-                continue; // dropped: closed
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer, guard)) =
+        crate::connlimit::accept_admitted(&listener, &limiter, &mut errors, &shutdown, "http").await
+    {
         tracker.spawn(connection(
             stream,
             peer,

@@ -84,26 +84,15 @@ pub async fn listen(
     );
     tokio::spawn(async move {
         let mut errors = crate::fdlimit::AcceptErrors::new("ice-tcp");
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    errors.on_error(&e).await;
-                    continue;
-                }
-            };
-            let guard = match limiter.try_admit(peer.ip()) {
-                Ok(g) => g,
-                Err(why) => {
-                    debug!(%peer, %why, "ICE-TCP connection refused");
-                    continue; // dropped: closed
-                }
-            };
-            let _ = stream.set_nodelay(true);
+        while let Some((stream, peer, guard)) = crate::connlimit::accept_admitted(
+            &listener,
+            &limiter,
+            &mut errors,
+            &shutdown,
+            "ice-tcp",
+        )
+        .await
+        {
             let (workers, shutdown) = (workers.clone(), shutdown.clone());
             tokio::spawn(async move {
                 connection(stream, peer, guard, &workers, limits, shutdown).await;
