@@ -168,37 +168,6 @@ impl Drop for ConnGuard {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caps_per_ip_and_evicts_oldest_pending() {
-        let l = ConnLimiter::new("t", 3, 2);
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        let c: IpAddr = [10, 0, 0, 3].into();
-        let g1 = l.try_admit(a).unwrap();
-        let g2 = l.try_admit(a).unwrap();
-        assert_eq!(l.try_admit(a).err(), Some(Refused::PerIp));
-        g1.establish();
-        let g3 = l.try_admit(b).unwrap();
-        // Full: the oldest unestablished (g2) is evicted, the established g1 is kept.
-        let g4 = l.try_admit(c).unwrap();
-        assert!(g2.evicted().is_cancelled());
-        assert!(!g1.evicted().is_cancelled());
-        assert_eq!(l.open(), 3);
-        drop(g2); // evicted: already released, no double count
-        assert_eq!(l.open(), 3);
-        g3.establish();
-        g4.establish();
-        assert_eq!(l.try_admit(c).err(), Some(Refused::Global));
-        drop(g1);
-        assert_eq!(l.open(), 2);
-        assert!(l.try_admit(a).is_ok());
-    }
-}
-
 /// The next connection `limiter` admits on `listener` (refused ones are dropped, i.e. closed; a
 /// failing accept backs off through `errors`), or None once `shutdown` fires.
 pub async fn accept_admitted(
@@ -227,5 +196,36 @@ pub async fn accept_admitted(
             }
             Err(why) => tracing::debug!(%peer, %why, listener = what, "connection refused"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_per_ip_and_evicts_oldest_pending() {
+        let l = ConnLimiter::new("t", 3, 2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let c: IpAddr = [10, 0, 0, 3].into();
+        let g1 = l.try_admit(a).unwrap();
+        let g2 = l.try_admit(a).unwrap();
+        assert_eq!(l.try_admit(a).err(), Some(Refused::PerIp));
+        g1.establish();
+        let g3 = l.try_admit(b).unwrap();
+        // Full: the oldest unestablished (g2) is evicted, the established g1 is kept.
+        let g4 = l.try_admit(c).unwrap();
+        assert!(g2.evicted().is_cancelled());
+        assert!(!g1.evicted().is_cancelled());
+        assert_eq!(l.open(), 3);
+        drop(g2); // evicted: already released, no double count
+        assert_eq!(l.open(), 3);
+        g3.establish();
+        g4.establish();
+        assert_eq!(l.try_admit(c).err(), Some(Refused::Global));
+        drop(g1);
+        assert_eq!(l.open(), 2);
+        assert!(l.try_admit(a).is_ok());
     }
 }
