@@ -21,6 +21,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub presence: PresenceConfig,
     pub metrics: MetricsConfig,
+    /// Model sessions and their providers (`src/realtime/config.rs`).
+    pub realtime: crate::realtime::config::RealtimeConfig,
     /// API keys: key -> secret. Empty: a dev key is generated on first start and kept in the data dir.
     pub keys: BTreeMap<String, String>,
 }
@@ -256,6 +258,7 @@ impl Default for Config {
             metrics: MetricsConfig {
                 token: String::new(),
             },
+            realtime: Default::default(),
             keys: BTreeMap::new(),
         }
     }

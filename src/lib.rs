@@ -21,6 +21,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod orphans;
 pub mod product;
+pub mod realtime;
 pub mod recorder;
 pub mod recording_delete;
 pub mod server;

@@ -1,0 +1,45 @@
+//! Model sessions (seed 000): conversations with a realtime model, over REST (`/api/realtime`) and a
+//! per-session WebSocket (`/realtime/{session_id}`), and the model providers behind them.
+//!
+//! This module owns the model catalogue (`[realtime] models`), the providers (`provider`: the
+//! interface; `openai`: the OpenAI Realtime API; `local`: the built-in offline voice model) and the
+//! rule-based responder of the offline model (`responder`). The voice-assistant rooms bridge room
+//! audio to a [`provider::Conversation`]; they only move audio.
+
+pub mod config;
+pub mod provider;
+pub mod responder;
+
+use provider::{Availability, Provider};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The providers this server runs, by provider id (`local`, `openai`).
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_name: BTreeMap<&'static str, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn insert(&mut self, p: Arc<dyn Provider>) {
+        self.by_name.insert(p.name(), p);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.by_name.get(name)
+    }
+
+    /// A provider's availability; a provider id this server does not know is unavailable.
+    pub fn availability(&self, name: &str) -> Availability {
+        match self.get(name) {
+            Some(p) => p.availability(),
+            None => Availability::Unavailable {
+                reason: format!("unknown provider `{name}`"),
+            },
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.by_name.values()
+    }
+}
