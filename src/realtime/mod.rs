@@ -7,6 +7,7 @@
 //! audio to a [`provider::Conversation`]; they only move audio.
 
 pub mod config;
+pub mod local;
 pub mod provider;
 pub mod responder;
 
@@ -42,4 +43,15 @@ impl Providers {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
         self.by_name.values()
     }
+}
+
+/// The providers `config` sets up: `local` always (it may be disabled), `openai` (added by its
+/// module).
+pub fn build_providers(
+    config: &config::RealtimeConfig,
+    clock: crate::clock::SharedClock,
+) -> Providers {
+    let mut p = Providers::default();
+    p.insert(Arc::new(local::LocalProvider::new(&config.local, clock)));
+    p
 }

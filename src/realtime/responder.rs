@@ -296,7 +296,7 @@ fn int_words(n: u64) -> String {
         10..=19 => TEENS[(n - 10) as usize].to_string(),
         20..=99 => {
             let t = TENS[(n / 10) as usize];
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 t.to_string()
             } else {
                 format!("{t}-{}", DIGITS[(n % 10) as usize])
