@@ -229,7 +229,13 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         tracing::warn!(component = c.name, home = %home.root.display(), fix = %home.fix_command(),
             "not installed in the Parlor home; {} will not work", c.used_by);
     }
+    let realtime = Arc::new(crate::realtime::sessions::RealtimeState::new(
+        &config.realtime,
+        crate::realtime::build_providers(&config.realtime, clock.clone()),
+        clock.clone(),
+    ));
     let state = AppState {
+        realtime,
         home: Arc::new(home),
         dev_keys: dev_key.is_some(),
         keys: Arc::new(KeyRing::new(config.keys.clone())),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
     /// The Parlor home and what was installed in it at start-up (web assets, later voice models).
     pub home: Arc<crate::home::Home>,
+    /// Model sessions: catalogue, providers, live session sockets, measured figures.
+    pub realtime: Arc<crate::realtime::sessions::RealtimeState>,
     /// The keys are dev keys generated because none are configured: dev-only endpoints answer.
     pub dev_keys: bool,
 }

@@ -9,6 +9,7 @@ pub mod huddles;
 pub mod ice;
 pub mod openapi;
 pub mod presence;
+pub mod realtime;
 pub mod recordings;
 pub mod rooms;
 pub mod util;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .merge(devices::routes())
         .merge(chat::routes())
         .merge(recordings::routes())
+        .merge(realtime::routes())
         .merge(openapi::routes())
         .merge(front::routes())
 }

@@ -6,10 +6,16 @@
 //! rule-based responder of the offline model (`responder`). The voice-assistant rooms bridge room
 //! audio to a [`provider::Conversation`]; they only move audio.
 
+pub mod api;
 pub mod config;
 pub mod local;
+pub mod openapi;
 pub mod provider;
+pub mod report;
 pub mod responder;
+pub mod sessions;
+pub mod stats;
+pub mod ws;
 
 use provider::{Availability, Provider};
 use std::collections::BTreeMap;

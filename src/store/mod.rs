@@ -11,6 +11,7 @@ mod chat;
 mod devices;
 mod huddles;
 mod presence;
+mod realtime;
 mod recordings;
 mod webhooks;
 
@@ -19,6 +20,11 @@ pub use chat::{personal_key, MessageQuery, MessageRecord, ThreadRecord, ThreadVi
 pub use devices::{DeviceRecord, NotificationRecord, Registered};
 pub use huddles::{HuddleMember, HuddleRecord, JoinOutcome};
 pub use presence::PresenceRecord;
+pub use realtime::{
+    message_sort_column, session_sort_column, RtLatency, RtMessageQuery, RtMessageRecord,
+    RtMessageSummary, RtModelStats, RtScope, RtSessionQuery, RtSessionRecord, RtSessionSummary,
+    RtStats,
+};
 pub use recordings::RecordingRecord;
 pub use webhooks::Delivery;
 
