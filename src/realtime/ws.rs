@@ -812,6 +812,6 @@ mod tests {
         let pcm = vec![0i16, 1, -1, i16::MAX, i16::MIN];
         assert_eq!(decode_pcm(&encode_pcm(&pcm)).unwrap(), pcm);
         assert!(decode_pcm("!!!").is_err());
-        assert!(decode_pcm("AAA=").is_err(), "odd byte count");
+        assert!(decode_pcm("AA==").is_err(), "odd byte count");
     }
 }

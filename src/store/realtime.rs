@@ -671,7 +671,8 @@ impl Store {
         let w = scope_where(&mut a, &scope);
         let (s0, e0) = (a.i(start), a.i(end));
         let sql = format!(
-            "SELECT {items}, {} AS avg_dur, {} AS requests, {} AS failed FROM realtime_sessions s \
+            "SELECT {items}, {} AS avg_dur, {} AS requests, {} AS failed_requests \
+             FROM realtime_sessions s \
              WHERE {w} AND s.created_at >= {s0} AND s.created_at <= {e0}",
             dbl("AVG(s.last_activity - s.created_at)"),
             big("COALESCE(SUM(s.request_count), 0)"),
@@ -682,7 +683,7 @@ impl Store {
             sessions: summary_from_row(&row)?,
             average_duration_ms: row.try_get("avg_dur")?,
             requests: row.try_get("requests")?,
-            failed: row.try_get("failed")?,
+            failed: row.try_get("failed_requests")?,
             ..Default::default()
         };
         // Messages, tokens and response times in the range (of sessions in scope).
