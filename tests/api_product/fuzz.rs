@@ -127,6 +127,17 @@ async fn fuzz(s: &Srv) {
         .as_str()
         .unwrap()
         .to_string();
+    let model_session = s
+        .post(
+            "/api/realtime/sessions",
+            "fuzzer",
+            json!({"model": "parlor-local"}),
+        )
+        .await
+        .1["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Every POST/PUT operation from the OpenAPI document.
     let doc = s
         .req(reqwest::Method::GET, "/openapi.json", None, None)
@@ -149,7 +160,8 @@ async fn fuzz(s: &Srv) {
                 .replace("{device_id}", "dev")
                 .replace("{conversation_id}", &thread)
                 .replace("{thread_id}", &thread)
-                .replace("{recording_id}", "rec_x");
+                .replace("{recording_id}", "rec_x")
+                .replace("{session_id}", &model_session);
             assert!(!url.contains('{'), "unhandled path parameter in {path}");
             // (takes a body, the body is required: an optional one may be left out entirely)
             let required = op["requestBody"]["required"] != false;

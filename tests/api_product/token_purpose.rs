@@ -200,3 +200,115 @@ async fn download_token_opens_one_file_and_nothing_else() {
     s.stop().await;
     db.drop_db().await;
 }
+
+/// A model session's authToken (purpose `model-session`) opens that session's WebSocket and nothing
+/// else; access tokens do not open the session WebSocket.
+#[tokio::test]
+async fn model_session_token_opens_only_its_session_socket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let db = TestDb::sqlite();
+    let s = Srv::start(&db).await;
+    let (status, v) = s
+        .post(
+            "/api/realtime/sessions",
+            "alice",
+            json!({"model": "parlor-local"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["data"]["id"].as_str().unwrap().to_string();
+    let url = v["data"]["connectionInfo"]["websocketUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rt = v["data"]["connectionInfo"]["authToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let claims = parlor_signaling::AccessToken::decode_for(
+        parlor_signaling::TokenPurpose::ModelSession,
+        &rt,
+        |_| Some(SECRET),
+        s.clock.unix_secs(),
+    )
+    .unwrap();
+    assert_eq!(claims.aud.as_deref(), Some("parlor:model-session"));
+    assert_eq!(claims.sub, "alice");
+    use reqwest::Method as M;
+    let attempts: Vec<(M, String, Option<Value>)> = vec![
+        (M::GET, "/api/realtime/sessions".into(), None),
+        (
+            M::POST,
+            "/api/realtime/sessions".into(),
+            Some(json!({"model": "parlor-local"})),
+        ),
+        (M::GET, format!("/api/realtime/sessions/{id}"), None),
+        (M::POST, format!("/api/realtime/sessions/{id}/resume"), None),
+        (M::GET, format!("/api/realtime/sessions/{id}/history"), None),
+        (M::DELETE, format!("/api/realtime/sessions/{id}"), None),
+        (M::GET, "/api/realtime/models".into(), None),
+        (M::GET, "/api/realtime/stats".into(), None),
+        (M::GET, "/api/calls".into(), None),
+        (M::GET, "/api/recordings".into(), None),
+        (M::GET, "/api/rooms".into(), None),
+        (
+            M::PUT,
+            "/api/presence".into(),
+            Some(json!({"status": "online"})),
+        ),
+    ];
+    for (m, path, body) in attempts {
+        let (status, v) = with_bearer(&s, m.clone(), &path, &rt, body).await;
+        assert_eq!(
+            status, 401,
+            "{m} {path} accepted a model-session token: {v}"
+        );
+    }
+    assert_eq!(
+        ws_status(format!(
+            "{}/api/presence/ws?access_token={rt}&device_id=d1",
+            s.ws
+        ))
+        .await,
+        401
+    );
+    assert_eq!(
+        ws_status(format!("{}/rtc?access_token={rt}", s.ws)).await,
+        401
+    );
+    let r = s
+        .client
+        .get(s.url(&format!("/rtc/validate?access_token={rt}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Access and join tokens do not open the session socket; the session token does.
+    let now = s.clock.unix_secs();
+    let join = AccessToken::for_join(KEY, SECRET, "alice", VideoGrant::join("room-1"), now, 600);
+    for (token, ok) in [(s.token("alice"), false), (join, false), (rt.clone(), true)] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        ws.send(Message::Text(
+            json!({"type": "auth", "token": token}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+        let first = loop {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Text(t) => break serde_json::from_str::<Value>(t.as_str()).unwrap(),
+                _ => continue,
+            }
+        };
+        if ok {
+            assert_eq!(first["type"], "connected", "{first}");
+        } else {
+            assert_eq!(first["code"], "UNAUTHORIZED", "{first}");
+        }
+        let _ = ws.close(None).await;
+    }
+    s.stop().await;
+    db.drop_db().await;
+}
