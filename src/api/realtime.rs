@@ -1,7 +1,7 @@
 //! Routes of the model sessions (seed 000): the REST API under `/api/realtime` and the session
 //! WebSocket `/realtime/{session_id}`. The handlers live in `crate::realtime::{api, ws}`.
 
-use crate::realtime::{api, ws};
+use crate::realtime::{api, history, ws};
 use crate::state::AppState;
 use axum::routing::{get, post};
 use axum::Router;
@@ -15,11 +15,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/api/realtime/sessions/{session_id}/resume",
-            post(api::resume),
+            post(history::resume),
         )
         .route(
             "/api/realtime/sessions/{session_id}/history",
-            get(api::history),
+            get(history::history),
         )
         .route("/api/realtime/models", get(api::models))
         .route("/api/realtime/stream", get(api::stream))

@@ -8,8 +8,10 @@
 
 pub mod api;
 pub mod config;
+pub mod history;
 pub mod local;
 pub mod openapi;
+pub mod pcm;
 pub mod provider;
 pub mod report;
 pub mod responder;

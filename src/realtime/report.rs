@@ -2,7 +2,8 @@
 //! model's availability, the stream's configuration and live measurements (`super::stats`), and
 //! statistics computed in SQL over the stored sessions and messages of a time range.
 
-use super::api::{time_param, validation, RtResult, RtUser};
+use super::api::{validation, RtResult, RtUser};
+use super::history::time_param;
 use crate::realtime::provider::{Availability, CHANNEL_CAPACITY};
 use crate::state::AppState;
 use crate::timefmt::rfc3339_ms;

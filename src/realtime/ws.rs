@@ -24,7 +24,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use parlor_signaling::TokenPurpose;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -526,7 +525,7 @@ impl Conn {
                 stored
             }
             "audio" => {
-                let pcm = match v["audio"].as_str().map(decode_pcm) {
+                let pcm = match v["audio"].as_str().map(super::pcm::decode) {
                     Some(Ok(p)) => p,
                     Some(Err(m)) => return self.send(error("INVALID_AUDIO", m)).await,
                     None => {
@@ -665,7 +664,7 @@ impl Conn {
             }
             Output::AudioDelta { response_id, pcm, .. } => {
                 let msg_id = live.responses.get(&response_id).map(|r| r.1.clone());
-                self.send(json!({ "type": "audio", "audio": encode_pcm(&pcm), "messageId": msg_id })).await
+                self.send(json!({ "type": "audio", "audio": super::pcm::encode(&pcm), "messageId": msg_id })).await
             }
             Output::ResponseDone { response_id, status, text, usage } => {
                 return self.response_done(live, &response_id, status, text, usage).await;
@@ -781,37 +780,4 @@ enum Flow {
     Go,
     Gone,
     Failed,
-}
-
-/// base64 PCM16LE → samples.
-pub fn decode_pcm(b64: &str) -> Result<Vec<i16>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("`audio` is not base64: {e}"))?;
-    if bytes.len() % 2 != 0 {
-        return Err("`audio` must hold whole 16-bit samples".into());
-    }
-    Ok(bytes
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect())
-}
-
-/// Samples → base64 PCM16LE.
-pub fn encode_pcm(pcm: &[i16]) -> String {
-    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pcm_round_trip_and_refusals() {
-        let pcm = vec![0i16, 1, -1, i16::MAX, i16::MIN];
-        assert_eq!(decode_pcm(&encode_pcm(&pcm)).unwrap(), pcm);
-        assert!(decode_pcm("!!!").is_err());
-        assert!(decode_pcm("AA==").is_err(), "odd byte count");
-    }
 }
