@@ -4,6 +4,7 @@
 
 use crate::on_every_backend;
 use crate::support::{assert_error, assert_ok, Frame, Srv};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -375,4 +376,88 @@ async fn closed_by_client(s: &Srv) {
 #[tokio::test]
 async fn a_client_close_pauses_the_session() {
     on_every_backend!(|_| {}, closed_by_client);
+}
+
+fn tight_limits(c: &mut parlor::config::Config) {
+    c.realtime.max_connections = 1;
+    c.realtime
+        .models
+        .push(parlor::realtime::config::ModelConfig {
+            id: "slow-local".into(),
+            name: "Two turns a minute".into(),
+            provider: "local".into(),
+            requests_per_minute: 2,
+            ..Default::default()
+        });
+}
+
+async fn limits(s: &Srv) {
+    // stream = false: no deltas, only the final message.
+    let r = s
+        .post(
+            "/api/realtime/sessions",
+            "alice",
+            json!({"model": "slow-local", "stream": false}),
+        )
+        .await;
+    let d = assert_ok(&r, 201);
+    let (url, tok) = url_token(&d);
+    let (mut ws, _) = s.connect_auth(&url, &tok).await;
+    for q in ["hello", "what is two plus two"] {
+        ws.send(json!({"type": "message", "content": q})).await;
+        assert_eq!(ws.recv().await["type"], "ack");
+        assert_eq!(ws.recv().await["type"], "response.started");
+        let m = ws.recv().await;
+        assert_eq!(m["type"], "message", "no delta when stream is false: {m}");
+    }
+    // The model's requests_per_minute, per connection, on the clock.
+    ws.send(json!({"type": "message", "content": "again"}))
+        .await;
+    let e = ws.recv().await;
+    assert_eq!(e["code"], "RATE_LIMIT_EXCEEDED", "{e}");
+    s.clock.advance_ms(60_000);
+    // (the heartbeat that interval brought, if any, is skipped)
+    ws.send(json!({"type": "message", "content": "again"}))
+        .await;
+    assert_eq!(ws.recv_type("ack").await["content"], "again");
+    // max_connections = 1: a second socket is refused.
+    let mut second = s.connect(&url).await;
+    second.expect_error_close("CONNECTION_FAILED", 4013).await;
+    ws.close().await;
+    s.until("the sockets to end", |st| {
+        st.realtime
+            .stats
+            .open
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+    })
+    .await;
+    // A binary frame or a flood is handled without a panic: the flood closes with 4029.
+    let (mut ws, _) = s.connect_auth(&url, &tok).await;
+    ws.stream
+        .send(tokio_tungstenite::tungstenite::Message::Binary(
+            vec![1, 2, 3].into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ws.recv().await["code"], "INVALID_MESSAGE");
+    for _ in 0..250 {
+        ws.send(json!({"type": "ping"})).await;
+    }
+    loop {
+        match ws.next(Duration::from_secs(10)).await {
+            Frame::Json(v) if v["type"] == "pong" => continue,
+            Frame::Json(v) => {
+                assert_eq!(v["code"], "RATE_LIMIT_EXCEEDED", "{v}");
+                ws.expect_close(4029).await;
+                break;
+            }
+            other => panic!("expected the flood error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connection_turn_and_flood_limits() {
+    on_every_backend!(tight_limits, limits);
 }
