@@ -461,3 +461,56 @@ async fn limits(s: &Srv) {
 async fn connection_turn_and_flood_limits() {
     on_every_backend!(tight_limits, limits);
 }
+
+async fn failed_sessions(s: &Srv) {
+    let d = s.create("alice", "parlor-local").await;
+    let id = d["id"].as_str().unwrap();
+    let (url, tok) = url_token(&d);
+    // The state a fatal provider error leaves (the local model has none to give).
+    let now = s.now_ms();
+    let store = &s.handle.state.store;
+    store
+        .set_rt_status(id, "failed", now, false, Some("the model failed"))
+        .await
+        .unwrap();
+    let g = assert_ok(
+        &s.get(&format!("/api/realtime/sessions/{id}"), "alice")
+            .await,
+        200,
+    );
+    assert_eq!(g["status"], "failed");
+    assert_eq!(g["failureReason"], "the model failed");
+    assert!(g["endedAt"].is_string());
+    let l = assert_ok(
+        &s.get("/api/realtime/sessions?status=failed", "alice").await,
+        200,
+    );
+    assert_eq!(l["sessions"][0]["id"], id);
+    assert_eq!(l["summary"]["failedSessions"], 1);
+    let mut ws = s.connect(&url).await;
+    ws.send(json!({"type": "auth", "token": tok})).await;
+    ws.expect_error_close("SESSION_FAILED", 4009).await;
+    // Resume brings it back.
+    let r = assert_ok(
+        &s.post_empty(&format!("/api/realtime/sessions/{id}/resume"), "alice")
+            .await,
+        200,
+    );
+    let (_, tok2) = url_token(&r);
+    let (mut ws, _) = s.connect_auth(&url, &tok2).await;
+    let (_, _, reply) = turn(&mut ws, "what is two plus two").await;
+    assert!(reply["content"].as_str().unwrap().contains("four"));
+    let g = assert_ok(
+        &s.get(&format!("/api/realtime/sessions/{id}"), "alice")
+            .await,
+        200,
+    );
+    assert_eq!(g["status"], "active");
+    assert!(g["failureReason"].is_null());
+    ws.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_session_refuses_sockets_until_resumed() {
+    on_every_backend!(|_| {}, failed_sessions);
+}
