@@ -8,6 +8,8 @@
 
 pub mod config;
 pub mod local;
+pub mod openai;
+pub mod playout;
 pub mod provider;
 pub mod responder;
 
@@ -53,5 +55,6 @@ pub fn build_providers(
 ) -> Providers {
     let mut p = Providers::default();
     p.insert(Arc::new(local::LocalProvider::new(&config.local, clock)));
+    p.insert(Arc::new(openai::OpenAiProvider::new(&config.openai)));
     p
 }
