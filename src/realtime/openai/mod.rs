@@ -4,7 +4,7 @@
 //! [`OpenAiProvider::start`] connects (`Authorization: Bearer`, or `api-key:` for Azure;
 //! `?model=` appended), waits for `session.created`, sends a GA `session.update`, waits for
 //! `session.updated`, replays the history as conversation items, then hands the socket to one task
-//! per conversation ([`run`]). That task owns the conversation's state and maps [`Input`] to client
+//! per conversation ([`run`]). That task owns the conversation's state (`state.rs`), which maps [`Input`] to client
 //! events and server events to [`Output`] (see `docs/PROVIDERS.md` for the table). Beta event names
 //! are accepted on input ([`wire::ga_event_name`]). Unknown or malformed server events are logged
 //! (rate-limited) and skipped; losing the connection ends the conversation with a fatal error.
@@ -13,18 +13,19 @@
 //! text deltas that arrive for a cancelled response are dropped, and `conversation.item.truncate`'s
 //! `audio_end_ms` is clamped to the audio received for that item.
 
+mod state;
 pub mod wire;
 
 use crate::realtime::config::OpenAiConfig;
 use crate::realtime::provider::{
-    Availability, Conversation, HistoryItem, Input, Output, Provider, ProviderError,
-    ResponseStatus, Role, SessionSettings, StartFuture, Usage, SAMPLE_RATE,
+    Availability, Conversation, HistoryItem, Input, Output, Provider, ProviderError, Role,
+    SessionSettings, StartFuture,
 };
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use std::collections::{HashMap, VecDeque};
+use state::State;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -32,12 +33,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
-use wire::{ClientEvent, ParseError, ServerEvent};
+use wire::{ClientEvent, ServerEvent};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Reply items whose received audio is remembered for clamping truncates.
-const TRACKED_ITEMS: usize = 32;
 
 /// The provider's settings, resolved once at construction (the key is read from the environment
 /// here, not per conversation).
@@ -304,326 +302,6 @@ async fn send(
     ws.send(Message::text(ev.to_json())).await
 }
 
-/// Warnings about bad server events: at most `burst` per window, the rest counted.
-struct LogLimiter {
-    window: Duration,
-    burst: u32,
-    started: Instant,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    fn new() -> LogLimiter {
-        LogLimiter {
-            window: Duration::from_secs(10),
-            burst: 5,
-            started: Instant::now(),
-            logged: 0,
-            suppressed: 0,
-        }
-    }
-
-    fn warn(&mut self, what: &str, detail: &str) {
-        let now = Instant::now();
-        if now.duration_since(self.started) >= self.window {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    suppressed = self.suppressed,
-                    "more bad server events skipped"
-                );
-            }
-            self.started = now;
-            self.logged = 0;
-            self.suppressed = 0;
-        }
-        if self.logged < self.burst {
-            self.logged += 1;
-            tracing::warn!(detail, "{what}");
-        } else {
-            self.suppressed += 1;
-        }
-    }
-}
-
-/// One conversation's state, owned by its task.
-struct State {
-    settings: SessionSettings,
-    conf: Arc<Conf>,
-    /// The response the server says is running.
-    active: Option<String>,
-    /// `response.create` sent, `response.created` not seen yet.
-    requested: u32,
-    /// A cancel was sent before the requested response was created: that one is cancelled.
-    cancel_next: bool,
-    /// Responses cancelled by the caller: their late deltas are dropped.
-    cancelled: Vec<String>,
-    /// Reply text so far, per response.
-    text: HashMap<String, String>,
-    /// Audio samples received per reply item, most recent last.
-    item_samples: VecDeque<(String, u64)>,
-    bad: LogLimiter,
-}
-
-impl State {
-    fn new(settings: SessionSettings, conf: Arc<Conf>) -> State {
-        State {
-            settings,
-            conf,
-            active: None,
-            requested: 0,
-            cancel_next: false,
-            cancelled: Vec::new(),
-            text: HashMap::new(),
-            item_samples: VecDeque::new(),
-            bad: LogLimiter::new(),
-        }
-    }
-
-    fn add_samples(&mut self, item_id: &str, n: u64) {
-        if let Some(e) = self.item_samples.iter_mut().find(|(id, _)| id == item_id) {
-            e.1 += n;
-            return;
-        }
-        if self.item_samples.len() == TRACKED_ITEMS {
-            self.item_samples.pop_front();
-        }
-        self.item_samples.push_back((item_id.to_string(), n));
-    }
-
-    /// Milliseconds of audio received for `item_id` (rounded down).
-    fn received_ms(&self, item_id: &str) -> u32 {
-        let samples = self
-            .item_samples
-            .iter()
-            .find(|(id, _)| id == item_id)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        (samples * 1000 / SAMPLE_RATE as u64).min(u32::MAX as u64) as u32
-    }
-
-    fn is_cancelled(&self, response_id: &str) -> bool {
-        self.cancelled.iter().any(|r| r == response_id)
-    }
-
-    /// The client events for one input (none: nothing to send).
-    fn client_events(&mut self, input: Input) -> Vec<ClientEvent> {
-        match input {
-            Input::Audio(pcm) => {
-                if pcm.is_empty() {
-                    return Vec::new();
-                }
-                vec![ClientEvent::InputAudioAppend {
-                    audio: encode_pcm(&pcm),
-                }]
-            }
-            Input::CommitAudio => vec![ClientEvent::InputAudioCommit],
-            Input::ClearAudio => vec![ClientEvent::InputAudioClear],
-            Input::Text(text) => {
-                self.requested += 1;
-                vec![
-                    ClientEvent::ItemCreate {
-                        item: wire::MessageItem::user_text(&text),
-                    },
-                    ClientEvent::ResponseCreate,
-                ]
-            }
-            Input::CreateResponse => {
-                self.requested += 1;
-                vec![ClientEvent::ResponseCreate]
-            }
-            Input::CancelResponse => {
-                if let Some(id) = self.active.take() {
-                    self.cancelled.push(id);
-                    vec![ClientEvent::ResponseCancel]
-                } else if self.requested > 0 {
-                    self.cancel_next = true;
-                    vec![ClientEvent::ResponseCancel]
-                } else {
-                    tracing::debug!("cancel with no response running: not sent");
-                    Vec::new()
-                }
-            }
-            Input::Truncate {
-                item_id,
-                audio_end_ms,
-            } => {
-                let received = self.received_ms(&item_id);
-                if audio_end_ms > received {
-                    tracing::debug!(
-                        item_id,
-                        asked = audio_end_ms,
-                        received,
-                        "truncate clamped to the audio received"
-                    );
-                }
-                vec![ClientEvent::ItemTruncate {
-                    item_id,
-                    content_index: 0,
-                    audio_end_ms: audio_end_ms.min(received),
-                }]
-            }
-            Input::Update(settings) => {
-                let ev = ClientEvent::SessionUpdate {
-                    session: session(&settings, &self.conf),
-                };
-                self.settings = settings;
-                vec![ev]
-            }
-        }
-    }
-
-    /// The outputs for one server text frame.
-    fn outputs(&mut self, text: &str) -> Vec<Output> {
-        let ev = match wire::parse_server_event(text) {
-            Ok(ev) => ev,
-            Err(e) => {
-                let what = match e {
-                    ParseError::Unknown(_) => "unknown server event skipped",
-                    _ => "malformed server event skipped",
-                };
-                let detail = format!("{e}; {}", text.chars().take(120).collect::<String>());
-                self.bad.warn(what, &detail);
-                return Vec::new();
-            }
-        };
-        match ev {
-            ServerEvent::SessionCreated | ServerEvent::Ignored => Vec::new(),
-            ServerEvent::SessionUpdated => vec![Output::Ready],
-            ServerEvent::SpeechStarted {
-                item_id,
-                audio_start_ms,
-            } => vec![Output::SpeechStarted {
-                item_id,
-                audio_start_ms,
-            }],
-            ServerEvent::SpeechStopped {
-                item_id,
-                audio_end_ms,
-            } => vec![Output::SpeechStopped {
-                item_id,
-                audio_end_ms,
-            }],
-            ServerEvent::InputTranscript {
-                item_id,
-                transcript,
-            } => vec![Output::InputTranscript {
-                item_id,
-                text: transcript,
-            }],
-            ServerEvent::ResponseCreated { response_id } => {
-                self.requested = self.requested.saturating_sub(1);
-                if std::mem::take(&mut self.cancel_next) {
-                    self.cancelled.push(response_id.clone());
-                } else {
-                    self.active = Some(response_id.clone());
-                }
-                self.text.insert(response_id.clone(), String::new());
-                vec![Output::ResponseStarted { response_id }]
-            }
-            ServerEvent::AudioDelta {
-                response_id,
-                item_id,
-                delta,
-            } => {
-                let pcm = match decode_pcm(&delta) {
-                    Some(p) => p,
-                    None => {
-                        self.bad
-                            .warn("audio delta is not base64 PCM16: skipped", &item_id);
-                        return Vec::new();
-                    }
-                };
-                self.add_samples(&item_id, pcm.len() as u64);
-                if self.is_cancelled(&response_id) || pcm.is_empty() {
-                    return Vec::new();
-                }
-                vec![Output::AudioDelta {
-                    response_id,
-                    item_id,
-                    pcm,
-                }]
-            }
-            ServerEvent::TextDelta {
-                response_id,
-                item_id,
-                delta,
-            } => {
-                if self.is_cancelled(&response_id) {
-                    return Vec::new();
-                }
-                self.text
-                    .entry(response_id.clone())
-                    .or_default()
-                    .push_str(&delta);
-                vec![Output::TextDelta {
-                    response_id,
-                    item_id,
-                    text: delta,
-                }]
-            }
-            ServerEvent::ResponseDone(r) => {
-                if self.active.as_deref() == Some(r.id.as_str()) {
-                    self.active = None;
-                }
-                self.cancelled.retain(|c| c != &r.id);
-                let status = match r.status.as_str() {
-                    "completed" => ResponseStatus::Completed,
-                    "cancelled" => ResponseStatus::Cancelled,
-                    "incomplete" => ResponseStatus::Incomplete,
-                    _ => ResponseStatus::Failed,
-                };
-                let mut out = Vec::new();
-                if status == ResponseStatus::Failed {
-                    let err = r.status_details.as_ref().and_then(|d| d.error.clone());
-                    let code = err
-                        .and_then(|e| e.code.or(e.kind))
-                        .unwrap_or_else(|| "response_failed".into());
-                    out.push(Output::Error {
-                        message: format!("response {} ended `{}`", r.id, r.status),
-                        code,
-                        fatal: false,
-                    });
-                }
-                let text = self.text.remove(&r.id).unwrap_or_default();
-                out.push(Output::ResponseDone {
-                    usage: r.usage.map(usage).unwrap_or_default(),
-                    response_id: r.id,
-                    status,
-                    text,
-                });
-                out
-            }
-            ServerEvent::Error(e) => {
-                let code = e.code.clone().unwrap_or_else(|| e.kind.clone());
-                if code == "response_cancel_not_active" {
-                    // The response ended while our cancel was on its way: the no-op we promise.
-                    tracing::debug!("cancel arrived after the response ended");
-                    return Vec::new();
-                }
-                tracing::info!(code, message = %e.message, "server error");
-                vec![Output::Error {
-                    code,
-                    message: e.message,
-                    fatal: false,
-                }]
-            }
-        }
-    }
-}
-
-fn usage(u: wire::WireUsage) -> Usage {
-    Usage {
-        input_tokens: u.input_tokens,
-        output_tokens: u.output_tokens,
-        input_text_tokens: u.input_token_details.text_tokens,
-        input_audio_tokens: u.input_token_details.audio_tokens,
-        cached_tokens: u.input_token_details.cached_tokens,
-        output_text_tokens: u.output_token_details.text_tokens,
-        output_audio_tokens: u.output_token_details.audio_tokens,
-    }
-}
-
 /// PCM16 samples → base64 of their little-endian bytes.
 pub fn encode_pcm(pcm: &[i16]) -> String {
     let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
@@ -717,18 +395,6 @@ async fn run(
 mod tests {
     use super::*;
 
-    fn conf() -> Arc<Conf> {
-        Arc::new(Conf {
-            url: "ws://127.0.0.1:1/v1/realtime".into(),
-            key: Some("k".into()),
-            key_hint: String::new(),
-            azure: false,
-            voice: "marin".into(),
-            transcription_model: String::new(),
-            connect_timeout: Duration::from_secs(1),
-        })
-    }
-
     #[test]
     fn model_is_appended_once() {
         assert_eq!(
@@ -755,27 +421,5 @@ mod tests {
         assert_eq!(decode_pcm(&b64).unwrap(), pcm);
         assert_eq!(decode_pcm("AAA"), None);
         assert_eq!(decode_pcm("AA=="), None); // one byte
-    }
-
-    #[test]
-    fn cancel_is_sent_only_while_a_response_runs_and_truncate_is_clamped() {
-        let mut s = State::new(SessionSettings::default(), conf());
-        assert!(s.client_events(Input::CancelResponse).is_empty());
-        s.outputs(r#"{"type":"response.created","response":{"id":"r1"}}"#);
-        let delta = format!(
-            r#"{{"type":"response.output_audio.delta","response_id":"r1","item_id":"i1","delta":"{}"}}"#,
-            encode_pcm(&[7; 2400])
-        );
-        assert_eq!(s.outputs(&delta).len(), 1);
-        assert_eq!(s.client_events(Input::CancelResponse).len(), 1);
-        // Late audio of the cancelled response is dropped but still counted.
-        assert!(s.outputs(&delta).is_empty());
-        let t = s.client_events(Input::Truncate {
-            item_id: "i1".into(),
-            audio_end_ms: 5000,
-        });
-        let v: serde_json::Value = serde_json::from_str(&t[0].to_json()).unwrap();
-        assert_eq!(v["audio_end_ms"], 200);
-        assert!(s.client_events(Input::CancelResponse).is_empty());
     }
 }
