@@ -297,12 +297,14 @@ async fn reply_audio_comes_back_in_order_and_complete_with_usage() {
 
 #[tokio::test]
 async fn barge_in_cancels_and_truncates_at_the_played_position() {
-    // 2 s of reply in 50 ms chunks, paced in real time; the fake emulates server VAD.
+    // 2 s of reply in 50 ms chunks, paced in real time; the fake emulates server VAD and sends
+    // three more chunks after the cancel arrives (in flight, as the real API does).
     let fake = FakeServer::start(FakeOptions {
         pace: Pace::Realtime,
         chunks: 40,
         chunk_samples: 1200,
         vad: true,
+        deltas_after_cancel: 3,
         ..FakeOptions::default()
     })
     .await;
@@ -312,10 +314,12 @@ async fn barge_in_cancels_and_truncates_at_the_played_position() {
     // Play three chunks (150 ms), then the caller speaks.
     let mut playout = Playout::new();
     let mut played = 0;
+    let mut received = 0;
     let mut item = String::new();
     while played < 3 {
         if let Some(Output::AudioDelta { item_id, pcm, .. }) = recv(&mut conv).await {
             playout.played(&item_id, pcm.len());
+            received += pcm.len();
             item = item_id;
             played += 1;
         }
@@ -324,7 +328,8 @@ async fn barge_in_cancels_and_truncates_at_the_played_position() {
     loop {
         match recv(&mut conv).await.expect("open") {
             Output::SpeechStarted { .. } => break,
-            Output::AudioDelta { .. } | Output::TextDelta { .. } => {} // arrived, not played
+            Output::AudioDelta { pcm, .. } => received += pcm.len(), // arrived, not played
+            Output::TextDelta { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -334,7 +339,20 @@ async fn barge_in_cancels_and_truncates_at_the_played_position() {
     let rest = until_done(&mut conv).await;
     let (status, _, usage) = done_of(&rest);
     assert_eq!(status, ResponseStatus::Cancelled);
-    assert!(audio_of(&rest).is_empty(), "no audio after the cancel");
+    // Audio the fake sent after it got the cancel never comes out of the provider.
+    received += audio_of(&rest).len();
+    let at_cancel = fake.generated_at_cancel();
+    assert_eq!(at_cancel.len(), 1);
+    assert!(
+        received <= at_cancel[0],
+        "{received} samples came out, {} were sent before the cancel",
+        at_cancel[0]
+    );
+    assert_eq!(
+        fake.generated_ms(&item) as usize * 24,
+        at_cancel[0] + 3 * 1200,
+        "the fake sent 3 chunks after the cancel"
+    );
     assert_eq!(usage, scripted_usage());
 
     assert_eq!(fake.events_of("response.cancel").len(), 1);

@@ -78,6 +78,9 @@ pub struct FakeOptions {
     /// Send junk (non-JSON, an unknown type, a malformed delta, bad base64, a binary frame)
     /// before every `response.created`.
     pub junk_before_response: bool,
+    /// Audio deltas still sent after a `response.cancel` arrives (already in flight, as with
+    /// the real API) before `response.done` `cancelled`.
+    pub deltas_after_cancel: usize,
     pub fault: Option<Fault>,
 }
 
@@ -102,6 +105,7 @@ impl Default for FakeOptions {
             vad: false,
             input_transcript: None,
             junk_before_response: false,
+            deltas_after_cancel: 0,
             fault: None,
         }
     }
@@ -135,6 +139,8 @@ struct Log {
     audio: Vec<i16>,
     /// Audio samples sent per reply item.
     generated: HashMap<String, usize>,
+    /// Samples of the running reply item already sent when each `response.cancel` arrived.
+    generated_at_cancel: Vec<usize>,
 }
 
 pub struct FakeServer {
@@ -221,6 +227,11 @@ impl FakeServer {
         n as u64 * 1000 / RATE as u64
     }
 
+    /// Samples of the reply already sent when each `response.cancel` arrived.
+    pub fn generated_at_cancel(&self) -> Vec<usize> {
+        self.log.lock().unwrap().generated_at_cancel.clone()
+    }
+
     /// Wait until `n` client events of `kind` were received; returns them.
     pub async fn wait_events(&self, kind: &str, n: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -271,6 +282,7 @@ type Ws = WebSocketStream<TcpStream>;
 
 struct Running {
     id: String,
+    item: String,
     cancel: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
 }
@@ -447,12 +459,13 @@ async fn serve(tcp: TcpStream, log: Arc<Mutex<Log>>, opts: Arc<FakeOptions>) {
                             replies.push(error_event("conversation_already_has_active_response",
                                 "Conversation already has an active response in progress.", &ev));
                         } else {
+                            let item = id("item_");
                             let r = Running {
                                 id: id("resp_"),
+                                item: item.clone(),
                                 cancel: Arc::new(AtomicBool::new(false)),
                                 done: Arc::new(AtomicBool::new(false)),
                             };
-                            let item = id("item_");
                             let text_only = session["output_modalities"] == json!(["text"]);
                             tokio::spawn(respond(opts.clone(), r.id.clone(), item.clone(), last_item.clone(),
                                 text_only, r.cancel.clone(), r.done.clone(), tx.clone()));
@@ -461,7 +474,12 @@ async fn serve(tcp: TcpStream, log: Arc<Mutex<Log>>, opts: Arc<FakeOptions>) {
                         }
                     }
                     "response.cancel" => match &running {
-                        Some(r) => r.cancel.store(true, Ordering::SeqCst),
+                        Some(r) => {
+                            let mut lg = log.lock().unwrap();
+                            let sent = lg.generated.get(&r.item).copied().unwrap_or(0);
+                            lg.generated_at_cancel.push(sent);
+                            r.cancel.store(true, Ordering::SeqCst);
+                        }
                         None => replies.push(error_event("response_cancel_not_active",
                             "Cancellation failed: no active response found", &ev)),
                     },
@@ -605,10 +623,14 @@ async fn respond(
     let mut cancelled = false;
     let mut n = 0usize;
     let chunks = if text_only { 0 } else { opts.chunks };
+    let mut late = opts.deltas_after_cancel;
     for c in 0..chunks.max(opts.transcript.len()) {
         if cancel.load(Ordering::SeqCst) {
             cancelled = true;
-            break;
+            if late == 0 || c >= chunks {
+                break;
+            }
+            late -= 1;
         }
         match opts.fault {
             Some(Fault::CloseAfterChunks(k)) if k == c => {
