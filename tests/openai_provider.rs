@@ -681,8 +681,44 @@ async fn an_unreachable_server_is_a_connect_error_within_the_timeout() {
     };
     assert!(msg.contains("300 ms"), "{msg}");
     assert!(
+        msg.contains("?…") && !msg.contains("model="),
+        "query redacted: {msg}"
+    );
+    assert!(
         elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
         "{elapsed:?}"
+    );
+}
+
+/// `wss://` builds the TLS client (rustls with its one crypto provider) without panicking; a peer
+/// that is not a TLS server is a connect error.
+#[tokio::test]
+async fn a_wss_url_to_a_server_that_is_not_tls_is_a_connect_error() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let _srv = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let cfg = OpenAiConfig {
+        url: format!("wss://localhost:{}/v1/realtime", addr.port()),
+        api_key: "k".into(),
+        connect_timeout_ms: 2000,
+        ..OpenAiConfig::default()
+    };
+    let err = OpenAiProvider::new(&cfg)
+        .start(voice_settings(), Vec::new())
+        .await
+        .unwrap_err();
+    let ProviderError::Connect(msg) = err else {
+        panic!("{err:?}")
+    };
+    assert!(!msg.contains("no session within"), "failed fast: {msg}");
+    assert!(
+        msg.contains("corrupt message"),
+        "the TLS handshake ran: {msg}"
     );
 }
 

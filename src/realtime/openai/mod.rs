@@ -121,7 +121,8 @@ impl Provider for OpenAiProvider {
                 Ok(r) => r?,
                 Err(_) => {
                     return Err(ProviderError::Connect(format!(
-                        "{url}: no session within {} ms",
+                        "{}: no session within {} ms",
+                        redact(&url),
                         timeout.as_millis()
                     )))
                 }
@@ -139,7 +140,7 @@ impl Provider for OpenAiProvider {
 /// `url` with `?model=<model>` appended, unless it names a model already.
 fn model_url(url: &str, model: &str) -> Result<String, ProviderError> {
     let mut u = reqwest::Url::parse(url)
-        .map_err(|e| ProviderError::Connect(format!("invalid url `{url}`: {e}")))?;
+        .map_err(|e| ProviderError::Connect(format!("invalid [realtime.openai] url: {e}")))?;
     if !model.is_empty() && !u.query_pairs().any(|(k, _)| k == "model") {
         u.query_pairs_mut().append_pair("model", model);
     }
@@ -188,15 +189,24 @@ fn session(settings: &SessionSettings, conf: &Conf) -> wire::Session {
     }
 }
 
+/// `url` without its query (which may carry a key, e.g. Azure's `api-key=`): for messages and logs.
+fn redact(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
+}
+
 /// Connect, wait for `session.created`, configure the session, replay `history`.
 async fn handshake(
     conf: &Conf,
-    url: &str,
+    target: &str,
     key: &str,
     settings: &SessionSettings,
     history: &[HistoryItem],
 ) -> Result<Socket, ProviderError> {
-    let mut req = url
+    let url = &redact(target);
+    let mut req = target
         .into_client_request()
         .map_err(|e| ProviderError::Connect(format!("{url}: {e}")))?;
     let (name, value) = if conf.azure {
