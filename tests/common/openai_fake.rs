@@ -11,11 +11,16 @@
 //! deltas, the `.done` events and `response.done` with the scripted usage. `response.cancel` stops
 //! a running response (`response.done` status `cancelled`) and is an error when none runs;
 //! `conversation.item.truncate` beyond the audio sent for the item is an error, as with the real
-//! API. Faults (junk frames, an abrupt close or a corrupt frame mid-response) are options.
+//! API. Server VAD is emulated from the audio's energy when the session has `turn_detection`
+//! (speech started/stopped, server-side interruption, a server-created response at the end of a
+//! turn). Faults (junk frames, an abrupt close or a corrupt frame mid-response) are options.
 #![allow(dead_code)]
+
+mod script;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
+use script::{respond, Flags, Script};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,9 +75,16 @@ pub struct FakeOptions {
     pub transcript: Vec<String>,
     /// `usage` of every `response.done`.
     pub usage: Value,
-    /// Server VAD emulation: `input_audio_buffer.speech_started` on the first audio appended
-    /// after a commit (or at the start), `speech_stopped` on commit.
+    /// Server VAD emulation, when the session has `turn_detection`: an append with an RMS of at
+    /// least `vad_threshold` is speech (`speech_started`; with `interrupt_response` the running
+    /// response is cancelled, reason `turn_detected`), `silence_duration_ms` of quieter appends end
+    /// the turn (`speech_stopped`, commit, and with `create_response` a response). A client
+    /// commit ends the turn too.
     pub vad: bool,
+    pub vad_threshold: u16,
+    /// Answer every user item (a client commit, a `conversation.item.create`) with a response, as
+    /// if the client had sent `response.create`.
+    pub respond_after_user_item: bool,
     /// Sent as `conversation.item.input_audio_transcription.completed` after each commit.
     pub input_transcript: Option<String>,
     /// Send junk (non-JSON, an unknown type, a malformed delta, bad base64, a binary frame)
@@ -103,6 +115,8 @@ impl Default for FakeOptions {
                 "output_token_details": {"text_tokens": 40, "audio_tokens": 300}
             }),
             vad: false,
+            vad_threshold: 1000,
+            respond_after_user_item: false,
             input_transcript: None,
             junk_before_response: false,
             deltas_after_cancel: 0,
@@ -284,6 +298,7 @@ struct Running {
     id: String,
     item: String,
     cancel: Arc<AtomicBool>,
+    by_server: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
 }
 
@@ -323,19 +338,13 @@ async fn serve(tcp: TcpStream, log: Arc<Mutex<Log>>, opts: Arc<FakeOptions>) {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let presented = if o.azure {
-            req.headers().get("api-key").map(|v| v.as_bytes().to_vec())
+        let (name, expected) = if o.azure {
+            ("api-key", o.api_key.clone())
         } else {
-            req.headers()
-                .get("authorization")
-                .map(|v| v.as_bytes().to_vec())
+            ("authorization", format!("Bearer {}", o.api_key))
         };
-        let expected = if o.azure {
-            o.api_key.clone().into_bytes()
-        } else {
-            format!("Bearer {}", o.api_key).into_bytes()
-        };
-        let accepted = presented.as_deref() == Some(&expected[..]);
+        let presented = req.headers().get(name).map(|v| v.as_bytes());
+        let accepted = presented == Some(expected.as_bytes());
         l.lock().unwrap().requests.push(SeenRequest {
             uri: req.uri().to_string(),
             headers,
@@ -355,17 +364,24 @@ async fn serve(tcp: TcpStream, log: Arc<Mutex<Log>>, opts: Arc<FakeOptions>) {
         return;
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
-    let mut session = json!({"type": "realtime", "object": "realtime.session", "id": id("sess_"),
-        "model": "gpt-realtime", "output_modalities": ["audio"], "instructions": "",
-        "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE}, "turn_detection": null},
-                  "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": "alloy"}}});
-    let created = json!({"type": "session.created", "event_id": id("event_"), "session": session});
+    let mut conn = Conn {
+        opts: opts.clone(),
+        log: log.clone(),
+        tx,
+        session: json!({"type": "realtime", "object": "realtime.session", "id": id("sess_"),
+            "model": "gpt-realtime", "output_modalities": ["audio"], "instructions": "",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE}, "turn_detection": null},
+                      "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": "alloy"}}}),
+        running: None,
+        speaking: None,
+        silence_ms: 0,
+        last_item: None,
+    };
+    let created =
+        json!({"type": "session.created", "event_id": id("event_"), "session": conn.session});
     if !write(&mut ws, &log, &opts, created).await {
         return;
     }
-    let mut running: Option<Running> = None;
-    let mut speaking: Option<String> = None;
-    let mut last_item: Option<String> = None;
     loop {
         tokio::select! {
             msg = ws.next() => {
@@ -376,137 +392,7 @@ async fn serve(tcp: TcpStream, log: Arc<Mutex<Log>>, opts: Arc<FakeOptions>) {
                 };
                 let ev: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
                 log.lock().unwrap().events.push(ev.clone());
-                if let Some(r) = &running {
-                    if r.done.load(Ordering::SeqCst) {
-                        running = None;
-                    }
-                }
-                let kind = ev["type"].as_str().unwrap_or("").to_string();
-                let mut replies = Vec::new();
-                match kind.as_str() {
-                    "session.update" => {
-                        let s = &ev["session"];
-                        if s["type"] != "realtime" {
-                            replies.push(error_event("missing_required_parameter",
-                                "Missing required parameter: 'session.type'.", &ev));
-                        } else {
-                            if let (Some(dst), Some(src)) = (session.as_object_mut(), s.as_object()) {
-                                for (k, v) in src {
-                                    dst.insert(k.clone(), v.clone());
-                                }
-                            }
-                            replies.push(json!({"type": "session.updated", "event_id": id("event_"), "session": session}));
-                        }
-                    }
-                    "input_audio_buffer.append" => {
-                        let decoded = ev["audio"].as_str().and_then(|a| {
-                            base64::engine::general_purpose::STANDARD.decode(a).ok()
-                        });
-                        match decoded {
-                            Some(bytes) if bytes.len() % 2 == 0 => {
-                                let mut lg = log.lock().unwrap();
-                                let start_ms = lg.audio.len() as u64 * 1000 / RATE as u64;
-                                lg.audio.extend(bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
-                                drop(lg);
-                                if opts.vad && speaking.is_none() {
-                                    let item = id("item_");
-                                    speaking = Some(item.clone());
-                                    replies.push(json!({"type": "input_audio_buffer.speech_started",
-                                        "event_id": id("event_"), "audio_start_ms": start_ms, "item_id": item}));
-                                }
-                            }
-                            _ => replies.push(error_event("invalid_value", "Invalid 'audio'. Expected base64-encoded audio bytes.", &ev)),
-                        }
-                    }
-                    "input_audio_buffer.commit" => {
-                        let ms = log.lock().unwrap().audio.len() as u64 * 1000 / RATE as u64;
-                        let item = speaking.take().unwrap_or_else(|| id("item_"));
-                        if opts.vad {
-                            replies.push(json!({"type": "input_audio_buffer.speech_stopped",
-                                "event_id": id("event_"), "audio_end_ms": ms, "item_id": item}));
-                        }
-                        replies.push(json!({"type": "input_audio_buffer.committed", "event_id": id("event_"),
-                            "previous_item_id": last_item, "item_id": item}));
-                        replies.push(json!({"type": "conversation.item.added", "event_id": id("event_"),
-                            "previous_item_id": last_item, "item": {"id": item, "object": "realtime.item",
-                            "type": "message", "role": "user", "status": "completed",
-                            "content": [{"type": "input_audio", "transcript": null}]}}));
-                        if let Some(t) = &opts.input_transcript {
-                            replies.push(json!({"type": "conversation.item.input_audio_transcription.completed",
-                                "event_id": id("event_"), "item_id": item, "content_index": 0, "transcript": t,
-                                "usage": {"type": "duration", "seconds": ms as f64 / 1000.0}}));
-                        }
-                        last_item = Some(item);
-                    }
-                    "input_audio_buffer.clear" => {
-                        speaking = None;
-                        replies.push(json!({"type": "input_audio_buffer.cleared", "event_id": id("event_")}));
-                    }
-                    "conversation.item.create" => {
-                        let mut item = ev["item"].clone();
-                        let item_id = item["id"].as_str().map(String::from).unwrap_or_else(|| id("item_"));
-                        item["id"] = json!(item_id);
-                        item["object"] = json!("realtime.item");
-                        item["status"] = json!("completed");
-                        replies.push(json!({"type": "conversation.item.added", "event_id": id("event_"),
-                            "previous_item_id": last_item, "item": item}));
-                        replies.push(json!({"type": "conversation.item.done", "event_id": id("event_"),
-                            "previous_item_id": last_item, "item": item}));
-                        last_item = Some(item_id);
-                    }
-                    "response.create" => {
-                        if running.is_some() {
-                            replies.push(error_event("conversation_already_has_active_response",
-                                "Conversation already has an active response in progress.", &ev));
-                        } else {
-                            let item = id("item_");
-                            let r = Running {
-                                id: id("resp_"),
-                                item: item.clone(),
-                                cancel: Arc::new(AtomicBool::new(false)),
-                                done: Arc::new(AtomicBool::new(false)),
-                            };
-                            let text_only = session["output_modalities"] == json!(["text"]);
-                            tokio::spawn(respond(opts.clone(), r.id.clone(), item.clone(), last_item.clone(),
-                                text_only, r.cancel.clone(), r.done.clone(), tx.clone()));
-                            last_item = Some(item);
-                            running = Some(r);
-                        }
-                    }
-                    "response.cancel" => match &running {
-                        Some(r) => {
-                            let mut lg = log.lock().unwrap();
-                            let sent = lg.generated.get(&r.item).copied().unwrap_or(0);
-                            lg.generated_at_cancel.push(sent);
-                            r.cancel.store(true, Ordering::SeqCst);
-                        }
-                        None => replies.push(error_event("response_cancel_not_active",
-                            "Cancellation failed: no active response found", &ev)),
-                    },
-                    "conversation.item.truncate" => {
-                        let item = ev["item_id"].as_str().unwrap_or("").to_string();
-                        let end = ev["audio_end_ms"].as_u64();
-                        let generated = log.lock().unwrap().generated.get(&item).copied();
-                        match (generated, end) {
-                            (None, _) => replies.push(error_event("invalid_value",
-                                &format!("Item with item_id '{item}' has no audio content"), &ev)),
-                            (_, None) => replies.push(error_event("invalid_value", "Invalid 'audio_end_ms'.", &ev)),
-                            (Some(n), Some(end)) => {
-                                let have = n as u64 * 1000 / RATE as u64;
-                                if end > have {
-                                    replies.push(error_event("invalid_value", &format!(
-                                        "Audio content of {have}ms is already shorter than {end}ms"), &ev));
-                                } else {
-                                    replies.push(json!({"type": "conversation.item.truncated", "event_id": id("event_"),
-                                        "item_id": item, "content_index": 0, "audio_end_ms": end}));
-                                }
-                            }
-                        }
-                    }
-                    other => replies.push(error_event("invalid_value",
-                        &format!("Invalid value: '{other}'. Supported values are: 'session.update', …"), &ev)),
-                }
-                for r in replies {
+                for r in conn.handle(&ev) {
                     if !write(&mut ws, &log, &opts, r).await {
                         return;
                     }
@@ -543,6 +429,277 @@ async fn serve(tcp: TcpStream, log: Arc<Mutex<Log>>, opts: Arc<FakeOptions>) {
     }
 }
 
+/// One connection's session state.
+struct Conn {
+    opts: Arc<FakeOptions>,
+    log: Arc<Mutex<Log>>,
+    tx: mpsc::UnboundedSender<Out>,
+    session: Value,
+    running: Option<Running>,
+    /// The user item being spoken (VAD emulation).
+    speaking: Option<String>,
+    /// Quiet audio since the last loud append, while speaking.
+    silence_ms: u64,
+    last_item: Option<String>,
+}
+
+impl Conn {
+    fn turn_detection(&self) -> &Value {
+        &self.session["audio"]["input"]["turn_detection"]
+    }
+
+    /// The server events answering one client event.
+    fn handle(&mut self, ev: &Value) -> Vec<Value> {
+        if let Some(r) = &self.running {
+            if r.done.load(Ordering::SeqCst) {
+                self.running = None;
+            }
+        }
+        let kind = ev["type"].as_str().unwrap_or("").to_string();
+        let mut replies = Vec::new();
+        match kind.as_str() {
+            "session.update" => {
+                let s = &ev["session"];
+                if s["type"] != "realtime" {
+                    replies.push(error_event(
+                        "missing_required_parameter",
+                        "Missing required parameter: 'session.type'.",
+                        ev,
+                    ));
+                } else {
+                    if let (Some(dst), Some(src)) = (self.session.as_object_mut(), s.as_object()) {
+                        for (k, v) in src {
+                            dst.insert(k.clone(), v.clone());
+                        }
+                    }
+                    replies.push(json!({"type": "session.updated", "event_id": id("event_"),
+                        "session": self.session}));
+                }
+            }
+            "input_audio_buffer.append" => {
+                let decoded = ev["audio"]
+                    .as_str()
+                    .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok());
+                match decoded {
+                    Some(bytes) if bytes.len() % 2 == 0 => {
+                        let pcm: Vec<i16> = bytes
+                            .chunks_exact(2)
+                            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                            .collect();
+                        let mut lg = self.log.lock().unwrap();
+                        let start_ms = lg.audio.len() as u64 * 1000 / RATE as u64;
+                        lg.audio.extend_from_slice(&pcm);
+                        drop(lg);
+                        if self.opts.vad {
+                            self.vad(&pcm, start_ms, &mut replies);
+                        }
+                    }
+                    _ => replies.push(error_event(
+                        "invalid_value",
+                        "Invalid 'audio'. Expected base64-encoded audio bytes.",
+                        ev,
+                    )),
+                }
+            }
+            "input_audio_buffer.commit" => self.commit(&mut replies),
+            "input_audio_buffer.clear" => {
+                self.speaking = None;
+                replies
+                    .push(json!({"type": "input_audio_buffer.cleared", "event_id": id("event_")}));
+            }
+            "conversation.item.create" => {
+                let mut item = ev["item"].clone();
+                let item_id = item["id"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| id("item_"));
+                item["id"] = json!(item_id);
+                item["object"] = json!("realtime.item");
+                item["status"] = json!("completed");
+                replies.push(
+                    json!({"type": "conversation.item.added", "event_id": id("event_"),
+                    "previous_item_id": self.last_item, "item": item}),
+                );
+                replies.push(
+                    json!({"type": "conversation.item.done", "event_id": id("event_"),
+                    "previous_item_id": self.last_item, "item": item}),
+                );
+                self.last_item = Some(item_id);
+                if self.opts.respond_after_user_item && item["role"] == "user" {
+                    self.start_response();
+                }
+            }
+            "response.create" => {
+                if self.running.is_some() {
+                    replies.push(error_event(
+                        "conversation_already_has_active_response",
+                        "Conversation already has an active response in progress.",
+                        ev,
+                    ));
+                } else {
+                    self.start_response();
+                }
+            }
+            "response.cancel" => match &self.running {
+                Some(r) => {
+                    let mut lg = self.log.lock().unwrap();
+                    let sent = lg.generated.get(&r.item).copied().unwrap_or(0);
+                    lg.generated_at_cancel.push(sent);
+                    r.cancel.store(true, Ordering::SeqCst);
+                }
+                None => replies.push(error_event(
+                    "response_cancel_not_active",
+                    "Cancellation failed: no active response found",
+                    ev,
+                )),
+            },
+            "conversation.item.truncate" => {
+                let item = ev["item_id"].as_str().unwrap_or("").to_string();
+                let end = ev["audio_end_ms"].as_u64();
+                let generated = self.log.lock().unwrap().generated.get(&item).copied();
+                match (generated, end) {
+                    (None, _) => replies.push(error_event(
+                        "invalid_value",
+                        &format!("Item with item_id '{item}' has no audio content"),
+                        ev,
+                    )),
+                    (_, None) => {
+                        replies.push(error_event("invalid_value", "Invalid 'audio_end_ms'.", ev))
+                    }
+                    (Some(n), Some(end)) => {
+                        let have = n as u64 * 1000 / RATE as u64;
+                        if end > have {
+                            replies.push(error_event(
+                                "invalid_value",
+                                &format!(
+                                    "Audio content of {have}ms is already shorter than {end}ms"
+                                ),
+                                ev,
+                            ));
+                        } else {
+                            replies.push(json!({"type": "conversation.item.truncated",
+                                "event_id": id("event_"), "item_id": item, "content_index": 0,
+                                "audio_end_ms": end}));
+                        }
+                    }
+                }
+            }
+            other => replies.push(error_event(
+                "invalid_value",
+                &format!("Invalid value: '{other}'. Supported values are: 'session.update', …"),
+                ev,
+            )),
+        }
+        replies
+    }
+
+    /// Server VAD emulation: an append whose RMS reaches `vad_threshold` is speech. Speech starts
+    /// a user item (`speech_started`, and with `interrupt_response` the running response is
+    /// cancelled by the server); `silence_duration_ms` of quiet audio ends it (`speech_stopped`,
+    /// the commit, and with `create_response` a response).
+    fn vad(&mut self, pcm: &[i16], start_ms: u64, replies: &mut Vec<Value>) {
+        let td = self.turn_detection().clone();
+        if pcm.is_empty() || !td.is_object() {
+            return; // no VAD without turn detection, as with the real API
+        }
+        let energy: f64 = pcm.iter().map(|&s| (s as f64) * (s as f64)).sum::<f64>();
+        let rms = (energy / pcm.len() as f64).sqrt();
+        let chunk_ms = pcm.len() as u64 * 1000 / RATE as u64;
+        if rms >= self.opts.vad_threshold as f64 {
+            self.silence_ms = 0;
+            if self.speaking.is_none() {
+                let item = id("item_");
+                self.speaking = Some(item.clone());
+                let prefix = td["prefix_padding_ms"].as_u64().unwrap_or(0);
+                replies.push(json!({"type": "input_audio_buffer.speech_started",
+                    "event_id": id("event_"), "audio_start_ms": start_ms.saturating_sub(prefix),
+                    "item_id": item}));
+                if td["interrupt_response"] == true {
+                    if let Some(r) = &self.running {
+                        r.by_server.store(true, Ordering::SeqCst);
+                        r.cancel.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        } else if self.speaking.is_some() {
+            self.silence_ms += chunk_ms;
+            let limit = td["silence_duration_ms"].as_u64().unwrap_or(500);
+            if self.silence_ms >= limit {
+                self.commit(replies);
+                let busy = self
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| !r.done.load(Ordering::SeqCst));
+                if td["create_response"] == true && !busy {
+                    self.start_response();
+                }
+            }
+        }
+    }
+
+    /// End the user's turn: `speech_stopped` (VAD), `committed`, the user item, its transcript.
+    fn commit(&mut self, replies: &mut Vec<Value>) {
+        let ms = self.log.lock().unwrap().audio.len() as u64 * 1000 / RATE as u64;
+        let spoken = self.speaking.take();
+        let item = spoken.clone().unwrap_or_else(|| id("item_"));
+        self.silence_ms = 0;
+        if spoken.is_some() {
+            replies.push(json!({"type": "input_audio_buffer.speech_stopped",
+                "event_id": id("event_"), "audio_end_ms": ms, "item_id": item}));
+        }
+        replies.push(
+            json!({"type": "input_audio_buffer.committed", "event_id": id("event_"),
+            "previous_item_id": self.last_item, "item_id": item}),
+        );
+        replies.push(
+            json!({"type": "conversation.item.added", "event_id": id("event_"),
+            "previous_item_id": self.last_item, "item": {"id": item, "object": "realtime.item",
+            "type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_audio", "transcript": null}]}}),
+        );
+        if let Some(t) = &self.opts.input_transcript {
+            replies.push(
+                json!({"type": "conversation.item.input_audio_transcription.completed",
+                "event_id": id("event_"), "item_id": item, "content_index": 0, "transcript": t,
+                "usage": {"type": "duration", "seconds": ms as f64 / 1000.0}}),
+            );
+        }
+        self.last_item = Some(item);
+        if self.opts.respond_after_user_item && !self.opts.vad {
+            self.start_response();
+        }
+    }
+
+    fn start_response(&mut self) {
+        let item = id("item_");
+        let r = Running {
+            id: id("resp_"),
+            item: item.clone(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            by_server: Arc::new(AtomicBool::new(false)),
+            done: Arc::new(AtomicBool::new(false)),
+        };
+        let text_only = self.session["output_modalities"] == json!(["text"]);
+        tokio::spawn(respond(
+            self.opts.clone(),
+            Script {
+                resp_id: r.id.clone(),
+                item_id: item.clone(),
+                previous: self.last_item.clone(),
+                text_only,
+            },
+            Flags {
+                cancel: r.cancel.clone(),
+                by_server: r.by_server.clone(),
+                done: r.done.clone(),
+            },
+            self.tx.clone(),
+        ));
+        self.last_item = Some(item);
+        self.running = Some(r);
+    }
+}
+
 /// Send one server event (renamed to its beta name when speaking beta) and log it.
 async fn write(ws: &mut Ws, log: &Arc<Mutex<Log>>, opts: &FakeOptions, mut v: Value) -> bool {
     if opts.beta_names {
@@ -552,146 +709,4 @@ async fn write(ws: &mut Ws, log: &Arc<Mutex<Log>>, opts: &FakeOptions, mut v: Va
     }
     log.lock().unwrap().sent.push(v.clone());
     ws.send(Message::text(v.to_string())).await.is_ok()
-}
-
-/// Produce one scripted response into `tx`.
-#[allow(clippy::too_many_arguments)]
-async fn respond(
-    opts: Arc<FakeOptions>,
-    resp_id: String,
-    item_id: String,
-    previous: Option<String>,
-    text_only: bool,
-    cancel: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-    tx: mpsc::UnboundedSender<Out>,
-) {
-    let ev = |v: Value| Out::Event(v);
-    let eid = || id("event_");
-    let modality = if text_only { "text" } else { "audio" };
-    if opts.junk_before_response {
-        let _ = tx.send(Out::Raw(Message::text("{this is not json")));
-        let _ = tx.send(Out::Raw(Message::binary(vec![1u8, 2, 3])));
-        let _ = tx.send(Out::Event(json!("not an event")));
-        let _ = tx.send(ev(json!({"type": "made.up.event", "event_id": eid()})));
-        let _ = tx.send(ev(
-            json!({"type": "response.output_audio.delta", "delta": 5}),
-        ));
-        let _ = tx.send(ev(json!({"type": "response.output_audio.delta", "event_id": eid(),
-            "response_id": "resp_junk", "item_id": "item_junk", "output_index": 0, "content_index": 0,
-            "delta": "%%% not base64 %%%"})));
-    }
-    let response = |status: &str, output: Value, usage: Value| {
-        json!({"id": resp_id, "object": "realtime.response", "status": status,
-            "status_details": if status == "cancelled" { json!({"type": "cancelled", "reason": "client_cancelled"}) } else { Value::Null },
-            "output": output, "conversation_id": "conv_fake", "output_modalities": [modality],
-            "max_output_tokens": "inf", "usage": usage})
-    };
-    let _ = tx.send(ev(
-        json!({"type": "response.created", "event_id": eid(), "response": response("in_progress", json!([]), Value::Null)}),
-    ));
-    let item = json!({"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant",
-        "status": "in_progress", "content": []});
-    let _ = tx.send(ev(
-        json!({"type": "response.output_item.added", "event_id": eid(),
-        "response_id": resp_id, "output_index": 0, "item": item}),
-    ));
-    let _ = tx.send(ev(
-        json!({"type": "conversation.item.added", "event_id": eid(),
-        "previous_item_id": previous, "item": item}),
-    ));
-    let part = if text_only {
-        "output_text"
-    } else {
-        "output_audio"
-    };
-    let _ = tx.send(ev(
-        json!({"type": "response.content_part.added", "event_id": eid(),
-        "response_id": resp_id, "item_id": item_id, "output_index": 0, "content_index": 0,
-        "part": {"type": part}}),
-    ));
-    let delta_kind = if text_only {
-        "response.output_text.delta"
-    } else {
-        "response.output_audio_transcript.delta"
-    };
-    let text_delta = |t: &str| {
-        json!({"type": delta_kind, "event_id": id("event_"), "response_id": resp_id,
-            "item_id": item_id, "output_index": 0, "content_index": 0, "delta": t})
-    };
-    let chunk_dur = Duration::from_micros(opts.chunk_samples as u64 * 1_000_000 / RATE as u64);
-    let mut cancelled = false;
-    let mut n = 0usize;
-    let chunks = if text_only { 0 } else { opts.chunks };
-    let mut late = opts.deltas_after_cancel;
-    for c in 0..chunks.max(opts.transcript.len()) {
-        if cancel.load(Ordering::SeqCst) {
-            cancelled = true;
-            if late == 0 || c >= chunks {
-                break;
-            }
-            late -= 1;
-        }
-        match opts.fault {
-            Some(Fault::CloseAfterChunks(k)) if k == c => {
-                let _ = tx.send(Out::Drop);
-                return;
-            }
-            Some(Fault::CorruptAfterChunks(k)) if k == c => {
-                let _ = tx.send(Out::Corrupt);
-                return;
-            }
-            _ => {}
-        }
-        if c < chunks {
-            let pcm: Vec<u8> = (n..n + opts.chunk_samples)
-                .flat_map(|i| fake_sample(i).to_le_bytes())
-                .collect();
-            n += opts.chunk_samples;
-            let v = json!({"type": "response.output_audio.delta", "event_id": eid(), "response_id": resp_id,
-                "item_id": item_id, "output_index": 0, "content_index": 0,
-                "delta": base64::engine::general_purpose::STANDARD.encode(pcm)});
-            let _ = tx.send(Out::Audio(v, item_id.clone(), opts.chunk_samples));
-        }
-        if let Some(t) = opts.transcript.get(c) {
-            let _ = tx.send(ev(text_delta(t)));
-        }
-        match opts.pace {
-            Pace::Realtime => tokio::time::sleep(chunk_dur).await,
-            Pace::Fast => tokio::task::yield_now().await,
-        }
-    }
-    let transcript: String = opts.transcript.concat();
-    if !cancelled && !text_only {
-        let _ = tx.send(ev(
-            json!({"type": "response.output_audio.done", "event_id": eid(),
-            "response_id": resp_id, "item_id": item_id, "output_index": 0, "content_index": 0}),
-        ));
-        let _ = tx.send(ev(
-            json!({"type": "response.output_audio_transcript.done", "event_id": eid(),
-            "response_id": resp_id, "item_id": item_id, "output_index": 0, "content_index": 0,
-            "transcript": transcript}),
-        ));
-    }
-    let status = if cancelled { "incomplete" } else { "completed" };
-    let content = if text_only {
-        json!([{"type": "output_text", "text": transcript}])
-    } else {
-        json!([{"type": "output_audio", "transcript": transcript}])
-    };
-    let mut item = item;
-    item["status"] = json!(status);
-    item["content"] = content;
-    let _ = tx.send(ev(
-        json!({"type": "response.output_item.done", "event_id": eid(),
-        "response_id": resp_id, "output_index": 0, "item": item}),
-    ));
-    let _ = tx.send(ev(
-        json!({"type": "conversation.item.done", "event_id": eid(),
-        "previous_item_id": previous, "item": item}),
-    ));
-    let status = if cancelled { "cancelled" } else { "completed" };
-    let _ = tx.send(ev(json!({"type": "response.done", "event_id": eid(),
-        "response": response(status, json!([item]), opts.usage.clone())})));
-    done.store(true, Ordering::SeqCst);
 }
