@@ -665,7 +665,7 @@ impl Conn {
             );
         }
         self.last_item = Some(item);
-        if self.opts.respond_after_user_item && !self.opts.vad {
+        if self.opts.respond_after_user_item {
             self.start_response();
         }
     }

@@ -290,3 +290,43 @@ async fn history_is_replayed_as_conversation_items() {
             "content": [{"type": "output_text", "text": "Hello Ada."}]})
     );
 }
+
+#[tokio::test]
+async fn a_committed_turn_can_be_answered_by_the_server() {
+    // `respond_after_user_item`: the fake answers a commit as a server would with a response
+    // policy of its own; the provider reports the server-created response like any other.
+    let fake = FakeServer::start(FakeOptions {
+        respond_after_user_item: true,
+        vad: true,
+        input_transcript: Some("what time is it".into()),
+        ..FakeOptions::default()
+    })
+    .await;
+    let settings = SessionSettings {
+        turn_detection: None,
+        ..voice_settings()
+    };
+    let mut conv = start(&fake, settings).await;
+    conv.input
+        .send(Input::Audio(vec![3000; 4800]))
+        .await
+        .unwrap();
+    conv.input.send(Input::CommitAudio).await.unwrap();
+    let outs = until_done(&mut conv).await;
+    assert!(matches!(&outs[0], Output::InputTranscript { text, .. } if text == "what time is it"));
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, Output::SpeechStarted { .. })),
+        "no VAD without turn detection"
+    );
+    assert_eq!(audio_of(&outs), expected_reply(10 * 2400));
+    assert_eq!(
+        fake.event_types(),
+        [
+            "session.update",
+            "input_audio_buffer.append",
+            "input_audio_buffer.commit"
+        ]
+    );
+}
