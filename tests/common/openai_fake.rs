@@ -155,6 +155,8 @@ struct Log {
     generated: HashMap<String, usize>,
     /// Samples of the running reply item already sent when each `response.cancel` arrived.
     generated_at_cancel: Vec<usize>,
+    /// Close frames received from clients.
+    closes: usize,
 }
 
 pub struct FakeServer {
@@ -239,6 +241,11 @@ impl FakeServer {
             .copied()
             .unwrap_or(0);
         n as u64 * 1000 / RATE as u64
+    }
+
+    /// Close frames received from clients (a clean end of a conversation).
+    pub fn closes(&self) -> usize {
+        self.log.lock().unwrap().closes
     }
 
     /// Samples of the reply already sent when each `response.cancel` arrived.
@@ -387,7 +394,11 @@ async fn serve(tcp: TcpStream, log: Arc<Mutex<Log>>, opts: Arc<FakeOptions>) {
             msg = ws.next() => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(Message::Close(_))) => {
+                        log.lock().unwrap().closes += 1;
+                        return;
+                    }
+                    None | Some(Err(_)) => return,
                     Some(Ok(_)) => continue,
                 };
                 let ev: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));

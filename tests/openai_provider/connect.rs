@@ -226,3 +226,20 @@ async fn without_a_key_the_provider_is_unavailable() {
         Availability::Unavailable { .. }
     ));
 }
+
+#[tokio::test]
+async fn dropping_the_input_closes_the_connection_and_then_the_output() {
+    let fake = FakeServer::start(FakeOptions::default()).await;
+    let conv = start(&fake, voice_settings()).await;
+    let Conversation { input, mut output } = conv;
+    drop(input);
+    let closed = tokio::time::timeout(Duration::from_secs(5), output.recv()).await;
+    assert_eq!(closed.expect("output not closed"), None);
+    for _ in 0..100 {
+        if fake.closes() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.closes(), 1, "a close frame, not a dropped socket");
+}
