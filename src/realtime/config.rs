@@ -105,6 +105,9 @@ pub struct OpenAiConfig {
     pub azure_api_key_header: bool,
     /// Output voice.
     pub voice: String,
+    /// Model transcribing the caller's audio (`audio.input.transcription`); empty: off (no
+    /// input transcripts).
+    pub input_transcription_model: String,
     pub connect_timeout_ms: u64,
 }
 
@@ -176,6 +179,7 @@ impl Default for OpenAiConfig {
             api_key_env: "OPENAI_API_KEY".into(),
             azure_api_key_header: false,
             voice: "marin".into(),
+            input_transcription_model: "gpt-4o-mini-transcribe".into(),
             connect_timeout_ms: 10_000,
         }
     }

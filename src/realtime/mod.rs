@@ -10,8 +10,10 @@ pub mod api;
 pub mod config;
 pub mod history;
 pub mod local;
+pub mod openai;
 pub mod openapi;
 pub mod pcm;
+pub mod playout;
 pub mod provider;
 pub mod report;
 pub mod responder;
@@ -61,5 +63,6 @@ pub fn build_providers(
 ) -> Providers {
     let mut p = Providers::default();
     p.insert(Arc::new(local::LocalProvider::new(&config.local, clock)));
+    p.insert(Arc::new(openai::OpenAiProvider::new(&config.openai)));
     p
 }

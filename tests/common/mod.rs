@@ -1,6 +1,8 @@
 //! Test support: start a real Parlor server on ephemeral ports with a fresh database.
 #![allow(dead_code)]
 
+pub mod openai_fake;
+
 use parlor::config::Config;
 use parlor::server::ServerHandle;
 use parlor_signaling::{AccessToken, Claims, VideoGrant};
