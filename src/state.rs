@@ -36,6 +36,10 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
     /// The Parlor home and what was installed in it at start-up (web assets, later voice models).
     pub home: Arc<crate::home::Home>,
+    /// Model providers by id (`local`, `openai`).
+    pub providers: crate::realtime::Providers,
+    /// Per-public-key rate limit of `POST /api/v1/embed/token`.
+    pub embed: Arc<crate::embed::EmbedLimiter>,
     /// The keys are dev keys generated because none are configured: dev-only endpoints answer.
     pub dev_keys: bool,
 }

@@ -16,28 +16,28 @@ async fn serve(State(state): State<AppState>) -> Json<Value> {
     Json(document(&state.config.public_http_url()))
 }
 
-fn r(name: &str) -> Value {
+pub(crate) fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-fn path_param(name: &str, desc: &str) -> Value {
+pub(crate) fn path_param(name: &str, desc: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "description": desc, "schema": { "type": "string" } })
 }
 
-fn query(name: &str, ty: &str, desc: &str) -> Value {
+pub(crate) fn query(name: &str, ty: &str, desc: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "description": desc, "schema": { "type": ty } })
 }
 
-fn ok(desc: &str, schema: Value) -> Value {
+pub(crate) fn ok(desc: &str, schema: Value) -> Value {
     json!({ "description": desc, "content": { "application/json": { "schema": schema } } })
 }
 
-fn err(desc: &str) -> Value {
+pub(crate) fn err(desc: &str) -> Value {
     ok(desc, r("Error"))
 }
 
 /// One operation. `errors` are (status, description) pairs answered with the error envelope.
-fn op(
+pub(crate) fn op(
     tag: &str,
     summary: &str,
     params: Vec<Value>,
@@ -79,35 +79,35 @@ fn op(
     o
 }
 
-fn obj(props: Value, required: &[&str]) -> Value {
+pub(crate) fn obj(props: Value, required: &[&str]) -> Value {
     json!({ "type": "object", "properties": props, "required": required })
 }
 
-fn success_obj(props: Value) -> Value {
+pub(crate) fn success_obj(props: Value) -> Value {
     let mut p = props;
     p["success"] = json!({ "type": "boolean" });
     obj(p, &["success"])
 }
 
-fn s() -> Value {
+pub(crate) fn s() -> Value {
     json!({ "type": "string" })
 }
-fn ns() -> Value {
+pub(crate) fn ns() -> Value {
     json!({ "type": "string", "nullable": true })
 }
-fn dt() -> Value {
+pub(crate) fn dt() -> Value {
     json!({ "type": "string", "format": "date-time" })
 }
-fn ndt() -> Value {
+pub(crate) fn ndt() -> Value {
     json!({ "type": "string", "format": "date-time", "nullable": true })
 }
-fn int() -> Value {
+pub(crate) fn int() -> Value {
     json!({ "type": "integer", "format": "int64" })
 }
-fn boolean() -> Value {
+pub(crate) fn boolean() -> Value {
     json!({ "type": "boolean" })
 }
-fn arr(items: Value) -> Value {
+pub(crate) fn arr(items: Value) -> Value {
     json!({ "type": "array", "items": items })
 }
 
@@ -488,7 +488,7 @@ pub fn document(server_url: &str) -> Value {
             &[("403", "not_authorized: not a member of the thread"), ("404", "thread_not_found")], true) },
     });
     let mut paths = paths;
-    for more in [paths2, paths3] {
+    for more in [paths2, paths3, crate::embed::openapi::paths()] {
         if let (Some(all), Value::Object(m)) = (paths.as_object_mut(), more) {
             all.extend(m);
         }
