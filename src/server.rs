@@ -295,6 +295,14 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     } else {
         None
     };
+    // Assistant calls that ended but whose cost and charge a crash cut short.
+    let finalized = crate::embed::finalize::finish_pending(&state).await;
+    if finalized > 0 {
+        tracing::info!(
+            finalized,
+            "finalized assistant calls left behind by a crash"
+        );
+    }
     crate::orphans::spawn_heartbeat(&state);
     crate::product::spawn_event_consumer(state.clone());
     let app = router(state.clone());

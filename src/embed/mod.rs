@@ -14,6 +14,7 @@
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod finalize;
 pub mod manage;
 pub mod openapi;
 pub mod origins;

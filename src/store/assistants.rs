@@ -680,4 +680,15 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+
+    /// Ended assistant calls with no cost stored yet (a crash cut their finalization short).
+    pub async fn unfinalized_assistant_calls(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT ac.call_id FROM assistant_calls ac JOIN calls c ON c.id = ac.call_id \
+             WHERE ac.cost_micros IS NULL AND c.status IN ('completed', 'missed') \
+             ORDER BY ac.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }
