@@ -19,6 +19,7 @@ pub mod manage;
 pub mod openapi;
 pub mod origins;
 pub mod token;
+pub mod widget;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -39,7 +40,10 @@ pub const TEST_KEY_PREFIX: &str = "pk_test_";
 /// The management and call routes (under the server's permissive CORS: they take Bearer tokens,
 /// not cookies).
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(manage::routes()).merge(calls::routes())
+    Router::new()
+        .merge(manage::routes())
+        .merge(calls::routes())
+        .merge(widget::routes())
 }
 
 /// `POST /api/v1/embed/token` and its preflight: merged outside the permissive CORS layer, since

@@ -111,6 +111,15 @@ pub fn paths() -> Value {
                 "responses": { "204": { "description": "allowed: CORS headers present" }, "403": { "description": "no active key allows the origin (no CORS headers)" } },
             },
         },
+        "/widget.js": { "get": {
+            "tags": ["embed"], "summary": "The embeddable voice widget script (loads livekit-client from this Parlor): <script src=…/widget.js data-key=pk_… data-assistant=asst_…>", "parameters": [], "security": [],
+            "responses": { "200": { "description": "JavaScript", "content": { "text/javascript": { "schema": s() } } } },
+        } },
+        "/widget": { "get": {
+            "tags": ["embed"], "summary": "A page showing the widget (dev mode: the demo assistant by default)", "security": [],
+            "parameters": [query("key", "string", "public key"), query("assistant", "string", "assistant id")],
+            "responses": { "200": { "description": "HTML page", "content": { "text/html": { "schema": s() } } } },
+        } },
         "/api/v1/account": {
             "get": op("embed", &format!("The account, its credits and 50 newest ledger entries.{ACCOUNT_AUTH}"), vec![], None,
                 ("200", "account", data(account.clone())), &[forbidden], true),
