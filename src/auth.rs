@@ -40,6 +40,17 @@ impl KeyRing {
         self.verify_for(TokenPurpose::Access, token, now_unix)
     }
 
+    /// Verify a room join token for `/rtc`: an access token, or an embed token (the join token of
+    /// `POST /api/v1/embed/token`, which nothing but `/rtc` accepts).
+    pub fn verify_join(&self, token: &str, now_unix: u64) -> Result<Claims, TokenError> {
+        match self.verify(token, now_unix) {
+            Err(TokenError::WrongPurpose { found, .. }) if found == TokenPurpose::Embed.name() => {
+                self.verify_for(TokenPurpose::Embed, token, now_unix)
+            }
+            other => other,
+        }
+    }
+
     /// Verify a token minted for `purpose` (and only that purpose).
     pub fn verify_for(
         &self,
@@ -240,8 +251,12 @@ impl AuthUser {
 }
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let h = parts
-        .headers
+    bearer_header(&parts.headers)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_header(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let h = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;

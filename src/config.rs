@@ -23,6 +23,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Model sessions and their providers (`src/realtime/config.rs`).
     pub realtime: crate::realtime::config::RealtimeConfig,
+    /// Voice-assistant accounts and the embed endpoint (`src/embed/config.rs`).
+    pub embed: crate::embed::config::EmbedConfig,
     /// API keys: key -> secret. Empty: a dev key is generated on first start and kept in the data dir.
     pub keys: BTreeMap<String, String>,
 }
@@ -259,6 +261,7 @@ impl Default for Config {
                 token: String::new(),
             },
             realtime: Default::default(),
+            embed: Default::default(),
             keys: BTreeMap::new(),
         }
     }

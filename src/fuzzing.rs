@@ -49,6 +49,7 @@ pub const BODIES: &[(&str, Body)] = &[
     ("access_token", parlor_signaling::fuzzing::access_token),
     ("signed_token", parlor_signaling::fuzzing::signed_token),
     ("signal_request", parlor_signaling::fuzzing::signal_request),
+    ("join_request", parlor_signaling::fuzzing::join_request),
     ("webm_repair", parlor_media::fuzzing::webm_repair),
     ("ebml_reader", parlor_media::fuzzing::ebml_reader),
     ("opus_packet", parlor_media::fuzzing::opus_packet),

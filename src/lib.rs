@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connlimit;
+pub mod embed;
 pub mod error;
 pub mod fdlimit;
 pub mod flood;

@@ -1,4 +1,4 @@
-//! The `parlor` binary: `serve` (default), `token`, `keys`.
+//! The `parlor` binary: `serve` (default), `token`, `keys`, `assistant create`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,6 +31,51 @@ enum Command {
     Token(TokenArgs),
     /// Generate a new API key and secret.
     Keys,
+    /// Voice assistants of the account of the server's API key (written into its store).
+    #[command(subcommand)]
+    Assistant(AssistantCmd),
+}
+
+#[derive(Subcommand)]
+enum AssistantCmd {
+    /// Create an assistant and, with --origin, a public key for the web pages that embed it.
+    Create(AssistantArgs),
+}
+
+#[derive(clap::Args)]
+struct AssistantArgs {
+    #[arg(long)]
+    name: String,
+    /// A model id of the catalogue ([realtime] models; default parlor-local, the offline model).
+    #[arg(long)]
+    model: Option<String>,
+    /// System prompt.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// What the assistant says first.
+    #[arg(long)]
+    greeting: Option<String>,
+    #[arg(long)]
+    voice: Option<String>,
+    #[arg(long)]
+    temperature: Option<f64>,
+    #[arg(long)]
+    max_tokens: Option<i64>,
+    /// Price per minute of call, in the account's currency.
+    #[arg(long)]
+    price_per_minute: Option<f64>,
+    /// Record its calls.
+    #[arg(long)]
+    record: bool,
+    /// Allowed origin of a new public key (repeat or comma-separate; none: no key is created).
+    #[arg(long, value_delimiter = ',')]
+    origin: Vec<String>,
+    /// Create a pk_test_ key instead of pk_live_.
+    #[arg(long)]
+    test_key: bool,
+    /// API key id whose account gets the assistant (default: the first key the server uses).
+    #[arg(long)]
+    api_key: Option<String>,
 }
 
 #[derive(clap::Args, Default)]
@@ -122,6 +167,12 @@ fn main() -> anyhow::Result<()> {
             }
             token(&loaded, &config, args)
         }
+        Command::Assistant(AssistantCmd::Create(args)) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            assistant_create(&loaded, &config, args)
+        }
         Command::Serve(args) => {
             if let Some(b) = args.bind {
                 config.server.bind = b;
@@ -152,8 +203,51 @@ fn show(p: &std::path::Path) -> String {
         .to_string()
 }
 
-/// `parlor token`: find the keys exactly as `serve` does (never creating any), mint, say which key.
-fn token(loaded: &Loaded, config: &Config, args: TokenArgs) -> anyhow::Result<()> {
+/// `parlor assistant create`: for the account of the key `parlor token` would sign with.
+fn assistant_create(loaded: &Loaded, config: &Config, a: AssistantArgs) -> anyhow::Result<()> {
+    let (key, _, source) = signing_key(loaded, config, a.api_key.as_deref())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let new = parlor::embed::cli::NewAssistant {
+        name: a.name,
+        model: a.model,
+        system_prompt: a.prompt,
+        greeting: a.greeting,
+        voice: a.voice,
+        temperature: a.temperature,
+        max_tokens: a.max_tokens,
+        price_per_minute: a.price_per_minute,
+        record: a.record,
+        origins: a.origin,
+        test_key: a.test_key,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let (asst, pk) = rt.block_on(parlor::embed::cli::create(config, &key, now, new))?;
+    eprintln!(
+        "account: API key {key} (from {source}); store {}",
+        config.database_url()
+    );
+    println!(
+        "assistant: {} ({}, model {})",
+        asst.id, asst.name, asst.model
+    );
+    if let Some(k) = pk {
+        println!(
+            "public key: {} (allowed origins: {})",
+            k.key,
+            k.allowed_origins.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The API key `serve` would sign with (or `api_key`): (key, secret, where it came from).
+fn signing_key(
+    loaded: &Loaded,
+    config: &Config,
+    api_key: Option<&str>,
+) -> anyhow::Result<(String, String, String)> {
     use parlor::auth::{find_keys, KeySource};
     let data_dir = &config.storage.data_dir;
     let dev_file = parlor::auth::dev_keys_path(data_dir);
@@ -178,9 +272,9 @@ fn token(loaded: &Loaded, config: &Config, args: TokenArgs) -> anyhow::Result<()
         },
         KeySource::DevFile(p) => format!("dev keys file {}", show(p)),
     };
-    let (key, secret) = match &args.api_key {
+    let (key, secret) = match api_key {
         Some(k) => match found.keys.get(k) {
-            Some(s) => (k.clone(), s.clone()),
+            Some(s) => (k.to_string(), s.clone()),
             None => anyhow::bail!(
                 "API key `{k}` not found in {source}; available key ids: {}",
                 found.keys.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -193,6 +287,12 @@ fn token(loaded: &Loaded, config: &Config, args: TokenArgs) -> anyhow::Result<()
             .map(|(k, s)| (k.clone(), s.clone()))
             .context("no API keys")?,
     };
+    Ok((key, secret, source))
+}
+
+/// `parlor token`: find the keys exactly as `serve` does (never creating any), mint, say which key.
+fn token(loaded: &Loaded, config: &Config, args: TokenArgs) -> anyhow::Result<()> {
+    let (key, secret, source) = signing_key(loaded, config, args.api_key.as_deref())?;
     let mut grant = match &args.room {
         Some(room) => VideoGrant::join(room),
         None => VideoGrant::default(),
@@ -304,6 +404,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("  dev API key:    {k}");
         println!("  dev API secret: {s}");
         println!("  (stored in the data dir; set [keys] in parlor.toml for production)");
+    }
+    if let Some((a, k)) = &handle.dev_embed {
+        println!("  demo assistant: {} ({}, model {})", a.id, a.name, a.model);
+        println!(
+            "  public key:     {} (embed tokens from {})",
+            k.key,
+            k.allowed_origins.join(", ")
+        );
     }
     // What the Parlor home provides (scripts/setup installs it) and the command for what is missing.
     for line in handle.state.home.report() {

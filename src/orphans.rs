@@ -121,11 +121,8 @@ async fn finish_calls(state: &AppState, heartbeat: Option<i64>) -> StoreResult<u
             info!(call = %call.id, was = %call.status, ended_at = end, duration_ms = end - started,
                 "call left open by a crash completed");
             if let Ok(c) = store.get_call(&call.id).await {
-                let members = store.call_members(&c.id).await.unwrap_or_default();
-                state
-                    .webhooks
-                    .emit("call.completed", crate::api::calls::call_json(&c, &members))
-                    .await;
+                let body = crate::embed::finalize::completed_payload(state, &c).await;
+                state.webhooks.emit("call.completed", body).await;
             }
         }
     }

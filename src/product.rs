@@ -661,7 +661,11 @@ impl EventConsumer {
     async fn end_call(&self, room: &str, at: i64) -> StoreResult<()> {
         if let Some(call) = self.state.store.end_call(room, at).await? {
             tracing::info!(call = %call.id, status = %call.status, duration_ms = call.duration_ms, "call ended");
-            self.call_event("call.completed", room).await;
+            // An assistant call is finalized (cost, the one charge) whether or not webhooks are on.
+            let body = crate::embed::finalize::completed_payload(&self.state, &call).await;
+            if self.state.webhooks.enabled() {
+                self.state.webhooks.emit("call.completed", body).await;
+            }
         }
         Ok(())
     }

@@ -40,6 +40,8 @@ pub struct ServerHandle {
     pub state: AppState,
     /// Dev key generated at start-up (None when keys came from config).
     pub dev_key: Option<(String, String)>,
+    /// Dev mode: the demo assistant and its public key (allowed for this server's origin).
+    pub dev_embed: Option<(crate::store::AssistantRecord, crate::store::PublicKeyRecord)>,
     task: JoinHandle<()>,
 }
 
@@ -67,6 +69,10 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
     Router::new()
         .merge(crate::api::routes())
+        .merge(crate::embed::routes())
+        .layer(CorsLayer::permissive())
+        // After the permissive CORS layer: the embed endpoint answers CORS for allowed origins only.
+        .merge(crate::embed::public_routes())
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
@@ -74,7 +80,6 @@ pub fn router(state: AppState) -> Router {
             count_requests,
         ))
         .layer(middleware::from_fn(json_errors))
-        .layer(CorsLayer::permissive())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -236,6 +241,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     ));
     let state = AppState {
         realtime,
+        embed: Default::default(),
         home: Arc::new(home),
         dev_keys: dev_key.is_some(),
         keys: Arc::new(KeyRing::new(config.keys.clone())),
@@ -279,6 +285,26 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
             calls,
             huddles,
             "finished calls and huddles left open by a crash"
+        );
+    }
+    // Dev mode: a demo assistant and a public key for this server's own origin.
+    let dev_embed = if dev_key.is_some() {
+        match crate::embed::bootstrap_dev(&state).await {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create the dev demo assistant");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Assistant calls that ended but whose cost and charge a crash cut short.
+    let finalized = crate::embed::finalize::finish_pending(&state).await;
+    if finalized > 0 {
+        tracing::info!(
+            finalized,
+            "finalized assistant calls left behind by a crash"
         );
     }
     crate::orphans::spawn_heartbeat(&state);
@@ -325,6 +351,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         http_addr,
         state,
         dev_key,
+        dev_embed,
         task,
     })
 }

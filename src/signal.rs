@@ -66,7 +66,7 @@ fn authorize(
         token_from(params, headers).ok_or((StatusCode::UNAUTHORIZED, "missing access token"))?;
     let claims = state
         .keys
-        .verify(&token, state.clock.unix_secs())
+        .verify_join(&token, state.clock.unix_secs())
         .map_err(|_| (StatusCode::UNAUTHORIZED, "invalid or expired access token"))?;
     let grant = claims.video();
     if !grant.room_join {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub home: Arc<crate::home::Home>,
     /// Model sessions: catalogue, providers, live session sockets, measured figures.
     pub realtime: Arc<crate::realtime::sessions::RealtimeState>,
+    /// Per-public-key rate limit of `POST /api/v1/embed/token`.
+    pub embed: Arc<crate::embed::EmbedLimiter>,
     /// The keys are dev keys generated because none are configured: dev-only endpoints answer.
     pub dev_keys: bool,
 }

@@ -152,3 +152,74 @@ async fn livekit_client_pages_exchange_audio_and_video() {
 async fn livekit_client_pages_over_ice_tcp_when_udp_is_blocked() {
     run_pages(Mode::TcpOnly).await;
 }
+
+/// Run `tests/browser/<script>` with `args`; its last stdout line is a JSON result.
+async fn node_json(script: &str, args: &[&str]) -> (bool, serde_json::Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(script)
+            .args(args)
+            .current_dir(&dir)
+            .output(),
+    )
+    .await
+    .expect("browser run timed out")
+    .expect("node did not start");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let v = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_else(|_| {
+        panic!(
+            "no JSON from {script}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), v)
+}
+
+/// The voice widget in headless chromium, on a dev-mode server: /widget's call button fetches an
+/// embed token for the demo assistant, connects with the SDK served by Parlor, shows real
+/// microphone levels, and hanging up (room.disconnect()) completes the call on the server. A page
+/// with an unknown key shows the seed's UNAUTHORIZED message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_calls_through_the_embed_token_and_hang_up_completes_the_call() {
+    if !browser_ready() {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| c.keys.clear()).await;
+    let (ok, v) = node_json("widget.mjs", &[&s.http]).await;
+    assert!(ok && v["ok"] == true, "widget run failed: {v}");
+    let call = v["checks"]["callId"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let c = s.handle.state.store.get_call(&call).await.unwrap();
+        if c.is_over() {
+            assert_eq!(c.status, "completed", "the caller connected: {c:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "call never ended: {c:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ac = s
+        .handle
+        .state
+        .store
+        .get_assistant_call(&call)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ac.cost_micros,
+        Some(0),
+        "the demo assistant is free; finalized"
+    );
+    assert_eq!(ac.end_reason.as_deref(), Some("caller_hung_up"));
+    let (ok, v) = node_json("widget.mjs", &[&s.http, "bad-key"]).await;
+    assert!(ok && v["ok"] == true, "bad-key run failed: {v}");
+    s.stop().await;
+}

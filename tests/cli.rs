@@ -362,3 +362,78 @@ async fn logs_on_a_pipe_are_plain_and_quiet_through_a_webrtc_join() {
         .collect();
     assert!(noise.is_empty(), "rtc_dtls WARNs: {noise:#?}");
 }
+
+/// `parlor assistant create` writes an assistant and a public key into the running server's store,
+/// for the account of the key the server signs with; the key then mints embed tokens from its
+/// origin. Bad input is refused with a clear message and writes nothing.
+#[tokio::test]
+async fn assistant_create_writes_into_the_servers_store() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| c.keys.clear()).await;
+    let data = s.handle.state.config.storage.data_dir.clone();
+    let (dev_key, _) = s.handle.dev_key.clone().expect("dev key");
+    let cwd = tempfile::tempdir().unwrap();
+    let create = |extra: &[&str]| {
+        let mut c = parlor(cwd.path());
+        c.env("PARLOR_DATABASE_URL", &db.url).args([
+            "assistant",
+            "create",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        c.args(extra);
+        run(&mut c)
+    };
+    let (out, _, stderr) = create(&["--name", "Bad", "--model", "no-such-model"]);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown model `no-such-model`"), "{stderr}");
+    let (out, stdout, stderr) = create(&[
+        "--name",
+        "Sales",
+        "--greeting",
+        "Hello!",
+        "--price-per-minute",
+        "0.1",
+        "--origin",
+        &s.http,
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("API key {dev_key}")), "{stderr}");
+    let asst = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("assistant: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string();
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string();
+    assert!(key.starts_with("pk_live_"), "{key}");
+    let a = s
+        .handle
+        .state
+        .store
+        .get_assistant(&asst)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.name.as_str(), a.account_id.as_str()),
+        ("Sales", dev_key.as_str())
+    );
+    assert_eq!(a.price_per_minute_micros, 100_000);
+    let r = s
+        .client
+        .post(s.url("/api/v1/embed/token"))
+        .bearer_auth(&key)
+        .header("origin", &s.http)
+        .json(&serde_json::json!({ "assistantId": asst }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    s.stop().await;
+}

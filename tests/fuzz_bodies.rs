@@ -222,6 +222,7 @@ short_runs! {
     access_token: 4000,
     signed_token: 4000,
     signal_request: 4000,
+    join_request: 4000,
     webm_repair: 3000,
     ebml_reader: 4000,
     opus_packet: 4000,

@@ -9,6 +9,8 @@
 //!   valid key (or a token minted from user-controlled fields) reaches.
 //! - [`signal_request`]: `SignalRequest` protobuf bytes through the bounded decoder and the JSON
 //!   the SDKs embed in it (trickle candidates).
+//! - [`join_request`]: the v1 URL's `join_request` parameter (base64 → `WrappedJoinRequest` →
+//!   gzip or not → `JoinRequest`), as text and as the raw wrapper bytes.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -94,7 +96,28 @@ pub fn signal_request(data: &[u8]) {
 /// A real publisher offer (Chromium, audio + video with simulcast), for seeds.
 pub const CHROME_OFFER: &str = include_str!("fuzz_offer.sdp");
 
-/// Seed inputs for `target` ("access_token", "signed_token", "signal_request"), from real
+/// `join_request`: `data` as the parameter text, and as the wrapper bytes base64-encoded (so the
+/// mutator reaches the protobuf and gzip layers); small limits keep each input cheap. A decoded
+/// request must re-encode and decode to itself.
+pub fn join_request(data: &[u8]) {
+    use crate::join_request::{decode, encode, Limits};
+    let limits = Limits {
+        max_encoded: 64 * 1024,
+        max_decoded: 256 * 1024,
+    };
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = decode(text, limits);
+    }
+    let text = base64::engine::general_purpose::URL_SAFE.encode(data);
+    if let Ok(req) = decode(&text, limits) {
+        for gzip in [false, true] {
+            let again = decode(&encode(&req, gzip), Limits::default());
+            assert_eq!(again.as_ref(), Ok(&req), "re-encoded JoinRequest differs");
+        }
+    }
+}
+
+/// Seed inputs for `target` ("access_token", "signed_token", "signal_request", "join_request"), from real
 /// messages: a join token as the server mints it, and the requests a livekit-client session sends.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     let claims = Claims {
@@ -159,6 +182,35 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 Req::Leave(proto::LeaveRequest::default()),
             ];
             reqs.into_iter().map(protocol::encode_request).collect()
+        }
+        "join_request" => {
+            let req = proto::JoinRequest {
+                publisher_offer: Some(proto::SessionDescription {
+                    r#type: "offer".into(),
+                    sdp: CHROME_OFFER.into(),
+                    ..Default::default()
+                }),
+                connection_settings: Some(proto::ConnectionSettings {
+                    auto_subscribe: true,
+                    adaptive_stream: true,
+                    ..Default::default()
+                }),
+                client_info: Some(proto::ClientInfo {
+                    sdk: proto::client_info::Sdk::Js as i32,
+                    version: "2.23.0".into(),
+                    protocol: 16,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let text = |gzip| crate::join_request::encode(&req, gzip).into_bytes();
+            // The wrapper bytes (the harness base64-encodes them) and the texts as sent.
+            let wrapped = |gzip| {
+                base64::engine::general_purpose::URL_SAFE
+                    .decode(crate::join_request::encode(&req, gzip))
+                    .unwrap_or_default()
+            };
+            vec![wrapped(false), wrapped(true), text(false), text(true)]
         }
         _ => Vec::new(),
     }

@@ -3,6 +3,7 @@
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod join_request;
 pub mod protocol;
 pub mod token;
 

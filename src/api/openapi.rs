@@ -488,7 +488,12 @@ pub fn document(server_url: &str) -> Value {
             &[("403", "not_authorized: not a member of the thread"), ("404", "thread_not_found")], true) },
     });
     let mut paths = paths;
-    for more in [paths2, paths3, crate::realtime::openapi::paths()] {
+    for more in [
+        paths2,
+        paths3,
+        crate::realtime::openapi::paths(),
+        crate::embed::openapi::paths(),
+    ] {
         if let (Some(all), Value::Object(m)) = (paths.as_object_mut(), more) {
             all.extend(m);
         }

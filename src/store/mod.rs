@@ -6,6 +6,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
 
+mod assistants;
 mod calls;
 mod chat;
 mod devices;
@@ -15,6 +16,9 @@ mod realtime;
 mod recordings;
 mod webhooks;
 
+pub use assistants::{
+    AccountRecord, AssistantCallRecord, AssistantRecord, Charge, LedgerEntry, PublicKeyRecord,
+};
 pub use calls::{CallMember, CallRecord};
 pub use chat::{personal_key, MessageQuery, MessageRecord, ThreadRecord, ThreadView};
 pub use devices::{DeviceRecord, NotificationRecord, Registered};

@@ -154,6 +154,11 @@ async fn fuzz(s: &Srv) {
             if path.starts_with("/api/dev/") {
                 continue;
             }
+            // The embed endpoint takes a public key (and an allowed Origin) before its body; its
+            // malformed bodies are checked in `embed.rs` (every_embed_error_code_follows_the_seed).
+            if path.starts_with("/api/v1/embed/") {
+                continue;
+            }
             let url = path
                 .replace("{call_id}", &call)
                 .replace("{huddle_id}", &huddle)
@@ -179,10 +184,23 @@ async fn fuzz(s: &Srv) {
     let mut sent = 0;
     for (method, url, takes_body, required) in &endpoints {
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        // Account routes need the account's roomAdmin token before they read a body.
+        let account_route = [
+            "/api/v1/account",
+            "/api/v1/assistants",
+            "/api/v1/public-keys",
+        ]
+        .iter()
+        .any(|p| url.starts_with(p));
+        let token = if account_route {
+            s.admin_token("fuzzer")
+        } else {
+            s.token("fuzzer")
+        };
         let send = |body: Vec<u8>| {
             s.client
                 .request(m.clone(), s.url(url))
-                .bearer_auth(s.token("fuzzer"))
+                .bearer_auth(token.clone())
                 .header("content-type", "application/json")
                 .body(body)
                 .send()

@@ -7,6 +7,7 @@ mod common;
 mod calls;
 mod chat;
 mod devices;
+mod embed;
 mod fuzz;
 mod huddles;
 mod openapi;

@@ -1,4 +1,4 @@
-//! `/openapi.json` describes every route registered under `src/api/`, and every described operation
+//! `/openapi.json` describes every route the server crate registers, and every described operation
 //! is served.
 
 use crate::on_every_backend;
@@ -6,17 +6,21 @@ use crate::support::Srv;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-/// (METHOD, path) of every `.route("path", method(handler)...)` in `src/api/*.rs` and in
-/// `src/signal.rs` (the signaling routes, when that module exists).
+/// (METHOD, path) of every `.route("path", method(handler)...)` in the server crate's sources.
 fn registered_routes() -> BTreeSet<(String, String)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("api"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("rs"))
-        .collect();
-    if root.join("signal.rs").exists() {
-        files.push(root.join("signal.rs"));
+    // Every source file of the server crate (subsystems register routes in their own folders).
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().and_then(|e| e.to_str()) == Some("rs") {
+                files.push(p);
+            }
+        }
     }
     let mut out = BTreeSet::new();
     for path in files {
@@ -47,7 +51,7 @@ fn registered_routes() -> BTreeSet<(String, String)> {
             }
             let methods = &rest[end..stop];
             let mut found = false;
-            for m in ["get", "post", "put", "delete", "patch"] {
+            for m in ["get", "post", "put", "delete", "patch", "options"] {
                 let needle = format!("{m}(");
                 let hit = methods.match_indices(&needle).any(|(i, _)| {
                     i == 0 || {

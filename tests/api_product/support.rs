@@ -92,6 +92,30 @@ impl Srv {
         )
     }
 
+    /// An account-management token: signed by API key `key`/`secret` with the roomAdmin grant.
+    pub fn admin_token_for(&self, key: &str, secret: &str, user: &str) -> String {
+        let now = self.clock.unix_secs();
+        AccessToken::encode(
+            &Claims {
+                iss: key.into(),
+                sub: user.into(),
+                nbf: now - 1,
+                exp: now + 3600,
+                video: Some(parlor_signaling::VideoGrant {
+                    room_admin: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            secret,
+        )
+    }
+
+    /// An account-management token of the test key's account.
+    pub fn admin_token(&self, user: &str) -> String {
+        self.admin_token_for(KEY, SECRET, user)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.http, path)
     }
