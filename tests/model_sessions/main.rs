@@ -5,6 +5,7 @@
 mod common;
 
 mod errors;
+mod openai;
 mod rest;
 mod stats;
 mod support;
