@@ -44,6 +44,15 @@ async fn view(state: &AppState, ac: &AssistantCallRecord, currency: &str) -> Api
         .call_charge(&ac.call_id)
         .await
         .map_err(store_err)?;
+    // The transcript: the call's model session history (at most its last 500 turns).
+    let transcript = match &ac.model_session_id {
+        Some(sid) => state
+            .store
+            .recent_rt_messages(sid, 500)
+            .await
+            .map_err(store_err)?,
+        None => Vec::new(),
+    };
     Ok(json!({
         "id": call.id,
         "status": call.status,
@@ -63,6 +72,12 @@ async fn view(state: &AppState, ac: &AssistantCallRecord, currency: &str) -> Api
         "sessionId": ac.model_session_id,
         "recordingId": recordings.last(),
         "recordingIds": recordings,
+        "transcript": transcript.iter().map(|m| json!({
+            "role": m.role,
+            "content": m.content,
+            "timestamp": crate::timefmt::rfc3339_ms(m.created_at),
+            "tokenCount": m.token_count,
+        })).collect::<Vec<_>>(),
     }))
 }
 

@@ -59,6 +59,8 @@ fn call() -> Value {
             "cost": { "type": "number", "nullable": true }, "charged": { "type": "number", "nullable": true },
             "currency": s(), "endReason": ns(), "sessionId": ns(), "recordingId": ns(),
             "recordingIds": arr(s()),
+            "transcript": arr(obj(json!({ "role": { "type": "string", "enum": ["user", "assistant"] }, "content": s(),
+                "timestamp": dt(), "tokenCount": int() }), &["role", "content"])),
         }),
         &["id", "status", "assistantId"],
     )
@@ -89,8 +91,9 @@ pub fn paths() -> Value {
         )),
         ("200", "join credentials for livekit-client's room.connect(url, token)", data(obj(json!({
             "url": s(), "token": s(), "callId": s(), "roomName": s(), "identity": s(),
-            "assistantId": s(), "expiresAt": dt(),
-        }), &["url", "token", "callId"]))),
+            "assistantId": s(), "sessionId": { "type": "string", "description": "the call's model session (its history holds the transcript)" },
+            "expiresAt": dt(),
+        }), &["url", "token", "callId", "sessionId"]))),
         &[
             ("402", "INSUFFICIENT_CREDITS: a prepaid account has no credits left"),
             ("403", "DOMAIN_NOT_ALLOWED: the request's Origin is not in the key's allowed origins"),

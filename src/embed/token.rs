@@ -248,6 +248,13 @@ async fn create_call(
     };
     let server_err = |e: crate::store::StoreError| seed_error(e.into());
     state.store.insert_call(&call).await.map_err(server_err)?;
+    // The call's model session: the caller's turns and the assistant's land in its history.
+    let session = model_session(state, assistant, &call, now);
+    state
+        .store
+        .insert_rt_session(&session)
+        .await
+        .map_err(server_err)?;
     state
         .store
         .insert_assistant_call(&AssistantCallRecord {
@@ -258,7 +265,7 @@ async fn create_call(
             caller_identity: call.created_by.clone(),
             origin: origin.to_string(),
             metadata: meta_text.clone(),
-            model_session_id: None,
+            model_session_id: Some(session.id.clone()),
             cost_micros: None,
             end_reason: None,
             deleted_at: None,
@@ -303,7 +310,51 @@ async fn create_call(
             "roomName": call.id,
             "identity": call.created_by,
             "assistantId": assistant.id,
+            "sessionId": session.id,
             "expiresAt": crate::timefmt::rfc3339_ms(((now_s + ttl) * 1000) as i64),
         }
     }))
+}
+
+/// The model session of an embedded call: owned by the caller identity, on the assistant's model
+/// and settings (max tokens within the model's limit), its metadata naming the call.
+fn model_session(
+    state: &AppState,
+    a: &crate::store::AssistantRecord,
+    call: &CallRecord,
+    now: i64,
+) -> crate::store::RtSessionRecord {
+    let model_max = state
+        .realtime
+        .model(&a.model)
+        .map_or(a.max_tokens, |m| m.max_tokens as i64);
+    crate::store::RtSessionRecord {
+        id: crate::ids::new_id(crate::realtime::sessions::SESSION_PREFIX),
+        user_id: call.created_by.clone(),
+        model: a.model.clone(),
+        status: "active".into(),
+        temperature: a.temperature,
+        max_tokens: a.max_tokens.clamp(1, model_max.max(1)),
+        stream: true,
+        system_prompt: Some(a.system_prompt.clone()).filter(|p| !p.is_empty()),
+        metadata: json!({
+            "callId": call.id, "assistantId": a.id, "accountId": a.account_id, "source": "embed",
+        })
+        .to_string(),
+        created_at: now,
+        last_activity: now,
+        ended_at: None,
+        deleted_at: None,
+        deleted_by: None,
+        token_generation: 1,
+        token_expires_at: now + (state.realtime.config.token_ttl_secs as i64) * 1000,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        message_count: 0,
+        request_count: 0,
+        failed_count: 0,
+        response_ms_sum: 0,
+        response_count: 0,
+        failure_reason: None,
+    }
 }

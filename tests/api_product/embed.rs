@@ -363,6 +363,9 @@ async fn every_embed_error_code_follows_the_seed() {
     for db in crate::common::all_dbs().await {
         let s = Srv::start_with(&db, |c| {
             c.keys.insert(OTHER_KEY.into(), OTHER_SECRET.into());
+            // No OpenAI key can be found: gpt-realtime is unavailable.
+            c.realtime.openai.api_key.clear();
+            c.realtime.openai.api_key_env = "PARLOR_TEST_NO_SUCH_KEY".into();
         })
         .await;
         errors(&s).await;
@@ -475,6 +478,12 @@ async fn single_purpose(s: &Srv) {
     assert_eq!(r.0, 200, "{}", r.1);
     let token = r.1["data"]["token"].as_str().unwrap().to_string();
     let call = r.1["data"]["callId"].as_str().unwrap().to_string();
+    // The call's model session, on the assistant's model, owned by the caller.
+    let sid = r.1["data"]["sessionId"].as_str().unwrap().to_string();
+    let session = s.handle.state.store.get_rt_session(&sid).await.unwrap();
+    assert_eq!(session.model, "parlor-local");
+    assert_eq!(session.user_id, r.1["data"]["identity"].as_str().unwrap());
+    assert!(session.metadata.contains(&call), "{}", session.metadata);
     // /rtc accepts it (the SDKs' validate endpoint), for its one room.
     let v = s
         .client
@@ -505,6 +514,8 @@ async fn single_purpose(s: &Srv) {
     assert_eq!(c["assistantId"].as_str(), Some(asst.as_str()));
     assert_eq!(c["origin"], ORIGIN);
     assert_eq!(c["metadata"]["source"], "website");
+    assert_eq!(c["sessionId"].as_str(), Some(sid.as_str()));
+    assert_eq!(c["transcript"], json!([]));
     let r = admin(s, M::DELETE, &format!("/api/v1/calls/{call}"), &key, None).await;
     assert_envelope(&r, 401, "UNAUTHORIZED");
     let r = admin(s, M::GET, &format!("/api/v1/calls/{call}"), &t, None).await;
