@@ -119,6 +119,9 @@ pub enum Input {
     Text(String),
     /// `response.create`.
     CreateResponse,
+    /// A response that speaks `text` as it is (an assistant's greeting): `response.create` with
+    /// instructions to say exactly that.
+    Say(String),
     /// `response.cancel`: stop the running response (no-op when none runs).
     CancelResponse,
     /// `conversation.item.truncate`: the caller heard only `audio_end_ms` of `item_id`'s audio.

@@ -71,6 +71,7 @@ async fn run(
     while let Some(ev) = input.recv().await {
         let sent = match ev {
             Input::Text(text) => text_turn(&settings, &clock, &text, &output).await,
+            Input::Say(text) => say(&text, &output).await,
             Input::Update(s) => {
                 settings = s;
                 output.send(Output::Ready).await.is_ok()
@@ -100,12 +101,23 @@ async fn text_turn(
     text: &str,
     output: &mpsc::Sender<Output>,
 ) -> bool {
-    let response_id = crate::ids::new_id("resp_");
-    let item_id = crate::ids::new_id("item_");
     let mut reply = responder::respond(text, clock.unix_ms());
     if let Some(max) = settings.max_output_tokens {
         truncate_to_tokens(&mut reply, max as u64);
     }
+    stream_text(reply, estimate_tokens(text), output).await
+}
+
+/// Speak `text` as it is (a greeting): one response of exactly that text.
+async fn say(text: &str, output: &mpsc::Sender<Output>) -> bool {
+    stream_text(text.to_string(), 0, output).await
+}
+
+/// One text response: `ResponseStarted`, the reply word by word, `ResponseDone` with usage
+/// (`input_tokens` for what was asked, the estimate of the reply as output).
+async fn stream_text(reply: String, input_tokens: u64, output: &mpsc::Sender<Output>) -> bool {
+    let response_id = crate::ids::new_id("resp_");
+    let item_id = crate::ids::new_id("item_");
     if output
         .send(Output::ResponseStarted {
             response_id: response_id.clone(),
@@ -126,8 +138,8 @@ async fn text_turn(
         }
     }
     let usage = Usage {
-        input_tokens: estimate_tokens(text),
-        input_text_tokens: estimate_tokens(text),
+        input_tokens,
+        input_text_tokens: input_tokens,
         output_tokens: estimate_tokens(&reply),
         output_text_tokens: estimate_tokens(&reply),
         ..Usage::default()

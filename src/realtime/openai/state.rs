@@ -139,12 +139,22 @@ impl State {
                     ClientEvent::ItemCreate {
                         item: wire::MessageItem::user_text(&text),
                     },
-                    ClientEvent::ResponseCreate,
+                    ClientEvent::ResponseCreate { response: None },
                 ]
             }
             Input::CreateResponse => {
                 self.requested += 1;
-                vec![ClientEvent::ResponseCreate]
+                vec![ClientEvent::ResponseCreate { response: None }]
+            }
+            Input::Say(text) => {
+                self.requested += 1;
+                vec![ClientEvent::ResponseCreate {
+                    response: Some(wire::ResponseParams {
+                        instructions: format!(
+                            "Say exactly the following, word for word, and nothing else: {text}"
+                        ),
+                    }),
+                }]
             }
             Input::CancelResponse => {
                 if let Some(id) = self.active.take() {

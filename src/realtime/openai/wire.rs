@@ -30,7 +30,10 @@ pub enum ClientEvent {
     #[serde(rename = "conversation.item.create")]
     ItemCreate { item: MessageItem },
     #[serde(rename = "response.create")]
-    ResponseCreate,
+    ResponseCreate {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        response: Option<ResponseParams>,
+    },
     #[serde(rename = "response.cancel")]
     ResponseCancel,
     #[serde(rename = "conversation.item.truncate")]
@@ -39,6 +42,12 @@ pub enum ClientEvent {
         content_index: u32,
         audio_end_ms: u32,
     },
+}
+
+/// `response` of `response.create`: per-response instructions (a scripted line).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseParams {
+    pub instructions: String,
 }
 
 impl ClientEvent {
