@@ -4,6 +4,7 @@
 //! into one binary: REST API, signaling WebSocket, SFU media workers, embedded TURN, storage.
 
 pub mod api;
+pub mod assistant;
 pub mod auth;
 pub mod clock;
 pub mod config;

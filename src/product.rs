@@ -593,6 +593,11 @@ impl EventConsumer {
             .sfu_joined(&identity, &room, workspace, manual);
         if call.is_some() {
             store.mark_call_joined(&room, &identity, at).await?;
+            // The caller of an assistant call brings the call's assistant in.
+            let assistants = self.state.assistants.clone();
+            assistants
+                .participant_joined(&self.state, &room, &identity)
+                .await;
         }
         if huddle.is_some() {
             let max = self.state.config.room.max_huddle_size as i64;
@@ -625,6 +630,10 @@ impl EventConsumer {
         self.state.product.sfu_left(&identity, &room);
         if room.starts_with(CALL_PREFIX) {
             store.mark_call_left(&room, &identity, at).await?;
+            let assistants = self.state.assistants.clone();
+            assistants
+                .participant_left(&self.state, &room, &identity)
+                .await;
             if now_empty {
                 self.end_call(&room, at).await?;
             }

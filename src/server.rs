@@ -242,6 +242,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let state = AppState {
         realtime,
         embed: Default::default(),
+        assistants: Default::default(),
         home: Arc::new(home),
         dev_keys: dev_key.is_some(),
         keys: Arc::new(KeyRing::new(config.keys.clone())),

@@ -38,6 +38,8 @@ pub struct AppState {
     pub home: Arc<crate::home::Home>,
     /// Model sessions: catalogue, providers, live session sockets, measured figures.
     pub realtime: Arc<crate::realtime::sessions::RealtimeState>,
+    /// The voice assistants running in assistant calls.
+    pub assistants: crate::assistant::Assistants,
     /// Per-public-key rate limit of `POST /api/v1/embed/token`.
     pub embed: Arc<crate::embed::EmbedLimiter>,
     /// The keys are dev keys generated because none are configured: dev-only endpoints answer.

@@ -185,7 +185,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         ]);
     }
     extra.extend(crate::metrics::process_metrics());
-    let body = state.metrics.render(&extra);
+    let mut body = state.metrics.render(&extra);
+    state.assistants.metrics().render(&mut body);
     (
         [(
             header::CONTENT_TYPE,
