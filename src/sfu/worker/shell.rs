@@ -1,0 +1,279 @@
+//! The worker's thread shell: starting the workers (one OS thread and current-thread runtime each),
+//! the event loop that waits on the socket, ICE-TCP frames, commands and timers, and the dispatch of
+//! commands. The loop is where time is read: once per wake-up, passed down as `now`.
+
+use super::*;
+
+/// Start the media workers: `cfg.workers` threads, each with its own single-threaded runtime, UDP
+/// socket and rooms (worker `i` binds `bind.port() + i`, or an ephemeral port when it is 0). One
+/// ICE-TCP listener (if configured) hands each connection to the worker its ufrag names.
+pub async fn spawn_workers(
+    bind: SocketAddr,
+    cfg: WorkerConfig,
+    sfu: SfuHandle,
+    metrics: Arc<Metrics>,
+    clock: crate::clock::SharedClock,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<Vec<WorkerHandle>> {
+    let n = cfg.workers.clamp(1, MAX_WORKERS);
+    let mut tcp_txs = Vec::with_capacity(n);
+    let mut tcp_rxs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(4096);
+        tcp_txs.push(tx);
+        tcp_rxs.push(rx);
+    }
+    let tcp_local = match cfg.tcp_bind {
+        Some(addr) => {
+            Some(crate::sfu::tcp::listen(addr, tcp_txs, cfg.tcp_limits, shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    let mut handles = Vec::with_capacity(n);
+    for (index, tcp_rx) in tcp_rxs.into_iter().enumerate() {
+        let port = if bind.port() == 0 {
+            0
+        } else {
+            u16::try_from(bind.port() as usize + index)
+                .map_err(|_| std::io::Error::other("rtc.udp_port + rtc.workers exceeds 65535"))?
+        };
+        let handle = Worker::spawn(
+            index,
+            SocketAddr::new(bind.ip(), port),
+            tcp_local,
+            tcp_rx,
+            cfg.clone(),
+            sfu.clone(),
+            metrics.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        )?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Put the calling thread under SCHED_FIFO at `priority` (clamped to 1..=99); logs and carries on
+/// with normal scheduling when not permitted.
+fn set_realtime_priority(index: usize, priority: u8) {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority.clamp(1, 99)),
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if r == 0 {
+        info!(
+            worker = index,
+            priority, "media worker runs under SCHED_FIFO"
+        );
+    } else {
+        warn!(
+            worker = index,
+            priority,
+            error = %std::io::Error::last_os_error(),
+            "could not set realtime priority (needs CAP_SYS_NICE); normal scheduling"
+        );
+    }
+}
+
+impl Worker {
+    /// One worker on its own OS thread: a current-thread runtime drives its socket, timers and
+    /// channels, so a burst of packets is handled where it arrives (no hand-off between runtime
+    /// threads, no contention with HTTP/signaling tasks).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn spawn(
+        index: usize,
+        bind: SocketAddr,
+        tcp_local: Option<SocketAddr>,
+        tcp_rx: mpsc::Receiver<crate::sfu::tcp::TcpEvent>,
+        cfg: WorkerConfig,
+        sfu: SfuHandle,
+        metrics: Arc<Metrics>,
+        clock: crate::clock::SharedClock,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<WorkerHandle> {
+        let std_socket = std::net::UdpSocket::bind(bind)?;
+        std_socket.set_nonblocking(true)?;
+        // Every peer of this worker shares this socket: the default receive buffer (~200 KiB, a few
+        // hundred small datagrams) overflows after a ~100 ms scheduling stall at a few thousand
+        // packets/s. Ask for 4 MiB each way (the kernel caps it at net.core.{r,w}mem_max).
+        let sock = socket2::SockRef::from(&std_socket);
+        let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
+        let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
+        debug!(
+            worker = index,
+            rcvbuf = sock.recv_buffer_size().unwrap_or(0),
+            sndbuf = sock.send_buffer_size().unwrap_or(0),
+            "media socket buffers"
+        );
+        let local_addr = std_socket.local_addr()?;
+        let candidate_addr = SocketAddr::new(cfg.candidate_ip, local_addr.port());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, rx) = mpsc::channel(1024);
+        std::thread::Builder::new()
+            .name(format!("parlor-media-{index}"))
+            .spawn(move || {
+                if cfg.realtime_priority > 0 {
+                    set_realtime_priority(index, cfg.realtime_priority);
+                }
+                runtime.block_on(async move {
+                    let socket = match UdpSocket::from_std(std_socket) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(worker = index, error = %e, "media socket");
+                            return;
+                        }
+                    };
+                    let w = Worker {
+                        index,
+                        socket: Arc::new(socket),
+                        local_addr,
+                        candidate_addr,
+                        cfg,
+                        pcs: HashMap::new(),
+                        by_addr: HashMap::new(),
+                        tcp_local,
+                        tcp_conns: HashMap::new(),
+                        by_ufrag: HashMap::new(),
+                        rooms: HashMap::new(),
+                        parts: HashMap::new(),
+                        // Ids unique across workers (they show up in logs).
+                        next_id: ((index as u64) << 48) + 1,
+                        sfu,
+                        metrics,
+                        clock,
+                        scratch: Vec::with_capacity(64),
+                        due_scratch: Vec::new(),
+                        earliest: None,
+                        counters: Counters::default(),
+                        stun_log: LogLimiter::new(crate::log_limit::INTERVAL),
+                        batch: Default::default(),
+                    };
+                    w.run(rx, tcp_rx, shutdown).await;
+                });
+            })?;
+        Ok(WorkerHandle {
+            tx,
+            udp_addr: local_addr,
+        })
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        mut tcp_rx: mpsc::Receiver<crate::sfu::tcp::TcpEvent>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        info!(worker = self.index, udp = %self.local_addr, candidate = %self.candidate_addr, "media worker started");
+        let mut buf = vec![0u8; 1500 * 2];
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
+        // With ICE-TCP off the channel's sender is gone: never poll a closed channel in a loop.
+        let mut tcp_enabled = self.tcp_local.is_some();
+        loop {
+            let sleep_until = self
+                .earliest
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                res = self.socket.recv_from(&mut buf) => {
+                    match res {
+                        Ok((n, from)) => {
+                            self.on_datagram(&buf[..n], from, false);
+                            self.send_batch();
+                            // Drain what else is queued before going back to select!: one wake-up
+                            // (and one timer registration) per burst instead of per datagram.
+                            for _ in 0..RECV_BATCH {
+                                match self.socket.try_recv_from(&mut buf) {
+                                    Ok((n, from)) => {
+                                        self.on_datagram(&buf[..n], from, false);
+                                        // Each packet's fan-out leaves before the next is read.
+                                        self.send_batch();
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        Err(e) => debug!(error = %e, "udp recv error"),
+                    }
+                }
+                ev = tcp_rx.recv(), if tcp_enabled => match ev {
+                    Some(crate::sfu::tcp::TcpEvent::Opened { addr, writer, ufrag, admit, bound }) => {
+                        // Admitted only for a live peer connection's ufrag (no lock: this worker owns them).
+                        let live = self.by_ufrag.contains_key(&ufrag);
+                        if live {
+                            Metrics::inc(&self.metrics.ice_tcp_connections);
+                            self.tcp_conns.insert(addr, crate::sfu::tcp::TcpConn { writer, bound: Some(bound) });
+                        }
+                        let _ = admit.send(live);
+                    }
+                    Some(crate::sfu::tcp::TcpEvent::Frame(addr, frame)) => {
+                        Metrics::inc(&self.metrics.ice_tcp_frames_in);
+                        self.on_datagram(&frame, addr, true);
+                    }
+                    Some(crate::sfu::tcp::TcpEvent::Closed(addr)) => {
+                        self.tcp_conns.remove(&addr);
+                        // Free the peer connection's address slot too (a closed half-open
+                        // connection must not use up one of its 8).
+                        if let Some(id) = self.by_addr.remove(&(addr, true)) {
+                            if let Some(pc) = self.pcs.get_mut(&id) {
+                                pc.addrs.retain(|a| *a != (addr, true));
+                            }
+                        }
+                    }
+                    None => tcp_enabled = false,
+                },
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd),
+                    None => break,
+                },
+                _ = timer => self.on_timers(),
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+            self.send_batch();
+        }
+        let pids: Vec<Pid> = self.parts.keys().copied().collect();
+        for pid in pids {
+            self.send_out(
+                pid,
+                sig(leave_response(
+                    proto::DisconnectReason::ServerShutdown,
+                    proto::leave_request::Action::Disconnect,
+                )),
+            );
+            self.remove_participant(pid);
+        }
+        self.send_batch();
+        self.counters.flush(&self.metrics);
+        info!(worker = self.index, "media worker stopped");
+    }
+
+    pub(super) fn on_cmd(&mut self, cmd: Cmd) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::Join(req, reply) => {
+                let res = self.join(*req, now);
+                let _ = reply.send(res);
+            }
+            Cmd::Signal(pid, msg) => self.on_signal(pid, *msg, now),
+            Cmd::Leave(pid) => self.remove_participant(pid),
+            Cmd::LocalPublish(pid, req, reply) => {
+                let res = self.local_publish(pid, req, now);
+                let _ = reply.send(res);
+            }
+            Cmd::LocalRtp(pid, sid, pkt) => {
+                // Only the owner's own tracks (a participant cannot inject into another's track).
+                let owns = self
+                    .parts
+                    .get(&pid)
+                    .is_some_and(|p| p.local.is_some() && p.tracks.iter().any(|t| **t == *sid));
+                if owns {
+                    self.forward_track(pid, &sid, pkt, now);
+                }
+            }
+        }
+    }
+}
