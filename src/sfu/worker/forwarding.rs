@@ -67,7 +67,7 @@ impl Worker {
             if let Some(v) = pkt.header.get_extension(id) {
                 // Remember the last voiced packet (louder than -50 dBov); the speaker check looks
                 // at a window, so one quiet packet between words does not end "speaking".
-                if let Some(level) = peer::audio_level(&v).filter(|l| *l < SPEAKING_LEVEL) {
+                if let Some(level) = peer::audio_level(&v).filter(|l| speakers::is_voiced(*l)) {
                     p.level = Some((level, now));
                 }
             }

@@ -58,20 +58,16 @@ impl Worker {
     /// Point every video subscriber at the best layer the publisher is actually sending at or below
     /// what it asked for (publishers drop layers under CPU or bandwidth pressure).
     pub(super) fn retarget_layers(&mut self, now: Instant) {
-        const ACTIVE: Duration = Duration::from_millis(1500);
         for room in self.rooms.values() {
             for t in room.tracks.values() {
                 if t.kind != RtpCodecKind::Video {
                     continue;
                 }
-                let active: Vec<u8> = (0u8..3)
-                    .filter(|l| {
-                        t.layer_seen[*l as usize].is_some_and(|at| now.duration_since(at) < ACTIVE)
-                    })
-                    .collect();
-                let Some(&lowest) = active.first() else {
+                let active = layers::active_layers(&t.layer_seen, now);
+                if !active.contains(&true) {
+                    // Nothing sent lately (muted, paused): keep the targets until a layer resumes.
                     continue;
-                };
+                }
                 for sub in &t.subscribers {
                     let Some(out) = self
                         .parts
@@ -80,12 +76,9 @@ impl Worker {
                     else {
                         continue;
                     };
-                    let want = active
-                        .iter()
-                        .rev()
-                        .find(|l| **l <= out.requested_layer)
-                        .copied()
-                        .unwrap_or(lowest);
+                    let Some(want) = layers::choose_layer(out.requested_layer, active) else {
+                        continue;
+                    };
                     if out.forwarder.target_layer() != want {
                         out.forwarder.set_target_layer(want);
                     }
@@ -98,42 +91,19 @@ impl Worker {
         let Some(room) = self.rooms.get(room_name) else {
             return;
         };
-        let mut speakers: Vec<(String, f32)> = room
-            .participants
-            .iter()
-            .filter_map(|pid| self.parts.get(pid))
-            .filter_map(|p| {
-                let (level, at) = p.level?;
-                // RFC 6464: 0 dBov loudest .. 127 silence. Speaking: a voiced packet in the last 500 ms.
-                (now.duration_since(at) < Duration::from_millis(500))
-                    .then(|| (p.sid.clone(), 1.0 - level as f32 / 127.0))
-            })
-            .collect();
-        speakers.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let sids: Vec<String> = speakers.iter().map(|s| s.0.clone()).collect();
-        if sids == room.last_speakers {
+        let ranked = speakers::rank(
+            room.participants
+                .iter()
+                .filter_map(|pid| self.parts.get(pid))
+                .map(|p| (p.sid.as_str(), p.level)),
+            now,
+        );
+        let Some(infos) = speakers::changes(&ranked, &room.last_speakers) else {
             return;
-        }
-        let mut infos: Vec<proto::SpeakerInfo> = speakers
-            .iter()
-            .map(|(sid, level)| proto::SpeakerInfo {
-                sid: sid.clone(),
-                level: *level,
-                active: true,
-            })
-            .collect();
-        for old in &room.last_speakers {
-            if !sids.contains(old) {
-                infos.push(proto::SpeakerInfo {
-                    sid: old.clone(),
-                    level: 0.0,
-                    active: false,
-                });
-            }
-        }
+        };
         let targets = room.participants.clone();
         if let Some(r) = self.rooms.get_mut(room_name) {
-            r.last_speakers = sids;
+            r.last_speakers = ranked.into_iter().map(|(sid, _)| sid).collect();
         }
         for t in targets {
             self.send_out(

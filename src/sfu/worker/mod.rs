@@ -21,6 +21,7 @@ mod transport;
 use super::forwarder::{is_keyframe, Decision, Forwarder, PacketMeta};
 use super::peer::{self, AUDIO_LEVEL_URI};
 use super::stun_check::{self, StunFault};
+use super::{layers, speakers};
 use super::{ParticipantSnapshot, SfuEvent, SfuHandle};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;

@@ -165,8 +165,6 @@ pub(crate) struct Worker {
 }
 
 pub(super) const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
-/// RFC 6464 level (−dBov) below which a packet counts as voiced.
-pub(super) const SPEAKING_LEVEL: u8 = 50;
 pub(super) const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// Datagrams handled per wake-up of the worker (the rest wait for the next turn of the loop, so
 /// commands and timers are never starved).

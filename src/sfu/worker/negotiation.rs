@@ -59,17 +59,13 @@ impl Worker {
                     .map(|p| p.room.clone())
                     .unwrap_or_default();
                 debug!(tracks = ?s.track_sids, quality = s.quality, disabled = s.disabled, width = s.width, "track settings");
-                let layer = match proto::VideoQuality::try_from(s.quality) {
-                    Ok(proto::VideoQuality::High) => 2,
-                    Ok(proto::VideoQuality::Medium) => 1,
-                    _ => 0,
-                };
+                let layer = layers::layer_of_quality(s.quality);
                 for sid in &s.track_sids {
                     let max_layer = self
                         .rooms
                         .get(&room)
                         .and_then(|r| r.tracks.get(sid))
-                        .map(|t| t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0))
+                        .map(|t| layers::best_published(&t.layers))
                         .unwrap_or(0);
                     if let Some(out) = self.parts.get_mut(&pid).and_then(|p| p.subs.get_mut(sid)) {
                         out.forwarder.set_paused(s.disabled);
@@ -217,7 +213,7 @@ impl Worker {
                 return false;
             }
             let mut forwarder = Forwarder::new(t.kind == RtpCodecKind::Video, codec.clock_rate);
-            forwarder.set_target_layer(t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0));
+            forwarder.set_target_layer(layers::best_published(&t.layers));
             p.subs.insert(
                 sid.to_string(),
                 SubOut {
@@ -259,7 +255,7 @@ impl Worker {
         let is_video = t.kind == RtpCodecKind::Video;
         let mut forwarder = Forwarder::new(is_video, codec.clock_rate);
         // Default HIGH, like LiveKit: the best layer published so far, raised as more layers arrive.
-        forwarder.set_target_layer(t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0));
+        forwarder.set_target_layer(layers::best_published(&t.layers));
         p.subs.insert(
             sid.to_string(),
             SubOut {

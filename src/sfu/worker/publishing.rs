@@ -11,12 +11,7 @@ impl Worker {
         init: rtc::peer_connection::event::RTCTrackEventInit,
         now: Instant,
     ) {
-        let layer = match init.rid.as_deref() {
-            Some("q") | None => 0,
-            Some("h") => 1,
-            Some("f") => 2,
-            Some(_) => 0,
-        };
+        let layer = layers::layer_of_rid(init.rid.as_deref());
         // Known track (another simulcast layer)?
         if let Some(sid) = self
             .pcs
@@ -29,7 +24,7 @@ impl Worker {
                     t.layers.push((init.ssrc, layer));
                     info!(track = %sid, rid = init.rid.as_deref(), layer, "simulcast layer received");
                 }
-                let max_layer = t.layers.iter().map(|(_, l)| *l).max().unwrap_or(0);
+                let max_layer = layers::best_published(&t.layers);
                 let subs = t.subscribers.clone();
                 for sub in subs {
                     if let Some(out) = self.parts.get_mut(&sub).and_then(|p| p.subs.get_mut(&sid)) {
