@@ -1,4 +1,7 @@
-//! The one place the server reads wall-clock and monotonic time. Library crates take time as an argument.
+//! The server's clock, injected as `SharedClock`. Library crates and the media workers (`src/sfu`,
+//! checked by `.ci/run`) take time as an argument; the workers read this clock once per wake-up. The
+//! HTTP/signal edge still reads `Instant::now()` directly in places (signal sessions' liveness and
+//! flood limits, presence, the fd-limit probe, the server's start time, the CLI).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

@@ -67,6 +67,7 @@ impl FuzzWorker {
             scratch: Vec::with_capacity(64),
             due_scratch: Vec::new(),
             earliest: None,
+            wake_unix_ms: 0,
             counters: Counters::default(),
             stun_log: crate::log_limit::LogLimiter::new(crate::log_limit::INTERVAL),
             batch: Default::default(),
@@ -81,11 +82,12 @@ impl FuzzWorker {
         })
     }
 
-    fn joined(&mut self) -> Option<Pid> {
+    /// The participant, (re)joined if needed, at this input's `now`.
+    fn joined(&mut self, now: Instant) -> Option<Pid> {
         self.inputs += 1;
         if self.inputs.is_multiple_of(REJOIN_EVERY) {
             if let Some(pid) = self.pid.take() {
-                self.w.remove_participant(pid);
+                self.w.remove_participant(pid, now);
             }
         }
         if let Some(pid) = self.pid.filter(|p| self.w.parts.contains_key(p)) {
@@ -108,7 +110,6 @@ impl FuzzWorker {
             local: None,
             hidden: false,
         };
-        let now = Instant::now();
         let joined = self.w.join(req, now).ok()?;
         let pid = joined.pid;
         self.pid = Some(pid);
@@ -142,8 +143,10 @@ impl FuzzWorker {
     pub fn signal(&mut self, msg: SignalIn) {
         let rt = self.rt.clone();
         let _guard = rt.enter();
-        if let Some(pid) = self.joined() {
-            self.w.on_signal(pid, msg, Instant::now());
+        // One wake-up per input, as the worker's loop does.
+        let now = self.w.wake();
+        if let Some(pid) = self.joined(now) {
+            self.w.on_signal(pid, msg, now);
         }
         self.drain();
     }
@@ -153,7 +156,8 @@ impl FuzzWorker {
     pub fn datagram(&mut self, data: &[u8], known: bool, tcp: bool) {
         let rt = self.rt.clone();
         let _guard = rt.enter();
-        if self.joined().is_none() {
+        let now = self.w.wake();
+        if self.joined(now).is_none() {
             return;
         }
         let from = if known {
@@ -161,8 +165,8 @@ impl FuzzWorker {
         } else {
             SocketAddr::new(FUZZ_FROM.ip(), 50_001)
         };
-        self.w.on_datagram(data, from, tcp);
-        self.w.on_timers();
+        self.w.on_datagram(data, from, tcp, now);
+        self.w.on_timers(now);
         self.drain();
     }
 }

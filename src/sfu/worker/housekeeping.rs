@@ -4,8 +4,7 @@
 use super::*;
 
 impl Worker {
-    pub(super) fn housekeeping(&mut self) {
-        let now = Instant::now();
+    pub(super) fn housekeeping(&mut self, now: Instant) {
         self.counters.flush(&self.metrics);
         self.retarget_layers(now);
         // Close rooms that stayed empty for the grace period.
@@ -27,7 +26,7 @@ impl Worker {
                 .map(|r| r.participants.clone())
                 .unwrap_or_default();
             for pid in left {
-                self.remove_participant(pid);
+                self.remove_participant(pid, now);
             }
             self.rooms.remove(&name);
             Metrics::dec(&self.metrics.rooms);

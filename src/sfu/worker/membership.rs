@@ -22,7 +22,7 @@ impl Worker {
                     )),
                 );
                 self.send_out(dup, Out::Close("duplicate identity"));
-                self.remove_participant(dup);
+                self.remove_participant(dup, now);
             }
         }
         if !self.rooms.contains_key(&req.room) {
@@ -229,13 +229,12 @@ impl Worker {
         }
     }
 
-    pub(super) fn remove_participant(&mut self, pid: Pid) {
+    pub(super) fn remove_participant(&mut self, pid: Pid, now: Instant) {
         let Some(mut p) = self.parts.remove(&pid) else {
             return;
         };
         Metrics::dec(&self.metrics.participants);
         self.sfu.worker_participants(self.index, -1);
-        let now = Instant::now();
         let now_ms = self.now_ms();
         self.drop_pc(p.pub_pc);
         self.drop_pc(p.sub_pc);

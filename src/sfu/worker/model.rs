@@ -157,6 +157,8 @@ pub(crate) struct Worker {
     /// Peer connections whose timer is due (reused by `on_timers`).
     pub(super) due_scratch: Vec<PcId>,
     pub(super) earliest: Option<Instant>,
+    /// Wall-clock time (Unix ms) of the current wake-up, read with its `now` (see `Worker::wake`).
+    pub(super) wake_unix_ms: i64,
     pub(super) counters: Counters,
     /// Rate limit of the per-packet STUN fault lines.
     pub(super) stun_log: LogLimiter<{ StunFault::ALL.len() }>,
@@ -172,7 +174,7 @@ pub(super) const RECV_BATCH: usize = 64;
 
 impl Worker {
     pub(super) fn now_ms(&self) -> i64 {
-        self.clock.unix_ms()
+        self.wake_unix_ms
     }
 
     pub(super) fn track_mut(&mut self, owner: Pid, sid: &str) -> Option<&mut TrackIn> {

@@ -109,7 +109,7 @@ impl Worker {
                 warn!(error = %e, "invalid publisher offer");
                 Metrics::inc(&self.metrics.signal_errors);
                 self.send_out(pid, Out::Close("invalid offer"));
-                self.remove_participant(pid);
+                self.remove_participant(pid, now);
                 return;
             }
         }
@@ -139,7 +139,7 @@ impl Worker {
             warn!(error = %e, "invalid subscriber answer");
             Metrics::inc(&self.metrics.signal_errors);
             self.send_out(pid, Out::Close("invalid answer"));
-            self.remove_participant(pid);
+            self.remove_participant(pid, now);
             return;
         }
         // Learn the negotiated payload types per sender.

@@ -147,6 +147,7 @@ impl Worker {
                         scratch: Vec::with_capacity(64),
                         due_scratch: Vec::new(),
                         earliest: None,
+                        wake_unix_ms: 0,
                         counters: Counters::default(),
                         stun_log: LogLimiter::new(crate::log_limit::INTERVAL),
                         batch: Default::default(),
@@ -171,70 +172,86 @@ impl Worker {
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         // With ICE-TCP off the channel's sender is gone: never poll a closed channel in a loop.
         let mut tcp_enabled = self.tcp_local.is_some();
+        let mut now = self.wake();
         loop {
-            let sleep_until = self
-                .earliest
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            // With no peer-connection deadline, look again a second after this wake-up.
+            let sleep_until = self.earliest.unwrap_or(now + Duration::from_secs(1));
             let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
-            tokio::select! {
+            let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                res = self.socket.recv_from(&mut buf) => {
-                    match res {
-                        Ok((n, from)) => {
-                            self.on_datagram(&buf[..n], from, false);
-                            self.send_batch();
-                            // Drain what else is queued before going back to select!: one wake-up
-                            // (and one timer registration) per burst instead of per datagram.
-                            for _ in 0..RECV_BATCH {
-                                match self.socket.try_recv_from(&mut buf) {
-                                    Ok((n, from)) => {
-                                        self.on_datagram(&buf[..n], from, false);
-                                        // Each packet's fan-out leaves before the next is read.
-                                        self.send_batch();
-                                    }
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                        Err(e) => debug!(error = %e, "udp recv error"),
-                    }
-                }
-                ev = tcp_rx.recv(), if tcp_enabled => match ev {
-                    Some(crate::sfu::tcp::TcpEvent::Opened { addr, writer, ufrag, admit, bound }) => {
-                        // Admitted only for a live peer connection's ufrag (no lock: this worker owns them).
-                        let live = self.by_ufrag.contains_key(&ufrag);
-                        if live {
-                            Metrics::inc(&self.metrics.ice_tcp_connections);
-                            self.tcp_conns.insert(addr, crate::sfu::tcp::TcpConn { writer, bound: Some(bound) });
-                        }
-                        let _ = admit.send(live);
-                    }
-                    Some(crate::sfu::tcp::TcpEvent::Frame(addr, frame)) => {
-                        Metrics::inc(&self.metrics.ice_tcp_frames_in);
-                        self.on_datagram(&frame, addr, true);
-                    }
-                    Some(crate::sfu::tcp::TcpEvent::Closed(addr)) => {
-                        self.tcp_conns.remove(&addr);
-                        // Free the peer connection's address slot too (a closed half-open
-                        // connection must not use up one of its 8).
-                        if let Some(id) = self.by_addr.remove(&(addr, true)) {
-                            if let Some(pc) = self.pcs.get_mut(&id) {
-                                pc.addrs.retain(|a| *a != (addr, true));
-                            }
-                        }
-                    }
-                    None => tcp_enabled = false,
-                },
+                res = self.socket.recv_from(&mut buf) => Wake::Udp(res),
+                ev = tcp_rx.recv(), if tcp_enabled => Wake::Tcp(ev),
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.on_cmd(cmd),
+                    Some(cmd) => Wake::Cmd(cmd),
                     None => break,
                 },
-                _ = timer => self.on_timers(),
-                _ = housekeeping.tick() => self.housekeeping(),
+                _ = timer => Wake::Timer,
+                _ = housekeeping.tick() => Wake::Housekeeping,
+            };
+            // The one clock read of this wake-up: everything below takes `now` as an argument.
+            now = self.wake();
+            match wake {
+                Wake::Udp(Ok((n, from))) => {
+                    self.on_datagram(&buf[..n], from, false, now);
+                    self.send_batch();
+                    // Drain what else is queued before going back to select!: one wake-up (and one
+                    // timer registration) per burst instead of per datagram.
+                    for _ in 0..RECV_BATCH {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => {
+                                self.on_datagram(&buf[..n], from, false, now);
+                                // Each packet's fan-out leaves before the next is read.
+                                self.send_batch();
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Udp(Err(e)) => debug!(error = %e, "udp recv error"),
+                Wake::Tcp(Some(crate::sfu::tcp::TcpEvent::Opened {
+                    addr,
+                    writer,
+                    ufrag,
+                    admit,
+                    bound,
+                })) => {
+                    // Admitted only for a live peer connection's ufrag (no lock: this worker owns them).
+                    let live = self.by_ufrag.contains_key(&ufrag);
+                    if live {
+                        Metrics::inc(&self.metrics.ice_tcp_connections);
+                        self.tcp_conns.insert(
+                            addr,
+                            crate::sfu::tcp::TcpConn {
+                                writer,
+                                bound: Some(bound),
+                            },
+                        );
+                    }
+                    let _ = admit.send(live);
+                }
+                Wake::Tcp(Some(crate::sfu::tcp::TcpEvent::Frame(addr, frame))) => {
+                    Metrics::inc(&self.metrics.ice_tcp_frames_in);
+                    self.on_datagram(&frame, addr, true, now);
+                }
+                Wake::Tcp(Some(crate::sfu::tcp::TcpEvent::Closed(addr))) => {
+                    self.tcp_conns.remove(&addr);
+                    // Free the peer connection's address slot too (a closed half-open connection
+                    // must not use up one of its 8).
+                    if let Some(id) = self.by_addr.remove(&(addr, true)) {
+                        if let Some(pc) = self.pcs.get_mut(&id) {
+                            pc.addrs.retain(|a| *a != (addr, true));
+                        }
+                    }
+                }
+                Wake::Tcp(None) => tcp_enabled = false,
+                Wake::Cmd(cmd) => self.on_cmd(cmd, now),
+                Wake::Timer => self.on_timers(now),
+                Wake::Housekeeping => self.housekeeping(now),
             }
             self.send_batch();
         }
+        let now = self.wake();
         let pids: Vec<Pid> = self.parts.keys().copied().collect();
         for pid in pids {
             self.send_out(
@@ -244,22 +261,29 @@ impl Worker {
                     proto::leave_request::Action::Disconnect,
                 )),
             );
-            self.remove_participant(pid);
+            self.remove_participant(pid, now);
         }
         self.send_batch();
         self.counters.flush(&self.metrics);
         info!(worker = self.index, "media worker stopped");
     }
 
-    pub(super) fn on_cmd(&mut self, cmd: Cmd) {
-        let now = Instant::now();
+    /// Read the clock (the server's `SharedClock`): the monotonic `now` this wake-up's handlers get as
+    /// an argument, and the wall-clock time of the same instant for the timestamps the control path
+    /// reports (`now_ms`). Called once per wake-up by the loop (and by the fuzz harness per input).
+    pub(super) fn wake(&mut self) -> Instant {
+        self.wake_unix_ms = self.clock.unix_ms();
+        self.clock.now()
+    }
+
+    pub(super) fn on_cmd(&mut self, cmd: Cmd, now: Instant) {
         match cmd {
             Cmd::Join(req, reply) => {
                 let res = self.join(*req, now);
                 let _ = reply.send(res);
             }
             Cmd::Signal(pid, msg) => self.on_signal(pid, *msg, now),
-            Cmd::Leave(pid) => self.remove_participant(pid),
+            Cmd::Leave(pid) => self.remove_participant(pid, now),
             Cmd::LocalPublish(pid, req, reply) => {
                 let res = self.local_publish(pid, req, now);
                 let _ = reply.send(res);
@@ -276,4 +300,13 @@ impl Worker {
             }
         }
     }
+}
+
+/// What woke the worker's loop up.
+enum Wake {
+    Udp(std::io::Result<(usize, SocketAddr)>),
+    Tcp(Option<crate::sfu::tcp::TcpEvent>),
+    Cmd(Cmd),
+    Timer,
+    Housekeeping,
 }

@@ -6,7 +6,7 @@ use super::negotiation::ice_pwd;
 use super::*;
 
 impl Worker {
-    pub(super) fn on_datagram(&mut self, data: &[u8], from: SocketAddr, tcp: bool) {
+    pub(super) fn on_datagram(&mut self, data: &[u8], from: SocketAddr, tcp: bool, now: Instant) {
         let known = self.by_addr.get(&(from, tcp)).copied();
         let pc_id = match known {
             Some(id) => id,
@@ -24,7 +24,6 @@ impl Worker {
                 id
             }
         };
-        let now = Instant::now();
         // STUN reaches the ICE agent only if it can act on it (an authenticated check): anything
         // else is a per-packet fault, counted and logged rate-limited, never handed to `rtc`.
         if peer::is_stun(data) {
@@ -147,8 +146,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn on_timers(&mut self) {
-        let now = Instant::now();
+    pub(super) fn on_timers(&mut self, now: Instant) {
         // Reused list (timers fire hundreds of times a second under load).
         let mut due = std::mem::take(&mut self.due_scratch);
         due.clear();
@@ -189,7 +187,7 @@ impl Worker {
                             "peer connection failed; removing participant"
                         );
                         self.send_out(owner, Out::Close("peer connection failed"));
-                        self.remove_participant(owner);
+                        self.remove_participant(owner, now);
                     }
                     _ => {}
                 }
