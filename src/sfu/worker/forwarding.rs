@@ -91,7 +91,7 @@ impl Worker {
             ts: pkt.header.timestamp,
             layer,
             keyframe,
-            arrival_us: 0,
+            arrival_us: now.saturating_duration_since(self.epoch).as_micros() as u64,
         };
         let sid_ref: &str = &track.sid;
         self.scratch.clear();

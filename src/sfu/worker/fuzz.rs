@@ -34,12 +34,12 @@ impl FuzzWorker {
         );
         let socket = rt.block_on(UdpSocket::bind("127.0.0.1:0"))?;
         let local_addr = socket.local_addr()?;
-        let w = Worker {
-            index: 0,
-            socket: Arc::new(socket),
+        let w = Worker::new(
+            0,
+            socket,
             local_addr,
-            candidate_addr: local_addr,
-            cfg: WorkerConfig {
+            None,
+            WorkerConfig {
                 workers: 1,
                 realtime_priority: 0,
                 candidate_ip: local_addr.ip(),
@@ -53,25 +53,10 @@ impl FuzzWorker {
                     handshake_timeout: Duration::from_secs(10),
                 },
             },
-            pcs: HashMap::new(),
-            by_addr: HashMap::new(),
-            tcp_local: None,
-            tcp_conns: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            rooms: HashMap::new(),
-            parts: HashMap::new(),
-            next_id: 1,
-            sfu: SfuHandle::new(),
-            metrics: Arc::new(Metrics::default()),
-            clock: crate::clock::system(),
-            scratch: Vec::with_capacity(64),
-            due_scratch: Vec::new(),
-            earliest: None,
-            wake_unix_ms: 0,
-            counters: Counters::default(),
-            stun_log: crate::log_limit::LogLimiter::new(crate::log_limit::INTERVAL),
-            batch: Default::default(),
-        };
+            SfuHandle::new(),
+            Arc::new(Metrics::default()),
+            crate::clock::system(),
+        )?;
         Ok(Self {
             rt,
             w,
@@ -148,6 +133,7 @@ impl FuzzWorker {
         if let Some(pid) = self.joined(now) {
             self.w.on_signal(pid, msg, now);
         }
+        self.w.disconnect_overflowed(now);
         self.drain();
     }
 
@@ -167,6 +153,7 @@ impl FuzzWorker {
         };
         self.w.on_datagram(data, from, tcp, now);
         self.w.on_timers(now);
+        self.w.disconnect_overflowed(now);
         self.drain();
     }
 }

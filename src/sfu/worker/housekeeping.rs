@@ -7,6 +7,21 @@ impl Worker {
     pub(super) fn housekeeping(&mut self, now: Instant) {
         self.counters.flush(&self.metrics);
         self.retarget_layers(now);
+        // Sessions that went away without a Leave (an in-process participant dropped while the
+        // control queue was full, a session task that ended abruptly): their channel says so.
+        let gone: Vec<Pid> = self
+            .parts
+            .values()
+            .filter(|p| Self::session_closed(p))
+            .map(|p| p.pid)
+            .collect();
+        for pid in gone {
+            info!(
+                participant = pid,
+                "session channel closed without a leave; removing"
+            );
+            self.remove_participant(pid, now);
+        }
         // Close rooms that stayed empty for the grace period.
         let expired: Vec<String> = self
             .rooms

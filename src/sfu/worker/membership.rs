@@ -218,14 +218,56 @@ impl Worker {
         }
     }
 
+    /// Queue `out` for a client's signal session. A queue down to its reserve means the client does
+    /// not keep up: it is disconnected at the end of this wake-up (`disconnect_overflowed`) rather
+    /// than left with gaps in what it was told (a lost subscriber offer would stall its negotiation
+    /// for good). Never blocks the worker.
     pub(super) fn send_out(&mut self, pid: Pid, out: Out) {
         // In-process participants get media on their own channel; signal messages are for clients.
         let Some(p) = self.parts.get(&pid).filter(|p| p.local.is_none()) else {
             return;
         };
-        if p.events.try_send(out).is_err() {
-            // Slow or gone client: never block the worker. Its session notices the closed channel.
-            debug!(participant = %p.identity, "session queue full or closed");
+        if p.events.is_closed() {
+            // The session ended; its Leave is on the way (or housekeeping notices the closed channel).
+            return;
+        }
+        if p.events.capacity() <= SESSION_QUEUE_RESERVE {
+            if !self.overflowed.contains(&pid) {
+                warn!(participant = %p.identity, room = %p.room, "signal queue full: disconnecting the participant");
+                Metrics::inc(&self.metrics.signal_errors);
+                self.overflowed.push(pid);
+            }
+            return;
+        }
+        // Only the worker sends on a joined session's queue, so the slot checked above is there.
+        let _ = p.events.try_send(out);
+    }
+
+    /// Disconnect the participants whose signal queue overflowed: a LeaveRequest saying why and the
+    /// close go into the queue's reserved slots (the session delivers them after what is queued, if
+    /// the client reads at all), then the participant is removed and its queue's sender dropped.
+    pub(super) fn disconnect_overflowed(&mut self, now: Instant) {
+        // Removing one tells the others, which may overflow another: drain until none is left.
+        while let Some(pid) = self.overflowed.pop() {
+            if let Some(p) = self.parts.get(&pid) {
+                let _ = p.events.try_send(sig(leave_response(
+                    proto::DisconnectReason::SignalClose,
+                    proto::leave_request::Action::Disconnect,
+                )));
+                let _ = p.events.try_send(Out::Close(
+                    "signal queue overflow: the client did not keep up",
+                ));
+            }
+            self.remove_participant(pid, now);
+        }
+    }
+
+    /// Has the participant's session gone without a Leave (its channel's receiver dropped)? For a
+    /// client, its signal queue; for an in-process participant, its media channel.
+    pub(super) fn session_closed(p: &Participant) -> bool {
+        match &p.local {
+            Some(local) => local.is_closed(),
+            None => p.events.is_closed(),
         }
     }
 

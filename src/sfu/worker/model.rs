@@ -157,6 +157,11 @@ pub(crate) struct Worker {
     /// Peer connections whose timer is due (reused by `on_timers`).
     pub(super) due_scratch: Vec<PcId>,
     pub(super) earliest: Option<Instant>,
+    /// Origin of the arrival times the forwarders get (microseconds since the worker started).
+    pub(super) epoch: Instant,
+    /// Participants whose session queue reached its reserve during this wake-up: disconnected at its
+    /// end (`disconnect_overflowed`), not in the middle of whatever was telling them something.
+    pub(super) overflowed: Vec<Pid>,
     /// Wall-clock time (Unix ms) of the current wake-up, read with its `now` (see `Worker::wake`).
     pub(super) wake_unix_ms: i64,
     pub(super) counters: Counters,
@@ -166,6 +171,9 @@ pub(crate) struct Worker {
     pub(super) batch: crate::sfu::sendmmsg::SendBatch,
 }
 
+/// Slots of each session queue kept for the worker's last words to a client that does not keep up
+/// (a LeaveRequest and the close).
+pub(super) const SESSION_QUEUE_RESERVE: usize = 2;
 pub(super) const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
 pub(super) const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// Datagrams handled per wake-up of the worker (the rest wait for the next turn of the loop, so
@@ -173,6 +181,51 @@ pub(super) const UDP_BUFFER_BYTES: usize = 4 << 20;
 pub(super) const RECV_BATCH: usize = 64;
 
 impl Worker {
+    /// A worker on `socket` (not started: `Worker::run` drives it). Ids it mints start at
+    /// `index << 48` so they are unique across workers (they show up in logs).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        index: usize,
+        socket: UdpSocket,
+        candidate_addr: SocketAddr,
+        tcp_local: Option<SocketAddr>,
+        cfg: WorkerConfig,
+        sfu: SfuHandle,
+        metrics: Arc<Metrics>,
+        clock: crate::clock::SharedClock,
+    ) -> std::io::Result<Worker> {
+        let local_addr = socket.local_addr()?;
+        let epoch = clock.now();
+        let wake_unix_ms = clock.unix_ms();
+        Ok(Worker {
+            index,
+            socket: Arc::new(socket),
+            local_addr,
+            candidate_addr,
+            cfg,
+            pcs: HashMap::new(),
+            by_addr: HashMap::new(),
+            tcp_local,
+            tcp_conns: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            rooms: HashMap::new(),
+            parts: HashMap::new(),
+            next_id: ((index as u64) << 48) + 1,
+            sfu,
+            metrics,
+            clock,
+            scratch: Vec::with_capacity(64),
+            due_scratch: Vec::new(),
+            earliest: None,
+            epoch,
+            overflowed: Vec::new(),
+            wake_unix_ms,
+            counters: Counters::default(),
+            stun_log: LogLimiter::new(crate::log_limit::INTERVAL),
+            batch: Default::default(),
+        })
+    }
+
     pub(super) fn now_ms(&self) -> i64 {
         self.wake_unix_ms
     }

@@ -112,6 +112,8 @@ impl Worker {
             .enable_all()
             .build()?;
         let (tx, rx) = mpsc::channel(1024);
+        // In-process participants' RTP has its own (lossy) queue: control never waits behind media.
+        let (media, media_rx) = mpsc::channel(LOCAL_MEDIA_QUEUE);
         std::thread::Builder::new()
             .name(format!("parlor-media-{index}"))
             .spawn(move || {
@@ -126,37 +128,25 @@ impl Worker {
                             return;
                         }
                     };
-                    let w = Worker {
+                    let w = Worker::new(
                         index,
-                        socket: Arc::new(socket),
-                        local_addr,
+                        socket,
                         candidate_addr,
-                        cfg,
-                        pcs: HashMap::new(),
-                        by_addr: HashMap::new(),
                         tcp_local,
-                        tcp_conns: HashMap::new(),
-                        by_ufrag: HashMap::new(),
-                        rooms: HashMap::new(),
-                        parts: HashMap::new(),
-                        // Ids unique across workers (they show up in logs).
-                        next_id: ((index as u64) << 48) + 1,
+                        cfg,
                         sfu,
                         metrics,
                         clock,
-                        scratch: Vec::with_capacity(64),
-                        due_scratch: Vec::new(),
-                        earliest: None,
-                        wake_unix_ms: 0,
-                        counters: Counters::default(),
-                        stun_log: LogLimiter::new(crate::log_limit::INTERVAL),
-                        batch: Default::default(),
-                    };
-                    w.run(rx, tcp_rx, shutdown).await;
+                    );
+                    match w {
+                        Ok(w) => w.run(rx, media_rx, tcp_rx, shutdown).await,
+                        Err(e) => tracing::error!(worker = index, error = %e, "media worker"),
+                    }
                 });
             })?;
         Ok(WorkerHandle {
             tx,
+            media,
             udp_addr: local_addr,
         })
     }
@@ -164,6 +154,7 @@ impl Worker {
     pub(super) async fn run(
         mut self,
         mut rx: mpsc::Receiver<Cmd>,
+        mut media_rx: mpsc::Receiver<LocalPacket>,
         mut tcp_rx: mpsc::Receiver<crate::sfu::tcp::TcpEvent>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
@@ -172,6 +163,7 @@ impl Worker {
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         // With ICE-TCP off the channel's sender is gone: never poll a closed channel in a loop.
         let mut tcp_enabled = self.tcp_local.is_some();
+        let mut media_open = true;
         let mut now = self.wake();
         loop {
             // With no peer-connection deadline, look again a second after this wake-up.
@@ -186,6 +178,7 @@ impl Worker {
                     Some(cmd) => Wake::Cmd(cmd),
                     None => break,
                 },
+                pkt = media_rx.recv(), if media_open => Wake::Media(pkt),
                 _ = timer => Wake::Timer,
                 _ = housekeeping.tick() => Wake::Housekeeping,
             };
@@ -246,9 +239,12 @@ impl Worker {
                 }
                 Wake::Tcp(None) => tcp_enabled = false,
                 Wake::Cmd(cmd) => self.on_cmd(cmd, now),
+                Wake::Media(Some(pkt)) => self.on_local_rtp(pkt, now),
+                Wake::Media(None) => media_open = false,
                 Wake::Timer => self.on_timers(now),
                 Wake::Housekeeping => self.housekeeping(now),
             }
+            self.disconnect_overflowed(now);
             self.send_batch();
         }
         let now = self.wake();
@@ -266,6 +262,18 @@ impl Worker {
         self.send_batch();
         self.counters.flush(&self.metrics);
         info!(worker = self.index, "media worker stopped");
+    }
+
+    /// One RTP packet of an in-process participant's track, forwarded like a publisher's; only the
+    /// owner's own tracks (a participant cannot inject into another's track).
+    pub(super) fn on_local_rtp(&mut self, pkt: LocalPacket, now: Instant) {
+        let owns = self
+            .parts
+            .get(&pkt.pid)
+            .is_some_and(|p| p.local.is_some() && p.tracks.iter().any(|t| **t == *pkt.track_sid));
+        if owns {
+            self.forward_track(pkt.pid, &pkt.track_sid, pkt.rtp, now);
+        }
     }
 
     /// Read the clock (the server's `SharedClock`): the monotonic `now` this wake-up's handlers get as
@@ -288,16 +296,6 @@ impl Worker {
                 let res = self.local_publish(pid, req, now);
                 let _ = reply.send(res);
             }
-            Cmd::LocalRtp(pid, sid, pkt) => {
-                // Only the owner's own tracks (a participant cannot inject into another's track).
-                let owns = self
-                    .parts
-                    .get(&pid)
-                    .is_some_and(|p| p.local.is_some() && p.tracks.iter().any(|t| **t == *sid));
-                if owns {
-                    self.forward_track(pid, &sid, pkt, now);
-                }
-            }
         }
     }
 }
@@ -307,6 +305,7 @@ enum Wake {
     Udp(std::io::Result<(usize, SocketAddr)>),
     Tcp(Option<crate::sfu::tcp::TcpEvent>),
     Cmd(Cmd),
+    Media(Option<LocalPacket>),
     Timer,
     Housekeeping,
 }
