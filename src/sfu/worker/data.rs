@@ -1,6 +1,10 @@
 //! Data relay: LiveKit `DataPacket`s from one participant's data channels to the others'.
 
 use super::*;
+use crate::metrics::Metrics;
+use bytes::BytesMut;
+use parlor_signaling::protocol::proto;
+use std::time::Instant;
 
 impl Worker {
     pub(super) fn on_data(

@@ -2,6 +2,15 @@
 //! (WebRTC legs and in-process subscribers), keyframe requests to publishers.
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::forwarder::{is_keyframe, Decision, PacketMeta};
+use crate::sfu::peer;
+use crate::sfu::speakers;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::time::Instant;
+use tracing::debug;
 
 impl Worker {
     /// The forwarding hot path: one inbound message from a peer connection.

@@ -4,6 +4,11 @@
 //! no fuzz packet leaves the process.
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::SfuHandle;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
 
 /// The remote address the harness's datagrams come from (registered on the publisher PC).
 pub const FUZZ_FROM: SocketAddr = SocketAddr::new(

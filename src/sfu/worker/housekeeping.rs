@@ -2,6 +2,13 @@
 //! offers, simulcast layer retargeting and active speakers.
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::{layers, speakers, SfuEvent};
+use parlor_signaling::protocol::proto;
+use proto::signal_response::Message as Resp;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::time::Instant;
+use tracing::info;
 
 impl Worker {
     pub(super) fn housekeeping(&mut self, now: Instant) {

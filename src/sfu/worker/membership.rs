@@ -2,6 +2,13 @@
 //! told; the per-session signal queue (`send_out`).
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::SfuEvent;
+use parlor_signaling::protocol::{leave_response, proto};
+use proto::signal_response::Message as Resp;
+use std::collections::HashMap;
+use std::time::Instant;
+use tracing::{info, warn};
 
 impl Worker {
     pub(super) fn join(&mut self, req: JoinReq, now: Instant) -> Result<Joined, JoinError> {

@@ -18,39 +18,15 @@ mod publishing;
 mod shell;
 mod transport;
 
-use super::forwarder::{is_keyframe, Decision, Forwarder, PacketMeta};
-use super::peer::{self, AUDIO_LEVEL_URI};
-use super::stun_check::{self, StunFault};
-use super::{layers, speakers};
-use super::{ParticipantSnapshot, SfuEvent, SfuHandle};
-use crate::log_limit::LogLimiter;
-use crate::metrics::Metrics;
-use bytes::BytesMut;
-use parlor_signaling::protocol::{
-    leave_response, proto, subscriber_stream_id, CandidateInit, Target,
-};
+use super::peer;
+use super::SfuHandle;
+use parlor_signaling::protocol::{proto, CandidateInit, Target};
 use proto::signal_response::Message as Resp;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
-use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::RTCIceCandidateInit;
-use rtc::peer_connection::RTCPeerConnection;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
-use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use std::collections::HashMap;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
 
 use model::*;
 

@@ -3,6 +3,21 @@
 //! snapshots for the product APIs). Only the worker's own thread touches it: no locks.
 
 use super::*;
+use crate::log_limit::LogLimiter;
+use crate::metrics::Metrics;
+use crate::sfu::forwarder::Forwarder;
+use crate::sfu::stun_check::StunFault;
+use crate::sfu::{ParticipantSnapshot, SfuHandle};
+use parlor_signaling::protocol::proto;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 /// Per-packet counters kept by the worker itself and added to the shared `Metrics` on every
 /// housekeeping tick: no atomic read-modify-write shared between worker threads per packet.

@@ -2,6 +2,21 @@
 //! connection's negotiation (subscribe, unsubscribe, one server offer in flight at a time).
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::forwarder::Forwarder;
+use crate::sfu::layers;
+use parlor_signaling::protocol::{proto, subscriber_stream_id, Target};
+use proto::signal_response::Message as Resp;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use std::time::Instant;
+use tracing::{debug, warn};
 
 impl Worker {
     pub(super) fn on_signal(&mut self, pid: Pid, msg: SignalIn, now: Instant) {
@@ -412,11 +427,11 @@ mod tests {
         let sdp = "v=0\r\nm=video 9 UDP 96\r\na=extmap:5 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
                    m=audio 9 UDP 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3/recvonly http://x\r\n";
         assert_eq!(
-            super::extmap_id(sdp, "audio", super::AUDIO_LEVEL_URI),
+            super::extmap_id(sdp, "audio", crate::sfu::peer::AUDIO_LEVEL_URI),
             Some(1)
         );
         assert_eq!(
-            super::extmap_id(sdp, "video", super::AUDIO_LEVEL_URI),
+            super::extmap_id(sdp, "video", crate::sfu::peer::AUDIO_LEVEL_URI),
             Some(5)
         );
         assert_eq!(super::extmap_id(sdp, "audio", "http://x"), Some(3));

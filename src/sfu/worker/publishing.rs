@@ -2,6 +2,14 @@
 //! in-process participants, and mute.
 
 use super::*;
+use crate::sfu::layers;
+use crate::sfu::peer::AUDIO_LEVEL_URI;
+use parlor_signaling::protocol::proto;
+use proto::signal_response::Message as Resp;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{info, warn};
 
 impl Worker {
     pub(super) fn on_track_open(

@@ -3,6 +3,15 @@
 //! commands. The loop is where time is read: once per wake-up, passed down as `now`.
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::SfuHandle;
+use parlor_signaling::protocol::{leave_response, proto};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
 
 /// Start the media workers: `cfg.workers` threads, each with its own single-threaded runtime, UDP
 /// socket and rooms (worker `i` binds `bind.port() + i`, or an ephemeral port when it is 0). One

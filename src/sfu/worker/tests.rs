@@ -3,6 +3,11 @@
 //! why and removed.
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::SfuHandle;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
 
 async fn worker() -> Worker {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");

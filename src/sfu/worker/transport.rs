@@ -4,6 +4,18 @@
 
 use super::negotiation::ice_pwd;
 use super::*;
+use crate::sfu::peer;
+use crate::sfu::stun_check::{self, StunFault};
+use crate::sfu::SfuEvent;
+use bytes::BytesMut;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tracing::{debug, warn};
 
 impl Worker {
     pub(super) fn on_datagram(&mut self, data: &[u8], from: SocketAddr, tcp: bool, now: Instant) {
