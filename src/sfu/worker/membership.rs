@@ -10,6 +10,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 use tracing::{info, warn};
 
+/// Slots of each session queue kept for the worker's last words to a client that does not keep up
+/// (a LeaveRequest and the close).
+const SESSION_QUEUE_RESERVE: usize = 2;
+
 impl Worker {
     pub(super) fn join(&mut self, req: JoinReq, now: Instant) -> Result<Joined, JoinError> {
         let now_ms = self.now_ms();

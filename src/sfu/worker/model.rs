@@ -186,9 +186,6 @@ pub(crate) struct Worker {
     pub(super) batch: crate::sfu::sendmmsg::SendBatch,
 }
 
-/// Slots of each session queue kept for the worker's last words to a client that does not keep up
-/// (a LeaveRequest and the close).
-pub(super) const SESSION_QUEUE_RESERVE: usize = 2;
 pub(super) const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
 pub(super) const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// Datagrams handled per wake-up of the worker (the rest wait for the next turn of the loop, so
