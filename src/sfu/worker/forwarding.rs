@@ -1,6 +1,7 @@
 //! The forwarding hot path: one inbound RTP packet fanned out to every subscriber of its track
 //! (WebRTC legs and in-process subscribers), keyframe requests to publishers.
 
+use super::membership::local_media_has_room;
 use super::*;
 use crate::metrics::Metrics;
 use crate::sfu::forwarder::{is_keyframe, Decision, PacketMeta};
@@ -123,8 +124,9 @@ impl Worker {
                         marker: pkt.header.marker,
                         payload: pkt.payload.clone(),
                     });
-                    // A slow consumer loses packets (its jitter buffer conceals); never block.
-                    if local.try_send(m).is_err() {
+                    // A slow consumer loses packets (its jitter buffer conceals); never block, and
+                    // leave the slots its track events need.
+                    if !local_media_has_room(local) || local.try_send(m).is_err() {
                         self.counters.dropped += 1;
                     }
                 }

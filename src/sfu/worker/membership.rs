@@ -14,6 +14,42 @@ use tracing::{info, warn};
 /// (a LeaveRequest and the close).
 const SESSION_QUEUE_RESERVE: usize = 2;
 
+/// Slots of an in-process participant's channel that media may not take: its track events
+/// (`TrackAdded`, `TrackRemoved`) always find room unless it stopped reading altogether.
+const LOCAL_EVENT_RESERVE: usize = 16;
+
+/// May a media packet go into this in-process participant's channel (without eating into the room
+/// kept for its track events)?
+pub(super) fn local_media_has_room(local: &mpsc::Sender<LocalMedia>) -> bool {
+    local.capacity() > LOCAL_EVENT_RESERVE.min(local.max_capacity() / 2)
+}
+
+/// Deliver a track event to in-process participant `pid`. With no room left even in the reserve the
+/// participant cannot be kept consistent: it is queued for disconnection at the end of this wake-up
+/// (`disconnect_overflowed`; its channel then ends) and false is returned.
+pub(super) fn send_local_event(
+    overflowed: &mut Vec<Pid>,
+    pid: Pid,
+    local: &mpsc::Sender<LocalMedia>,
+    event: LocalMedia,
+) -> bool {
+    match local.try_send(event) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            if !overflowed.contains(&pid) {
+                warn!(
+                    participant = pid,
+                    "in-process participant's channel full: disconnecting it"
+                );
+                overflowed.push(pid);
+            }
+            false
+        }
+        // Gone: housekeeping removes it.
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
 impl Worker {
     pub(super) fn join(&mut self, req: JoinReq, now: Instant) -> Result<Joined, JoinError> {
         let now_ms = self.now_ms();
@@ -254,9 +290,10 @@ impl Worker {
         let _ = p.events.try_send(out);
     }
 
-    /// Disconnect the participants whose signal queue overflowed: a LeaveRequest saying why and the
-    /// close go into the queue's reserved slots (the session delivers them after what is queued, if
-    /// the client reads at all), then the participant is removed and its queue's sender dropped.
+    /// Disconnect the participants whose queue overflowed: a client's LeaveRequest saying why and the
+    /// close go into its signal queue's reserved slots (the session delivers them after what is
+    /// queued, if the client reads at all); then the participant is removed and its queue's sender
+    /// dropped (for an in-process participant, `recv` returns None).
     pub(super) fn disconnect_overflowed(&mut self, now: Instant) {
         // Removing one tells the others, which may overflow another: drain until none is left.
         while let Some(pid) = self.overflowed.pop() {
@@ -308,9 +345,10 @@ impl Worker {
                                 }
                             }
                             if let Some(local) = &sp.local {
-                                let _ = local.try_send(LocalMedia::TrackRemoved {
+                                let ended = LocalMedia::TrackRemoved {
                                     track_sid: t.sid.clone(),
-                                });
+                                };
+                                send_local_event(&mut self.overflowed, s, local, ended);
                             }
                         }
                     }

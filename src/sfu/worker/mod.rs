@@ -62,7 +62,9 @@ pub struct JoinReq {
     pub hidden: bool,
 }
 
-/// What an in-process participant receives.
+/// What an in-process participant receives, in order, on one bounded channel: media is dropped when
+/// the channel is nearly full (a reserve is kept for the track events), and a participant whose
+/// channel has no room for a track event is removed (its channel ends) rather than left inconsistent.
 #[derive(Debug)]
 pub enum LocalMedia {
     /// Subscribed to a track (auto-subscribe): its packets follow as `Rtp`.

@@ -1,6 +1,7 @@
 //! Signal handling and SDP: the client's signal requests, publisher offers, and the subscriber
 //! connection's negotiation (subscribe, unsubscribe, one server offer in flight at a time).
 
+use super::membership::send_local_event;
 use super::*;
 use crate::metrics::Metrics;
 use crate::sfu::forwarder::Forwarder;
@@ -224,7 +225,7 @@ impl Worker {
                 mime_type: codec.mime_type.clone(),
                 clock_rate: codec.clock_rate,
             };
-            if local.try_send(added).is_err() {
+            if !send_local_event(&mut self.overflowed, pid, local, added) {
                 return false;
             }
             let mut forwarder = Forwarder::new(t.kind == RtpCodecKind::Video, codec.clock_rate);

@@ -136,3 +136,68 @@ async fn a_client_whose_signal_queue_overflows_is_told_why_and_removed() {
         .iter()
         .all(|o| matches!(o, Out::Signal(m) if matches!(m.as_ref(), Resp::Update(_)))));
 }
+
+/// An in-process subscriber that stopped reading: its channel fills with media, but the track
+/// events it needs (here: the track ended) are never lost — delivered from a reserve media cannot
+/// take, or, if even that is gone, the participant is removed and its channel ends.
+#[tokio::test]
+async fn an_in_process_subscriber_never_silently_misses_a_track_event() {
+    let mut w = worker().await;
+    let now = w.wake();
+    let (media_tx, _pub_media) = mpsc::channel(8);
+    let (unused_tx, _) = mpsc::channel(1);
+    let mut publisher = req("voice", unused_tx.clone(), Some(media_tx));
+    publisher.auto_subscribe = false;
+    let publisher = w.join(publisher, now).expect("join").pid;
+    let (sub_tx, mut sub_rx) = mpsc::channel(64);
+    let subscriber = w
+        .join(req("rec", unused_tx, Some(sub_tx)), now)
+        .expect("join")
+        .pid;
+    let track = w
+        .local_publish(
+            publisher,
+            LocalTrackReq {
+                name: "voice".into(),
+                source: proto::TrackSource::Microphone,
+            },
+            now,
+        )
+        .expect("publish");
+    // The subscriber does not read: far more packets than its channel holds.
+    for i in 0..200u16 {
+        let rtp = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 111,
+                sequence_number: i,
+                timestamp: 960 * u32::from(i),
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(&[0xFC, 1, 2, 3]),
+        };
+        let pkt = LocalPacket {
+            pid: publisher,
+            track_sid: track.clone(),
+            rtp,
+        };
+        w.on_local_rtp(pkt, now);
+    }
+    // The track ends (its publisher leaves).
+    w.remove_participant(publisher, now);
+    w.disconnect_overflowed(now);
+    let mut events = Vec::new();
+    while let Ok(m) = sub_rx.try_recv() {
+        if !matches!(m, LocalMedia::Rtp(_)) {
+            events.push(m);
+        }
+    }
+    let removed = events
+        .iter()
+        .any(|m| matches!(m, LocalMedia::TrackRemoved { track_sid } if *track_sid == track));
+    let ended = !w.parts.contains_key(&subscriber) && sub_rx.recv().await.is_none();
+    assert!(
+        removed || ended,
+        "the subscriber missed the end of the track and is still in the room: {events:?}"
+    );
+}
