@@ -1,6 +1,7 @@
 //! The worker's thread shell: starting the workers (one OS thread and current-thread runtime each),
-//! the event loop that waits on the socket, ICE-TCP frames, commands and timers, and the dispatch of
-//! commands. The loop is where time is read: once per wake-up, passed down as `now`.
+//! the event loop that waits on the socket, ICE-TCP frames, control commands, in-process
+//! participants' RTP (its own lossy queue) and timers, and the dispatch of commands. The loop is
+//! where time is read: once per wake-up, passed down as `now`.
 
 use super::*;
 use crate::metrics::Metrics;
