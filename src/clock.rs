@@ -1,7 +1,10 @@
-//! The one place the server reads wall-clock and monotonic time, and sleeps on it. Library crates take
-//! time as an argument. [`ManualClock`] is a clock whose time moves only when a test advances it;
-//! code that waits through [`Clock::sleep_until`] (the model-session WebSocket's timers) is then
-//! driven deterministically by the test.
+//! The server's clock, injected as `SharedClock`, and sleeps on it. Library crates and the media
+//! workers (`src/sfu`, checked by `.ci/run`) take time as an argument; the workers read this clock
+//! once per wake-up. The HTTP/signal edge still reads `Instant::now()` directly in places (signal
+//! sessions' liveness and flood limits, presence, the fd-limit probe, the server's start time, the
+//! CLI). [`ManualClock`] is a clock whose time moves only when a test advances it; code that waits
+//! through [`Clock::sleep_until`] (the model-session WebSocket's timers) is then driven
+//! deterministically by the test.
 
 use std::future::Future;
 use std::pin::Pin;

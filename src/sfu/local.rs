@@ -2,9 +2,15 @@
 //! connection. They subscribe to tracks (each RTP packet arrives with the time the worker read it)
 //! and publish Opus tracks by handing RTP packets to the room's media worker, which forwards them
 //! to WebRTC subscribers exactly like a browser's packets (SRTP, NACK, reports per leg).
+//!
+//! Control (publish, leave) and media travel on separate queues to the worker: RTP is `try_send` on
+//! the worker's lossy media queue, control is sent on its control queue, so a full media queue never
+//! loses a leave. A participant dropped without a delivered leave is still removed: the worker sees
+//! its media channel closed.
 
 use super::worker::{
-    route_join, Cmd, JoinError, JoinReq, LocalMedia, LocalTrackReq, Out, Perms, Pid, WorkerHandle,
+    route_join, Cmd, JoinError, JoinReq, LocalMedia, LocalPacket, LocalTrackReq, Out, Perms, Pid,
+    WorkerHandle,
 };
 use super::SfuHandle;
 use parlor_signaling::protocol::proto;
@@ -34,7 +40,10 @@ pub struct LocalOptions {
 /// A joined in-process participant. Dropping it leaves the room.
 pub struct LocalParticipant {
     pid: Pid,
+    /// The worker's control queue (publish, leave).
     worker: mpsc::Sender<Cmd>,
+    /// The worker's media queue (this participant's RTP; lossy).
+    rtp: mpsc::Sender<LocalPacket>,
     media: mpsc::Receiver<LocalMedia>,
     left: bool,
 }
@@ -83,6 +92,7 @@ impl LocalParticipant {
         Ok(LocalParticipant {
             pid: joined.pid,
             worker: worker.tx,
+            rtp: worker.media,
             media,
             left: false,
         })
@@ -106,7 +116,7 @@ impl LocalParticipant {
         })
     }
 
-    /// Send one RTP packet of `track` (never waits: a full worker queue refuses it).
+    /// Send one RTP packet of `track` (never waits: a full media queue refuses it).
     pub fn send_rtp(
         &self,
         track: &LocalTrack,
@@ -127,8 +137,12 @@ impl LocalParticipant {
             },
             payload,
         };
-        self.worker
-            .try_send(Cmd::LocalRtp(self.pid, track.sid.clone(), pkt))
+        self.rtp
+            .try_send(LocalPacket {
+                pid: self.pid,
+                track_sid: track.sid.clone(),
+                rtp: pkt,
+            })
             .map_err(|_| SendError)
     }
 
@@ -148,7 +162,10 @@ impl LocalParticipant {
 impl Drop for LocalParticipant {
     fn drop(&mut self) {
         if !self.left {
+            // Not the media queue: a full one cannot lose this. Should the control queue itself be
+            // full, the worker still removes the participant once it sees `media` closed (below).
             let _ = self.worker.try_send(Cmd::Leave(self.pid));
         }
+        // Dropping `media` (with the rest of `self`) closes the worker's channel to this participant.
     }
 }

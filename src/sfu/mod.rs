@@ -4,9 +4,11 @@
 //! APIs use: live participant state per room and a stream of lifecycle events.
 
 pub mod forwarder;
+pub mod layers;
 pub mod local;
 pub mod peer;
 pub mod sendmmsg;
+pub mod speakers;
 pub mod stun_check;
 pub mod tcp;
 pub mod worker;

@@ -129,11 +129,12 @@ async fn connection(
     let mut bound_rx: Option<oneshot::Receiver<()>> = None;
     let mut bound = false;
     let mut unbound_frames = 0usize;
-    let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
+    let handshake = tokio::time::sleep(limits.handshake_timeout);
+    tokio::pin!(handshake);
     let why = 'read: loop {
         let n = tokio::select! {
             _ = shutdown.cancelled() => break "shutdown",
-            _ = tokio::time::sleep_until(deadline), if !bound => break "no ICE binding before the handshake timeout",
+            _ = &mut handshake, if !bound => break "no ICE binding before the handshake timeout",
             _ = evicted.cancelled(), if !bound => break "evicted (connection cap)",
             r = async { match bound_rx.as_mut() { Some(rx) => rx.await, None => std::future::pending().await } }, if !bound => {
                 match r {
@@ -195,7 +196,7 @@ async fn connection(
                     if w.send(opened).await.is_err() {
                         break 'read "media worker gone";
                     }
-                    match tokio::time::timeout_at(deadline, admit_rx).await {
+                    match tokio::time::timeout_at(handshake.deadline(), admit_rx).await {
                         Ok(Ok(true)) => {}
                         _ => break 'read "ufrag is not a live peer connection's",
                     }

@@ -12,7 +12,9 @@ use proto::signal_response::Message as Resp;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -36,10 +38,11 @@ use tokio_tungstenite::tungstenite::Message as WsMsg;
 #[derive(Debug)]
 pub enum Seen {
     Signal(Resp),
-    /// RTP received on the subscriber PC: (rtc track id, sequence, payload).
+    /// RTP received on the subscriber PC: (rtc track id, sequence, timestamp, payload).
     Rtp {
         track: String,
         seq: u16,
+        ts: u32,
         payload: Vec<u8>,
     },
     SubscriberState(RTCPeerConnectionState),
@@ -174,14 +177,31 @@ impl Net {
 }
 
 fn build_pc(addr: SocketAddr, with_audio_track: Option<u32>) -> RTCPeerConnection {
-    build_pc_on(addr, "udp", with_audio_track)
+    build_pc_on(addr, "udp", with_audio_track.map(|s| (s, Publish::Audio)))
+}
+
+/// What a client publishes: Opus audio (20 ms packets) or VP8 video (30 frames/s, one packet each).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Publish {
+    Audio,
+    Video,
+}
+
+impl Publish {
+    /// RTP timestamp step between packets.
+    fn ts_step(self) -> u32 {
+        match self {
+            Publish::Audio => 960,
+            Publish::Video => 3000,
+        }
+    }
 }
 
 /// A client PC whose only local candidate is `addr` on `network` ("udp", or "tcp": active).
 fn build_pc_on(
     addr: SocketAddr,
     network: &str,
-    with_audio_track: Option<u32>,
+    with_track: Option<(u32, Publish)>,
 ) -> RTCPeerConnection {
     let se = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -214,24 +234,44 @@ fn build_pc_on(
     .unwrap();
     pc.add_local_candidate(RTCIceCandidate::from(&cand).to_json().unwrap())
         .unwrap();
-    if let Some(ssrc) = with_audio_track {
-        let track = MediaStreamTrack::new(
-            "stream-a".into(),
-            "mic-track-1".into(),
-            "mic".into(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: RTCRtpCodec {
+    if let Some((ssrc, kind)) = with_track {
+        let (track_id, label, codec_kind, codec) = match kind {
+            Publish::Audio => (
+                "mic-track-1",
+                "mic",
+                RtpCodecKind::Audio,
+                RTCRtpCodec {
                     mime_type: MIME_TYPE_OPUS.into(),
                     clock_rate: 48000,
                     channels: 2,
                     sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
                     rtcp_feedback: vec![],
                 },
+            ),
+            Publish::Video => (
+                "cam-track-1",
+                "cam",
+                RtpCodecKind::Video,
+                RTCRtpCodec {
+                    mime_type: MIME_TYPE_VP8.into(),
+                    clock_rate: 90000,
+                    channels: 0,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: vec![],
+                },
+            ),
+        };
+        let track = MediaStreamTrack::new(
+            "stream-a".into(),
+            track_id.into(),
+            label.into(),
+            codec_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
                 ..Default::default()
             }],
         );
@@ -240,7 +280,8 @@ fn build_pc_on(
     pc
 }
 
-/// Drive one client PC on its own socket.
+/// Drive one client PC on its own socket (`ssrc`, `ts_step`: the stream it publishes, if any).
+#[allow(clippy::too_many_arguments)]
 async fn run_pc(
     mut pc: RTCPeerConnection,
     mut net: Net,
@@ -249,6 +290,7 @@ async fn run_pc(
     seen: mpsc::Sender<Seen>,
     publisher: bool,
     ssrc: u32,
+    ts_step: u32,
 ) {
     let mut buf = vec![0u8; 3000];
     let mut seq: u16 = 1000;
@@ -278,6 +320,7 @@ async fn run_pc(
                     .send(Seen::Rtp {
                         track,
                         seq: p.header.sequence_number,
+                        ts: p.header.timestamp,
                         payload: p.payload.to_vec(),
                     })
                     .await;
@@ -315,7 +358,7 @@ async fn run_pc(
                 }
                 Some(PcCmd::LoseRtp) => {
                     seq = seq.wrapping_add(1);
-                    ts = ts.wrapping_add(960);
+                    ts = ts.wrapping_add(ts_step);
                 }
                 Some(PcCmd::SendRtp(payload)) => {
                     let first_sender = pc.get_senders().next();
@@ -330,7 +373,7 @@ async fn run_pc(
                             };
                             let _ = s.write_rtp(Instant::now(), pkt);
                             seq = seq.wrapping_add(1);
-                            ts = ts.wrapping_add(960);
+                            ts = ts.wrapping_add(ts_step);
                         }
                     }
                 }
@@ -358,7 +401,21 @@ impl Client {
         Self::connect_on(ws_base, token, publish_audio, true).await
     }
 
+    /// Like `connect`, publishing a VP8 video track (`publish_video`) instead of audio.
+    pub async fn connect_video(ws_base: &str, token: &str) -> Client {
+        Self::connect_with(ws_base, token, Some(Publish::Video), false).await
+    }
+
     async fn connect_on(ws_base: &str, token: &str, publish_audio: bool, tcp: bool) -> Client {
+        Self::connect_with(ws_base, token, publish_audio.then_some(Publish::Audio), tcp).await
+    }
+
+    async fn connect_with(
+        ws_base: &str,
+        token: &str,
+        publish: Option<Publish>,
+        tcp: bool,
+    ) -> Client {
         let url = format!(
             "{ws_base}/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=rust-test"
         );
@@ -393,15 +450,16 @@ impl Client {
             (
                 Net::tcp(),
                 Net::tcp(),
-                build_pc_on(addr, "tcp", publish_audio.then_some(ssrc)),
+                build_pc_on(addr, "tcp", publish.map(|k| (ssrc, k))),
                 build_pc_on(addr, "tcp", None),
             )
         } else {
             let pub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let sub_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let pub_pc = build_pc(
+            let pub_pc = build_pc_on(
                 pub_sock.local_addr().unwrap(),
-                publish_audio.then_some(ssrc),
+                "udp",
+                publish.map(|k| (ssrc, k)),
             );
             let sub_pc = build_pc(sub_sock.local_addr().unwrap(), None);
             (Net::Udp(pub_sock), Net::Udp(sub_sock), pub_pc, sub_pc)
@@ -416,6 +474,7 @@ impl Client {
             seen_tx.clone(),
             true,
             ssrc,
+            publish.unwrap_or(Publish::Audio).ts_step(),
         ));
         tokio::spawn(run_pc(
             sub_pc,
@@ -424,6 +483,7 @@ impl Client {
             ws_tx.clone(),
             seen_tx.clone(),
             false,
+            0,
             0,
         ));
         // Signal reader: answers go to the publisher PC, offers to the subscriber PC; all is reported.
@@ -486,6 +546,28 @@ impl Client {
             name: "microphone".into(),
             r#type: proto::TrackType::Audio as i32,
             source: proto::TrackSource::Microphone as i32,
+            ..Default::default()
+        }))
+        .await;
+        let info = self
+            .wait_for(|s| match s {
+                Seen::Signal(Resp::TrackPublished(t)) => t.track.clone(),
+                _ => None,
+            })
+            .await;
+        let _ = self.pub_cmd.send(PcCmd::CreateOffer(1)).await;
+        info
+    }
+
+    /// Publish the video track (after `connect_video`): AddTrack, wait for TrackPublished, then offer.
+    pub async fn publish_video(&mut self) -> proto::TrackInfo {
+        self.send(Req::AddTrack(proto::AddTrackRequest {
+            cid: "cam-track-1".into(),
+            name: "camera".into(),
+            r#type: proto::TrackType::Video as i32,
+            source: proto::TrackSource::Camera as i32,
+            width: 640,
+            height: 360,
             ..Default::default()
         }))
         .await;

@@ -4,6 +4,11 @@
 //! no fuzz packet leaves the process.
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::SfuHandle;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
 
 /// The remote address the harness's datagrams come from (registered on the publisher PC).
 pub const FUZZ_FROM: SocketAddr = SocketAddr::new(
@@ -34,12 +39,12 @@ impl FuzzWorker {
         );
         let socket = rt.block_on(UdpSocket::bind("127.0.0.1:0"))?;
         let local_addr = socket.local_addr()?;
-        let w = Worker {
-            index: 0,
-            socket: Arc::new(socket),
+        let w = Worker::new(
+            0,
+            socket,
             local_addr,
-            candidate_addr: local_addr,
-            cfg: WorkerConfig {
+            None,
+            WorkerConfig {
                 workers: 1,
                 realtime_priority: 0,
                 candidate_ip: local_addr.ip(),
@@ -53,24 +58,10 @@ impl FuzzWorker {
                     handshake_timeout: Duration::from_secs(10),
                 },
             },
-            pcs: HashMap::new(),
-            by_addr: HashMap::new(),
-            tcp_local: None,
-            tcp_conns: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            rooms: HashMap::new(),
-            parts: HashMap::new(),
-            next_id: 1,
-            sfu: SfuHandle::new(),
-            metrics: Arc::new(Metrics::default()),
-            clock: crate::clock::system(),
-            scratch: Vec::with_capacity(64),
-            due_scratch: Vec::new(),
-            earliest: None,
-            counters: Counters::default(),
-            stun_log: crate::log_limit::LogLimiter::new(crate::log_limit::INTERVAL),
-            batch: Default::default(),
-        };
+            SfuHandle::new(),
+            Arc::new(Metrics::default()),
+            crate::clock::system(),
+        )?;
         Ok(Self {
             rt,
             w,
@@ -81,11 +72,12 @@ impl FuzzWorker {
         })
     }
 
-    fn joined(&mut self) -> Option<Pid> {
+    /// The participant, (re)joined if needed, at this input's `now`.
+    fn joined(&mut self, now: Instant) -> Option<Pid> {
         self.inputs += 1;
         if self.inputs.is_multiple_of(REJOIN_EVERY) {
             if let Some(pid) = self.pid.take() {
-                self.w.remove_participant(pid);
+                self.w.remove_participant(pid, now);
             }
         }
         if let Some(pid) = self.pid.filter(|p| self.w.parts.contains_key(p)) {
@@ -108,7 +100,6 @@ impl FuzzWorker {
             local: None,
             hidden: false,
         };
-        let now = Instant::now();
         let joined = self.w.join(req, now).ok()?;
         let pid = joined.pid;
         self.pid = Some(pid);
@@ -142,9 +133,12 @@ impl FuzzWorker {
     pub fn signal(&mut self, msg: SignalIn) {
         let rt = self.rt.clone();
         let _guard = rt.enter();
-        if let Some(pid) = self.joined() {
-            self.w.on_signal(pid, msg, Instant::now());
+        // One wake-up per input, as the worker's loop does.
+        let now = self.w.wake();
+        if let Some(pid) = self.joined(now) {
+            self.w.on_signal(pid, msg, now);
         }
+        self.w.disconnect_overflowed(now);
         self.drain();
     }
 
@@ -153,7 +147,8 @@ impl FuzzWorker {
     pub fn datagram(&mut self, data: &[u8], known: bool, tcp: bool) {
         let rt = self.rt.clone();
         let _guard = rt.enter();
-        if self.joined().is_none() {
+        let now = self.w.wake();
+        if self.joined(now).is_none() {
             return;
         }
         let from = if known {
@@ -161,8 +156,9 @@ impl FuzzWorker {
         } else {
             SocketAddr::new(FUZZ_FROM.ip(), 50_001)
         };
-        self.w.on_datagram(data, from, tcp);
-        self.w.on_timers();
+        self.w.on_datagram(data, from, tcp, now);
+        self.w.on_timers(now);
+        self.w.disconnect_overflowed(now);
         self.drain();
     }
 }

@@ -1,0 +1,83 @@
+//! Data relay: LiveKit `DataPacket`s from one participant's data channels to the others'.
+
+use super::*;
+use crate::metrics::Metrics;
+use bytes::BytesMut;
+use parlor_signaling::protocol::proto;
+use std::time::Instant;
+
+impl Worker {
+    pub(super) fn on_data(
+        &mut self,
+        pc_id: PcId,
+        dc_id: rtc::data_channel::RTCDataChannelId,
+        data: BytesMut,
+        now: Instant,
+    ) {
+        use prost::Message;
+        let Some(pc) = self.pcs.get(&pc_id) else {
+            return;
+        };
+        let owner = pc.owner;
+        let reliable = pc.reliable_dc == Some(dc_id);
+        let Some(p) = self.parts.get_mut(&owner) else {
+            return;
+        };
+        if !p.perms.can_publish_data || data.len() > 64 * 1024 {
+            return;
+        }
+        let Ok(mut packet) = proto::DataPacket::decode(&data[..]) else {
+            Metrics::inc(&self.metrics.signal_errors);
+            return;
+        };
+        // Only user payloads and a few benign kinds are relayed; the sender's identity is authoritative.
+        packet.participant_identity = p.identity.clone();
+        packet.participant_sid = p.sid.clone();
+        p.data_seq += 1;
+        packet.sequence = p.data_seq;
+        #[allow(deprecated)]
+        if let Some(proto::data_packet::Value::User(u)) = packet.value.as_mut() {
+            u.participant_identity = p.identity.clone();
+            u.participant_sid = p.sid.clone();
+        }
+        let dest: Vec<String> = packet.destination_identities.clone();
+        let bytes = BytesMut::from(&packet.encode_to_vec()[..]);
+        let room = p.room.clone();
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let targets: Vec<Pid> = r
+            .participants
+            .iter()
+            .copied()
+            .filter(|&x| x != owner)
+            .filter(|x| {
+                dest.is_empty()
+                    || self
+                        .parts
+                        .get(x)
+                        .is_some_and(|o| dest.contains(&o.identity))
+            })
+            .collect();
+        for t in targets {
+            let Some(tp) = self.parts.get(&t) else {
+                continue;
+            };
+            let pub_pc = tp.pub_pc;
+            if let Some(tpc) = self.pcs.get_mut(&pub_pc) {
+                let dc = if reliable {
+                    tpc.reliable_dc
+                } else {
+                    tpc.lossy_dc.or(tpc.reliable_dc)
+                };
+                if let Some(dc) = dc {
+                    if let Some(mut ch) = tpc.rtc.data_channel(dc) {
+                        let _ = ch.send(now, bytes.clone());
+                    }
+                }
+            }
+            self.flush(pub_pc);
+            self.update_timeout(pub_pc);
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Unit tests of the worker's session bookkeeping, on a real `Worker` driven without its thread:
+//! a participant whose channel closed is removed, and a client whose signal queue overflows is told
+//! why and removed.
+
+use super::*;
+use crate::metrics::Metrics;
+use crate::sfu::SfuHandle;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+
+async fn worker() -> Worker {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let cfg = WorkerConfig {
+        workers: 1,
+        realtime_priority: 0,
+        candidate_ip: addr.ip(),
+        tcp_bind: None,
+        tcp_limits: crate::sfu::tcp::TcpLimits {
+            max_connections: 4,
+            max_connections_per_ip: 4,
+            handshake_timeout: Duration::from_secs(1),
+        },
+        max_participants: 8,
+        max_rooms: 2,
+        empty_timeout: Duration::from_secs(60),
+    };
+    Worker::new(
+        0,
+        socket,
+        addr,
+        None,
+        cfg,
+        SfuHandle::new(),
+        Arc::new(Metrics::default()),
+        crate::clock::system(),
+    )
+    .expect("worker")
+}
+
+fn req(
+    identity: &str,
+    events: mpsc::Sender<Out>,
+    local: Option<mpsc::Sender<LocalMedia>>,
+) -> JoinReq {
+    JoinReq {
+        room: "r".into(),
+        identity: identity.into(),
+        name: identity.into(),
+        metadata: String::new(),
+        perms: Perms {
+            can_publish: true,
+            can_subscribe: true,
+            can_publish_data: true,
+        },
+        auto_subscribe: true,
+        events,
+        kind: proto::participant_info::Kind::Standard,
+        local,
+        hidden: false,
+    }
+}
+
+#[tokio::test]
+async fn a_participant_whose_channel_closed_is_removed() {
+    let mut w = worker().await;
+    let now = w.wake();
+    // An in-process participant (its signal channel is never read: only its media channel counts)
+    // and a WebRTC client's session.
+    let (media_tx, media_rx) = mpsc::channel(8);
+    let (unused_tx, _) = mpsc::channel(1);
+    let bot = w
+        .join(req("bot", unused_tx, Some(media_tx)), now)
+        .expect("join")
+        .pid;
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let client = w
+        .join(req("client", events_tx, None), now)
+        .expect("join")
+        .pid;
+    w.housekeeping(now);
+    assert!(w.parts.contains_key(&bot) && w.parts.contains_key(&client));
+    // The in-process participant goes away without a Leave (say its control queue was full).
+    drop(media_rx);
+    w.housekeeping(now);
+    assert!(!w.parts.contains_key(&bot), "in-process participant stayed");
+    assert!(w.parts.contains_key(&client));
+    // So does the client's session.
+    drop(events_rx);
+    w.housekeeping(now);
+    assert!(!w.parts.contains_key(&client), "client stayed");
+}
+
+#[tokio::test]
+async fn a_client_whose_signal_queue_overflows_is_told_why_and_removed() {
+    let mut w = worker().await;
+    let now = w.wake();
+    let (events_tx, mut events) = mpsc::channel(16);
+    let slow = w.join(req("slow", events_tx, None), now).expect("join").pid;
+    let (other_tx, _other_rx) = mpsc::channel(512);
+    let other = w.join(req("other", other_tx, None), now).expect("join").pid;
+    // What the session has not read yet: the join's own messages, then updates until the reserve.
+    for _ in 0..40 {
+        w.broadcast_participant(other);
+    }
+    assert!(
+        w.parts.contains_key(&slow),
+        "removed in the middle of a wake-up"
+    );
+    w.disconnect_overflowed(now);
+    assert!(
+        !w.parts.contains_key(&slow),
+        "overflowing participant stayed"
+    );
+    assert!(w.parts.contains_key(&other));
+    // Its session reads the queue: updates, then the LeaveRequest and the close, then the end.
+    let mut got = Vec::new();
+    while let Some(out) = events.recv().await {
+        got.push(out);
+    }
+    assert_eq!(got.len(), 16, "the queue was used to its capacity");
+    let n = got.len();
+    match &got[n - 2] {
+        Out::Signal(m) => match m.as_ref() {
+            Resp::Leave(l) => {
+                assert_eq!(l.reason, proto::DisconnectReason::SignalClose as i32);
+                assert_eq!(l.action, proto::leave_request::Action::Disconnect as i32);
+            }
+            other => panic!("expected a LeaveRequest, got {other:?}"),
+        },
+        other => panic!("expected a LeaveRequest, got {other:?}"),
+    }
+    assert!(matches!(got[n - 1], Out::Close(_)), "{:?}", got[n - 1]);
+    assert!(got[..n - 2]
+        .iter()
+        .all(|o| matches!(o, Out::Signal(m) if matches!(m.as_ref(), Resp::Update(_)))));
+}
+
+/// An in-process subscriber that stopped reading: its channel fills with media, but the track
+/// events it needs (here: the track ended) are never lost — delivered from a reserve media cannot
+/// take, or, if even that is gone, the participant is removed and its channel ends.
+#[tokio::test]
+async fn an_in_process_subscriber_never_silently_misses_a_track_event() {
+    let mut w = worker().await;
+    let now = w.wake();
+    let (media_tx, _pub_media) = mpsc::channel(8);
+    let (unused_tx, _) = mpsc::channel(1);
+    let mut publisher = req("voice", unused_tx.clone(), Some(media_tx));
+    publisher.auto_subscribe = false;
+    let publisher = w.join(publisher, now).expect("join").pid;
+    let (sub_tx, mut sub_rx) = mpsc::channel(64);
+    let subscriber = w
+        .join(req("rec", unused_tx, Some(sub_tx)), now)
+        .expect("join")
+        .pid;
+    let track = w
+        .local_publish(
+            publisher,
+            LocalTrackReq {
+                name: "voice".into(),
+                source: proto::TrackSource::Microphone,
+            },
+            now,
+        )
+        .expect("publish");
+    // The subscriber does not read: far more packets than its channel holds.
+    for i in 0..200u16 {
+        let rtp = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 111,
+                sequence_number: i,
+                timestamp: 960 * u32::from(i),
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(&[0xFC, 1, 2, 3]),
+        };
+        let pkt = LocalPacket {
+            pid: publisher,
+            track_sid: track.clone(),
+            rtp,
+        };
+        w.on_local_rtp(pkt, now);
+    }
+    // The track ends (its publisher leaves).
+    w.remove_participant(publisher, now);
+    w.disconnect_overflowed(now);
+    let mut events = Vec::new();
+    while let Ok(m) = sub_rx.try_recv() {
+        if !matches!(m, LocalMedia::Rtp(_)) {
+            events.push(m);
+        }
+    }
+    let removed = events
+        .iter()
+        .any(|m| matches!(m, LocalMedia::TrackRemoved { track_sid } if *track_sid == track));
+    let ended = !w.parts.contains_key(&subscriber) && sub_rx.recv().await.is_none();
+    assert!(
+        removed || ended,
+        "the subscriber missed the end of the track and is still in the room: {events:?}"
+    );
+}
