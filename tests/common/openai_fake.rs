@@ -149,6 +149,8 @@ struct Log {
     events: Vec<Value>,
     /// Server events sent, as sent (beta names when speaking beta).
     sent: Vec<Value>,
+    /// When each of `sent` went out.
+    sent_at: Vec<std::time::Instant>,
     /// Appended caller audio, decoded.
     audio: Vec<i16>,
     /// Audio samples sent per reply item.
@@ -223,6 +225,17 @@ impl FakeServer {
             .iter()
             .filter(|e| e["type"] == kind)
             .cloned()
+            .collect()
+    }
+
+    /// When each server event of `kind` went out.
+    pub fn sent_times(&self, kind: &str) -> Vec<std::time::Instant> {
+        let l = self.log.lock().unwrap();
+        l.sent
+            .iter()
+            .zip(&l.sent_at)
+            .filter(|(e, _)| e["type"] == kind)
+            .map(|(_, t)| *t)
             .collect()
     }
 
@@ -718,6 +731,10 @@ async fn write(ws: &mut Ws, log: &Arc<Mutex<Log>>, opts: &FakeOptions, mut v: Va
             v["type"] = json!(k);
         }
     }
-    log.lock().unwrap().sent.push(v.clone());
+    {
+        let mut l = log.lock().unwrap();
+        l.sent.push(v.clone());
+        l.sent_at.push(std::time::Instant::now());
+    }
     ws.send(Message::text(v.to_string())).await.is_ok()
 }

@@ -1,0 +1,279 @@
+//! The voice assistant in an embedded call, against the in-repo fake OpenAI Realtime server (its
+//! energy-based server VAD stands in for the model's): a real WebRTC caller (webrtc-rs, LiveKit
+//! protocol) speaks Opus, the assistant joins with the caller, its reply audio arrives as an Opus
+//! track paced at 20 ms; caller speech during the reply (barge-in) stops the assistant's audio
+//! within 100 ms + one frame of the provider's `speech_started`, and the truncate position is what
+//! the caller received; both turns land in the call's model session; hanging up ends the call.
+
+mod common;
+#[path = "common/lk.rs"]
+mod lk;
+
+use common::openai_fake::{FakeOptions, FakeServer, Pace};
+use common::*;
+use lk::{Client, Seen};
+use parlor_signaling::{AccessToken, Claims, VideoGrant};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const ORIGIN: &str = "https://shop.example";
+
+fn admin_token() -> String {
+    AccessToken::encode(
+        &Claims {
+            iss: KEY.into(),
+            sub: "ops".into(),
+            nbf: now_unix() - 1,
+            exp: now_unix() + 3600,
+            video: Some(VideoGrant {
+                room_admin: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        SECRET,
+    )
+}
+
+async fn admin(http: &str, m: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut rb = reqwest::Client::new()
+        .request(m, format!("{http}{path}"))
+        .bearer_auth(admin_token());
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// 20 ms Opus frames of a loud tone (speech to the fake's VAD) or of silence.
+struct Voice {
+    enc: parlor_media::OpusEncoder,
+    n: usize,
+}
+
+impl Voice {
+    fn new() -> Voice {
+        let enc = parlor_media::OpusEncoder::new(parlor_media::EncoderConfig {
+            channels: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        Voice { enc, n: 0 }
+    }
+    fn frame(&mut self, loud: bool) -> Vec<u8> {
+        let pcm: Vec<i16> = (0..960)
+            .map(|i| {
+                let t = (self.n * 960 + i) as f64 / 48_000.0;
+                if loud {
+                    (12_000.0 * (2.0 * std::f64::consts::PI * 220.0 * t).sin()) as i16
+                } else {
+                    0
+                }
+            })
+            .collect();
+        self.n += 1;
+        let mut out = [0u8; 1500];
+        let len = self.enc.encode(&pcm, &mut out).unwrap();
+        out[..len].to_vec()
+    }
+}
+
+/// Send `frames` 20 ms frames, collecting the assistant packets that arrive meanwhile.
+async fn speak(c: &mut Client, v: &mut Voice, loud: bool, frames: usize, got: &mut Vec<Instant>) {
+    let mut next = tokio::time::Instant::now();
+    for _ in 0..frames {
+        c.send_rtp(v.frame(loud)).await;
+        next += Duration::from_millis(20);
+        drain(c, got, next).await;
+    }
+}
+
+/// Collect assistant RTP packets (their arrival times) until `until`.
+async fn drain(c: &mut Client, got: &mut Vec<Instant>, until: tokio::time::Instant) {
+    loop {
+        match tokio::time::timeout_at(until, c.seen.recv()).await {
+            Ok(Some(Seen::Rtp { .. })) => got.push(Instant::now()),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assistant_answers_is_interrupted_and_both_turns_are_stored() {
+    let fake = FakeServer::start(FakeOptions {
+        vad: true,
+        pace: Pace::Fast, // like the real API: faster than real time; the assistant paces it
+        chunks: 40,       // 4 s of reply audio
+        chunk_samples: 2400,
+        transcript: vec!["Two plus two ".into(), "is four.".into()],
+        input_transcript: Some("what is two plus two".into()),
+        ..Default::default()
+    })
+    .await;
+    let db = TestDb::sqlite();
+    let url = fake.url();
+    let s = TestServer::start_with(&db, |c| {
+        c.realtime.openai.url = url.clone();
+        c.realtime.openai.api_key = "sk-test-fake".into();
+    })
+    .await;
+    use reqwest::Method as M;
+    let a = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/assistants",
+        Some(json!({ "name": "Support", "model": "gpt-realtime" })),
+    )
+    .await;
+    let k = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/public-keys",
+        Some(json!({ "allowedOrigins": [ORIGIN] })),
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/embed/token", s.http))
+        .bearer_auth(k["data"]["key"].as_str().unwrap())
+        .header("origin", ORIGIN)
+        .json(&json!({ "assistantId": a["data"]["id"] }))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let call = v["data"]["callId"].as_str().unwrap().to_string();
+    let session = v["data"]["sessionId"].as_str().unwrap().to_string();
+
+    let mut c = Client::connect(&s.ws, v["data"]["token"].as_str().unwrap(), true).await;
+    c.publish_audio().await;
+    c.wait_for(|e| {
+        matches!(e, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    // The assistant joined with the caller.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.handle.state.assistants.is_running(&call) {
+        assert!(Instant::now() < deadline, "no assistant in the call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The caller asks (1 s of speech, then silence: the VAD ends the turn).
+    let mut voice = Voice::new();
+    let mut got = Vec::new();
+    speak(&mut c, &mut voice, true, 50, &mut got).await;
+    speak(&mut c, &mut voice, false, 40, &mut got).await;
+    // The reply arrives as paced Opus: wait for 1 s of it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got.len() < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "assistant audio: {} packets",
+            got.len()
+        );
+        speak(&mut c, &mut voice, false, 5, &mut got).await;
+    }
+    assert!(
+        !fake.audio().is_empty(),
+        "the caller's audio reached the model"
+    );
+    let first = got[0];
+    let span = got[49].duration_since(first).as_millis();
+    assert!(
+        (700..1_400).contains(&span),
+        "50 packets over {span} ms: paced, not a burst"
+    );
+    // Barge-in: the caller speaks over the reply.
+    let before = got.len();
+    speak(&mut c, &mut voice, true, 30, &mut got).await;
+    speak(&mut c, &mut voice, false, 10, &mut got).await;
+    let started = fake.sent_times("input_audio_buffer.speech_started");
+    assert_eq!(
+        started.len(),
+        2,
+        "speech started twice (question, interruption)"
+    );
+    let ss = started[1];
+    eprintln!(
+        "speech_started at {:?} and {:?} after the first reply packet; barge-in speech began after {} packets ({:?})",
+        started[0].checked_duration_since(first), ss.checked_duration_since(first), before,
+        got[before - 1].duration_since(first)
+    );
+    let last = *got
+        .iter()
+        .rev()
+        .find(|t| **t < ss + Duration::from_secs(1))
+        .unwrap();
+    let after = last.saturating_duration_since(ss).as_millis();
+    assert!(
+        after <= 120,
+        "assistant audio {after} ms after speech_started (bound: 100 ms + a frame)"
+    );
+    let heard = got.iter().filter(|t| **t <= ss).count();
+    assert!(
+        heard >= before,
+        "the reply was playing when the caller spoke"
+    );
+    assert!(
+        got.len() < 150,
+        "the 4 s reply was cut: {} packets",
+        got.len()
+    );
+    eprintln!(
+        "barge-in: last assistant packet {after} ms after speech_started; {heard} packets heard"
+    );
+    // Truncate at what was heard (never more than was generated). The fake streamed the whole
+    // reply at once, as the real API does, so its response was done: no `response.cancel` is due
+    // (one is sent for a running response: tests/openai_provider).
+    let trunc = fake.events_of("conversation.item.truncate");
+    let t = trunc.last().expect("a truncate on barge-in");
+    let end_ms = t["audio_end_ms"].as_u64().unwrap();
+    let item = t["item_id"].as_str().unwrap();
+    assert!(end_ms <= fake.generated_ms(item), "{end_ms} > generated");
+    let heard_ms = heard as u64 * 20;
+    assert!(
+        end_ms.abs_diff(heard_ms) <= 100,
+        "truncated at {end_ms} ms, the caller got {heard_ms} ms"
+    );
+    eprintln!("truncate: audio_end_ms {end_ms}, received {heard_ms} ms");
+    // Both turns in the call's model session.
+    let msgs = s
+        .handle
+        .state
+        .store
+        .recent_rt_messages(&session, 10)
+        .await
+        .unwrap();
+    assert!(
+        msgs.iter()
+            .any(|m| m.role == "user" && m.content == "what is two plus two"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.role == "assistant" && m.content == "Two plus two is four."),
+        "{msgs:?}"
+    );
+    let m = s.metrics().await;
+    assert!(m.contains("parlor_assistant_barge_ins_total 1"), "{m}");
+    assert!(
+        !m.contains("parlor_assistant_turn_latency_seconds_count 0"),
+        "latency measured"
+    );
+    // Hanging up ends the call: the assistant leaves, the room empties.
+    c.leave().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let c = s.handle.state.store.get_call(&call).await.unwrap();
+        if c.is_over() {
+            assert_eq!(c.status, "completed");
+            break;
+        }
+        assert!(Instant::now() < deadline, "call never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!s.handle.state.assistants.is_running(&call));
+    s.stop().await;
+}
