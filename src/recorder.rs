@@ -228,6 +228,7 @@ impl Recorders {
                 kind: proto::participant_info::Kind::Egress,
                 subscribe: true,
                 publish: false,
+                publish_data: false,
                 hidden: true,
             },
         )

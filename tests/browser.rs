@@ -223,3 +223,133 @@ async fn the_widget_calls_through_the_embed_token_and_hang_up_completes_the_call
     assert!(ok && v["ok"] == true, "bad-key run failed: {v}");
     s.stop().await;
 }
+
+/// espeak-ng speaks `text` into a 48 kHz WAV with silence around it (the fake microphone's file).
+/// None (skip) when espeak-ng or sox is missing outside CI; under CI that is a failure.
+pub fn spoken_wav(text: &str, dir: &Path) -> Option<std::path::PathBuf> {
+    let raw = dir.join("raw.wav");
+    let out = dir.join("question.wav");
+    let ok = Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("sox")
+            .arg(&raw)
+            .args(["-r", "48000", "-b", "16", "-c", "1"])
+            .arg(&out)
+            .args(["pad", "0.5", "6"])
+            .status()
+            .is_ok_and(|s| s.success());
+    match ok {
+        true => Some(out),
+        false if std::env::var_os("CI").is_some() => panic!("espeak-ng and sox are required"),
+        false => {
+            eprintln!("SKIP: espeak-ng or sox missing");
+            None
+        }
+    }
+}
+
+/// The seed's basic flow in headless chromium, verbatim through the widget, against the in-repo
+/// fake OpenAI Realtime server (no key, no internet): the fake microphone plays an espeak-ng
+/// question, the fake's VAD ends the turn, the assistant's audio track arrives with real levels,
+/// the caption of its reply arrives as an `lk.transcription` text stream, hang-up completes the
+/// call and the session history holds both turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_talks_to_an_assistant_on_the_openai_fake() {
+    use common::openai_fake::{FakeOptions, FakeServer};
+    if !browser_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(wav) = spoken_wav("what is two plus two", dir.path()) else {
+        return;
+    };
+    let fake = FakeServer::start(FakeOptions {
+        vad: true,
+        vad_threshold: 500,
+        chunks: 20,
+        transcript: vec!["Two plus two ".into(), "is four.".into()],
+        input_transcript: Some("what is two plus two".into()),
+        ..Default::default()
+    })
+    .await;
+    let db = TestDb::sqlite();
+    let url = fake.url();
+    let s = TestServer::start_with(&db, |c| {
+        c.realtime.openai.url = url.clone();
+        c.realtime.openai.api_key = "sk-test-fake".into();
+    })
+    .await;
+    let state = &s.handle.state;
+    let now = state.clock.unix_ms();
+    let mut a = parlor::embed::manage::new_assistant(common::KEY, now);
+    a.name = "Support".into();
+    a.model = "gpt-realtime".into();
+    state
+        .store
+        .ensure_account(common::KEY, "USD", now)
+        .await
+        .unwrap();
+    state.store.insert_assistant(&a).await.unwrap();
+    let key = parlor::store::PublicKeyRecord {
+        key: parlor::embed::new_public_key(false),
+        account_id: common::KEY.into(),
+        name: "test".into(),
+        allowed_origins: vec![s.http.clone()],
+        created_at: now,
+        revoked_at: None,
+    };
+    state.store.insert_public_key(&key).await.unwrap();
+    let dir_b = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(150),
+        tokio::process::Command::new("node")
+            .args(["assistant.mjs", &s.http, &key.key, &a.id, "is four"])
+            .env("FAKE_AUDIO", &wav)
+            .current_dir(&dir_b)
+            .output(),
+    )
+    .await
+    .expect("browser run timed out")
+    .expect("node did not start");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
+    assert!(
+        out.status.success() && v["ok"] == true,
+        "assistant run failed: {v}"
+    );
+    let call = v["checks"]["callId"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !state.store.get_call(&call).await.unwrap().is_over() {
+        assert!(std::time::Instant::now() < deadline, "call never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ac = state
+        .store
+        .get_assistant_call(&call)
+        .await
+        .unwrap()
+        .unwrap();
+    let sid = ac.model_session_id.unwrap();
+    let msgs = state.store.recent_rt_messages(&sid, 10).await.unwrap();
+    assert!(
+        msgs.iter()
+            .any(|m| m.role == "user" && m.content.contains("two plus two")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.role == "assistant" && m.content.contains("four")),
+        "{msgs:?}"
+    );
+    assert!(
+        !fake.audio().is_empty(),
+        "the browser's microphone reached the model"
+    );
+    s.stop().await;
+}

@@ -379,6 +379,7 @@ async fn room_limits_and_empty_close() {
             kind: proto::participant_info::Kind::Egress,
             subscribe: true,
             publish: false,
+            publish_data: false,
             hidden: true,
         },
     )
@@ -492,6 +493,7 @@ async fn in_process_participant_subscribes_and_publishes() {
             kind: Kind::Agent,
             subscribe: true,
             publish: true,
+            publish_data: false,
             hidden: false,
         },
     )
@@ -642,6 +644,7 @@ async fn hidden_in_process_participant_is_invisible_and_closes_with_the_room() {
             kind: proto::participant_info::Kind::Egress,
             subscribe: true,
             publish: false,
+            publish_data: false,
             hidden: true,
         },
     )

@@ -272,6 +272,7 @@ async fn an_in_process_participant_dropped_with_a_full_media_queue_leaves() {
             kind: Kind::Agent,
             subscribe: false,
             publish: true,
+            publish_data: false,
             hidden: false,
         },
     )

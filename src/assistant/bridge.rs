@@ -9,6 +9,7 @@
 //! state; the media worker is reached with `try_send` only, so a stalled provider never stalls it
 //! (caller audio the provider cannot take is dropped and counted).
 
+use super::captions;
 use super::pacer::{Pacer, FRAME};
 use super::Assistants;
 use crate::realtime::playout::Playout;
@@ -114,6 +115,7 @@ async fn bridge(
         kind: proto::participant_info::Kind::Agent,
         subscribe: true,
         publish: true,
+        publish_data: true,
         hidden: false,
     };
     let lp = match LocalParticipant::join(
@@ -167,6 +169,8 @@ struct Bridge<'a> {
     /// When the running response started (for its response time).
     response_start: Option<Instant>,
     audio_input: bool,
+    /// The assistant caption being streamed: (stream id, next chunk index, response id).
+    caption: Option<(String, u64, String)>,
 }
 
 impl<'a> Bridge<'a> {
@@ -204,6 +208,7 @@ impl<'a> Bridge<'a> {
             turn_end: None,
             response_start: None,
             audio_input: true,
+            caption: None,
         })
     }
 
@@ -332,6 +337,36 @@ impl<'a> Bridge<'a> {
         }
     }
 
+    /// Stream the assistant's reply text as a caption (one stream per response).
+    async fn caption_delta(&mut self, response_id: &str, text: &str) {
+        if self
+            .caption
+            .as_ref()
+            .is_none_or(|(_, _, r)| r != response_id)
+        {
+            if let Some((old, _, _)) = self.caption.take() {
+                let _ = self
+                    .lp
+                    .send_data(captions::trailer(&old, "interrupted"))
+                    .await;
+            }
+            let stream = format!("asst-{response_id}");
+            let h = captions::header(
+                &stream,
+                &self.track.sid,
+                super::IDENTITY,
+                self.state.clock.unix_ms(),
+            );
+            let _ = self.lp.send_data(h).await;
+            self.caption = Some((stream, 0, response_id.to_string()));
+        }
+        if let Some((stream, idx, _)) = self.caption.as_mut() {
+            let p = captions::chunk(stream, *idx, text);
+            *idx += 1;
+            let _ = self.lp.send_data(p).await;
+        }
+    }
+
     async fn on_output(&mut self, o: Output) -> Option<Ended> {
         let now = self.state.clock.now();
         match o {
@@ -350,8 +385,19 @@ impl<'a> Bridge<'a> {
                 }
             }
             Output::SpeechStopped { .. } => self.turn_end = Some(now),
-            Output::InputTranscript { text, .. } => {
+            Output::InputTranscript { item_id, text } => {
                 if !text.trim().is_empty() {
+                    let stream = format!("user-{item_id}");
+                    let track = self.caller_track.as_deref().unwrap_or("").to_string();
+                    let now_ms = self.state.clock.unix_ms();
+                    let who = self.ac.caller_identity.clone();
+                    for p in [
+                        captions::header(&stream, &track, &who, now_ms),
+                        captions::chunk(&stream, 0, &text),
+                        captions::trailer(&stream, ""),
+                    ] {
+                        let _ = self.lp.send_data(p).await;
+                    }
                     let (state, ac) = (self.state, self.ac);
                     store_message(state, ac, "user", &text, estimate_tokens(&text), None, 0, 0)
                         .await;
@@ -370,13 +416,29 @@ impl<'a> Bridge<'a> {
                     tracing::warn!("reply audio buffer full: audio dropped");
                 }
             }
-            Output::TextDelta { .. } => {}
+            Output::TextDelta {
+                response_id, text, ..
+            } => {
+                if !self.cancelled.contains(&response_id) {
+                    self.caption_delta(&response_id, &text).await;
+                }
+            }
             Output::ResponseDone {
                 response_id,
                 status,
                 text,
                 usage,
             } => {
+                if let Some((stream, _, rid)) = self.caption.take() {
+                    let reason = if status == ResponseStatus::Completed {
+                        ""
+                    } else {
+                        "interrupted"
+                    };
+                    if rid == response_id {
+                        let _ = self.lp.send_data(captions::trailer(&stream, reason)).await;
+                    }
+                }
                 if status == ResponseStatus::Cancelled {
                     self.cancelled.insert(response_id);
                 }

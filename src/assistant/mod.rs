@@ -9,6 +9,7 @@
 //! audio pacing (`pacer`).
 
 pub mod bridge;
+pub mod captions;
 pub mod metrics;
 pub mod pacer;
 

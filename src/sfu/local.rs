@@ -32,6 +32,8 @@ pub struct LocalOptions {
     /// Subscribe to every track published in the room (now and later).
     pub subscribe: bool,
     pub publish: bool,
+    /// May send data packets to the room (transcriptions).
+    pub publish_data: bool,
     /// Invisible to clients and the participants API, does not keep the room open, cannot publish
     /// (a recorder). When the room closes the participant is removed: `recv` returns None.
     pub hidden: bool,
@@ -80,7 +82,7 @@ impl LocalParticipant {
             perms: Perms {
                 can_publish: opts.publish,
                 can_subscribe: opts.subscribe,
-                can_publish_data: false,
+                can_publish_data: opts.publish_data && !opts.hidden,
             },
             auto_subscribe: opts.subscribe,
             events: events_tx.clone(),
@@ -143,6 +145,15 @@ impl LocalParticipant {
                 track_sid: track.sid.clone(),
                 rtp: pkt,
             })
+            .map_err(|_| SendError)
+    }
+
+    /// Send a data packet to the room's other participants over their reliable data channels
+    /// (waits for room in the worker's control queue: a few packets per turn, never media).
+    pub async fn send_data(&self, packet: proto::DataPacket) -> Result<(), SendError> {
+        self.worker
+            .send(Cmd::LocalData(self.pid, Box::new(packet)))
+            .await
             .map_err(|_| SendError)
     }
 

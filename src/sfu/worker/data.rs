@@ -20,16 +20,32 @@ impl Worker {
         };
         let owner = pc.owner;
         let reliable = pc.reliable_dc == Some(dc_id);
-        let Some(p) = self.parts.get_mut(&owner) else {
-            return;
-        };
-        if !p.perms.can_publish_data || data.len() > 64 * 1024 {
+        if data.len() > 64 * 1024 {
             return;
         }
-        let Ok(mut packet) = proto::DataPacket::decode(&data[..]) else {
+        let Ok(packet) = proto::DataPacket::decode(&data[..]) else {
             Metrics::inc(&self.metrics.signal_errors);
             return;
         };
+        self.relay_data(owner, packet, reliable, now);
+    }
+
+    /// Relay `packet` from `owner` to the other participants of its room (or its destination
+    /// identities), over their reliable or lossy data channel.
+    pub(super) fn relay_data(
+        &mut self,
+        owner: Pid,
+        mut packet: proto::DataPacket,
+        reliable: bool,
+        now: Instant,
+    ) {
+        use prost::Message;
+        let Some(p) = self.parts.get_mut(&owner) else {
+            return;
+        };
+        if !p.perms.can_publish_data {
+            return;
+        }
         // Only user payloads and a few benign kinds are relayed; the sender's identity is authoritative.
         packet.participant_identity = p.identity.clone();
         packet.participant_sid = p.sid.clone();

@@ -139,6 +139,8 @@ pub enum Cmd {
         LocalTrackReq,
         oneshot::Sender<Result<Arc<str>, JoinError>>,
     ),
+    /// An in-process participant sends a data packet to the room (reliable; e.g. transcriptions).
+    LocalData(Pid, Box<proto::DataPacket>),
 }
 
 /// One RTP packet an in-process participant publishes on one of its tracks (`WorkerHandle::media`).

@@ -306,6 +306,7 @@ impl Worker {
                 let res = self.local_publish(pid, req, now);
                 let _ = reply.send(res);
             }
+            Cmd::LocalData(pid, packet) => self.relay_data(pid, *packet, true, now),
         }
     }
 }
