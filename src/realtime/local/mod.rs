@@ -401,16 +401,14 @@ impl Conv {
                     .turn_detection
                     .as_ref()
                     .is_some_and(|t| t.interrupt_response);
-                if interrupt && self.running.is_some() && !self.cancel_response().await {
-                    return false;
-                }
                 let item_id = crate::ids::new_id("item_");
                 self.item = Some((item_id.clone(), start));
-                self.send(Output::SpeechStarted {
+                let started = Output::SpeechStarted {
                     item_id,
                     audio_start_ms: vad::millis(start),
-                })
-                .await
+                };
+                // As OpenAI: speech_started, then the interrupted response's response.done.
+                self.send(started).await && (!interrupt || self.cancel_response().await)
             }
             VadEvent::Stopped { end } => {
                 let Some((item_id, start)) = self.item.take() else {
