@@ -13,6 +13,12 @@
 //! cancels it. A new response while one runs cancels the running one first. Audio positions
 //! (`audio_start_ms`, `audio_end_ms`) count from the conversation's first appended sample.
 //!
+//! Latency: a turn ends only after `silence_duration_ms` of silence, so the conversation speculates
+//! during that wait. After [`vad::PAUSE_MS`] of silence ([`VadEvent::Paused`]) it transcribes the
+//! turn so far, runs the responder and starts synthesizing the reply's first sentence; when the
+//! turn stops with the same end the prepared transcript and audio are used at once, and if the
+//! caller speaks again they are dropped (the synthesis is cancelled).
+//!
 //! Availability: text works whenever the provider is enabled. A conversation that asks for audio
 //! (`audio_output` or `turn_detection`) needs the voice models; without them `start()` answers
 //! [`ProviderError::Unavailable`] naming the fix (`scripts/setup`).
@@ -185,6 +191,21 @@ impl SpeechSource {
     }
 }
 
+/// A turn transcribed (and its reply prepared) while the turn detector waits for the silence that
+/// ends it.
+struct Spec {
+    item_id: String,
+    /// The turn's end the speculation is for: valid while the turn stops there.
+    end: u64,
+    pcm: Vec<i16>,
+    /// The transcript, once speech-to-text answered.
+    text: Option<String>,
+    /// The reply and its first sentence being synthesized (audio replies).
+    prepared: Option<response::Prepared>,
+    /// The turn stopped with this end: `create_response` of it.
+    confirmed: Option<bool>,
+}
+
 /// The response in progress.
 struct Running {
     id: String,
@@ -218,6 +239,7 @@ struct Conv {
     /// The caller's speech item in progress (turn detection) and where it started.
     item: Option<(String, u64)>,
     running: Option<Running>,
+    spec: Option<Spec>,
     last_user: Option<String>,
     told_unavailable: bool,
 }
@@ -250,6 +272,7 @@ async fn run(
         pos: 0,
         item: None,
         running: None,
+        spec: None,
         last_user,
         told_unavailable: false,
     };
@@ -343,6 +366,7 @@ impl Conv {
                 self.buf.clear();
                 self.buf_start = self.pos;
                 self.item = None;
+                self.spec = None;
                 if let Some(v) = self.vad.as_mut() {
                     v.end_turn();
                 }
@@ -401,6 +425,9 @@ impl Conv {
                     .turn_detection
                     .as_ref()
                     .is_some_and(|t| t.interrupt_response);
+                if self.spec.as_ref().is_some_and(|s| s.confirmed.is_none()) {
+                    self.spec = None;
+                }
                 let item_id = crate::ids::new_id("item_");
                 self.item = Some((item_id.clone(), start));
                 let started = Output::SpeechStarted {
@@ -410,14 +437,39 @@ impl Conv {
                 // As OpenAI: speech_started, then the interrupted response's response.done.
                 self.send(started).await && (!interrupt || self.cancel_response().await)
             }
+            VadEvent::Paused { end } => {
+                let Some((item_id, start)) = self.item.clone() else {
+                    return true;
+                };
+                let pcm = self.turn_audio(start, end);
+                let Some(pool) = self.speech.get() else {
+                    return true;
+                };
+                self.spec = Some(Spec {
+                    item_id: item_id.clone(),
+                    end,
+                    pcm: pcm.clone(),
+                    text: None,
+                    prepared: None,
+                    confirmed: None,
+                });
+                let steps = self.steps.clone();
+                tokio::spawn(async move {
+                    let result = pool.transcribe(pcm).await.map_err(|e| e.to_string());
+                    let _ = steps
+                        .send(Step::Speculated {
+                            item_id,
+                            end,
+                            result,
+                        })
+                        .await;
+                });
+                true
+            }
             VadEvent::Stopped { end } => {
                 let Some((item_id, start)) = self.item.take() else {
                     return true;
                 };
-                let prefix = self.vad.as_ref().map_or(0, |v| v.prefix_samples());
-                let from = start.saturating_sub(prefix).max(self.buf_start) - self.buf_start;
-                let to = (end.max(self.buf_start) - self.buf_start).min(self.buf.len() as u64);
-                let pcm = self.buf[from as usize..to.max(from) as usize].to_vec();
                 if !self
                     .send(Output::SpeechStopped {
                         item_id: item_id.clone(),
@@ -432,9 +484,82 @@ impl Conv {
                     .turn_detection
                     .as_ref()
                     .is_none_or(|t| t.create_response);
-                self.transcribe(item_id, pcm, create).await
+                match self.spec.as_mut() {
+                    Some(s) if s.item_id == item_id && s.end == end => {
+                        s.confirmed = Some(create);
+                        if s.text.is_some() {
+                            return self.adopt_spec().await;
+                        }
+                        true // the transcript is on its way
+                    }
+                    _ => {
+                        self.spec = None;
+                        let pcm = self.turn_audio(start, end);
+                        self.transcribe(item_id, pcm, create).await
+                    }
+                }
             }
         }
+    }
+
+    /// The caller's audio of a turn from `start` (less the prefix padding) to `end`.
+    fn turn_audio(&self, start: u64, end: u64) -> Vec<i16> {
+        let prefix = self.vad.as_ref().map_or(0, |v| v.prefix_samples());
+        let from = start.saturating_sub(prefix).max(self.buf_start) - self.buf_start;
+        let to = (end.max(self.buf_start) - self.buf_start).min(self.buf.len() as u64);
+        self.buf[from as usize..to.max(from) as usize].to_vec()
+    }
+
+    /// A speculative transcript arrived.
+    async fn on_speculated(&mut self, item_id: String, end: u64, result: Result<String, String>) -> bool {
+        let Some(s) = self.spec.as_mut().filter(|s| s.item_id == item_id && s.end == end) else {
+            return true; // the caller spoke again: stale
+        };
+        match result {
+            Ok(text) => {
+                let wanted = self.settings.audio_output
+                    && self
+                        .settings
+                        .turn_detection
+                        .as_ref()
+                        .is_none_or(|t| t.create_response);
+                if wanted && !text.trim().is_empty() {
+                    if let Some(pool) = self.speech.get() {
+                        let reply = reply_to(&self.settings, &self.clock, &text);
+                        s.prepared = Some(response::Prepared::start(reply, &pool));
+                    }
+                }
+                s.text = Some(text);
+                if s.confirmed.is_some() {
+                    return self.adopt_spec().await;
+                }
+                true
+            }
+            Err(e) => {
+                let Some(create) = s.confirmed else {
+                    self.spec = None; // the stop transcribes again
+                    return true;
+                };
+                tracing::debug!(error = %e, "speculative transcription failed; retrying");
+                let Some(s) = self.spec.take() else {
+                    return true;
+                };
+                self.transcribe(s.item_id, s.pcm, create).await
+            }
+        }
+    }
+
+    /// The turn stopped where the speculation assumed: use its transcript and prepared reply.
+    async fn adopt_spec(&mut self) -> bool {
+        let Some(s) = self.spec.take() else {
+            return true;
+        };
+        let (Some(text), Some(create)) = (s.text, s.confirmed) else {
+            return true;
+        };
+        let audio_ms = vad::millis(s.pcm.len() as u64);
+        self.on_transcript(s.item_id, text, audio_ms, create, s.prepared)
+            .await
     }
 
     /// `input_audio_buffer.commit`: the buffered audio (or the speech in progress) is a turn.
@@ -449,6 +574,7 @@ impl Conv {
         if let Some(v) = self.vad.as_mut() {
             v.end_turn();
         }
+        self.spec = None;
         let pcm: Vec<i16> = self.buf.drain(from as usize..).collect();
         self.buf.clear();
         self.buf_start = self.pos;
@@ -498,29 +624,14 @@ impl Conv {
                 audio_ms,
                 create_response,
             } => {
-                let spoke = !text.trim().is_empty();
-                if !self
-                    .send(Output::InputTranscript {
-                        item_id,
-                        text: text.clone(),
-                    })
+                self.on_transcript(item_id, text, audio_ms, create_response, None)
                     .await
-                {
-                    return false;
-                }
-                if !spoke {
-                    return true;
-                }
-                self.last_user = Some(text.clone());
-                if !create_response {
-                    return true;
-                }
-                let input = TurnInput {
-                    text_tokens: 0,
-                    audio_ms,
-                };
-                self.start_response(&text, input).await
             }
+            Step::Speculated {
+                item_id,
+                end,
+                result,
+            } => self.on_speculated(item_id, end, result).await,
             Step::TranscriptFailed { item_id, error } => {
                 self.error(
                     "transcription_failed",
@@ -560,19 +671,62 @@ impl Conv {
         }
     }
 
-    /// Answer `text`: cancel a running response, then start one (audio when configured).
-    async fn start_response(&mut self, text: &str, input: TurnInput) -> bool {
-        if self.running.is_some() && !self.cancel_response().await {
+    /// What the caller said in a turn: its transcript, then the reply (`prepared` when the
+    /// speculation already started it).
+    async fn on_transcript(
+        &mut self,
+        item_id: String,
+        text: String,
+        audio_ms: u32,
+        create_response: bool,
+        prepared: Option<response::Prepared>,
+    ) -> bool {
+        let spoke = !text.trim().is_empty();
+        if !self
+            .send(Output::InputTranscript {
+                item_id,
+                text: text.clone(),
+            })
+            .await
+        {
             return false;
         }
-        let mut reply = responder::respond(text, self.clock.unix_ms());
-        if let Some(max) = self.settings.max_output_tokens {
-            truncate_to_tokens(&mut reply, u64::from(max));
+        if !spoke {
+            return true;
+        }
+        self.last_user = Some(text.clone());
+        if !create_response {
+            return true;
+        }
+        let input = TurnInput {
+            text_tokens: 0,
+            audio_ms,
+        };
+        self.respond(&text, input, prepared).await
+    }
+
+    async fn start_response(&mut self, text: &str, input: TurnInput) -> bool {
+        self.respond(text, input, None).await
+    }
+
+    /// Answer `text`: cancel a running response, then start one (audio when configured).
+    async fn respond(
+        &mut self,
+        text: &str,
+        input: TurnInput,
+        prepared: Option<response::Prepared>,
+    ) -> bool {
+        if self.running.is_some() && !self.cancel_response().await {
+            return false;
         }
         let speech = if self.settings.audio_output {
             self.speech.get()
         } else {
             None
+        };
+        let (reply, first) = match prepared {
+            Some(p) if speech.is_some() => (p.reply, Some(p.first)),
+            _ => (reply_to(&self.settings, &self.clock, text), None),
         };
         let id = crate::ids::new_id("resp_");
         let item_id = crate::ids::new_id("item_");
@@ -588,7 +742,7 @@ impl Conv {
             id.clone(),
             item_id,
             reply,
-            speech,
+            speech.map(|pool| (pool, first)),
             self.steps.clone(),
         ));
         self.running = Some(Running {
@@ -646,6 +800,15 @@ async fn stt_task(pool: Arc<SpeechPool>, mut jobs: mpsc::Receiver<SttJob>, steps
             return;
         }
     }
+}
+
+/// The responder's reply to `text`, within `max_output_tokens`.
+fn reply_to(settings: &SessionSettings, clock: &SharedClock, text: &str) -> String {
+    let mut reply = responder::respond(text, clock.unix_ms());
+    if let Some(max) = settings.max_output_tokens {
+        truncate_to_tokens(&mut reply, u64::from(max));
+    }
+    reply
 }
 
 /// Cut `reply` at a word boundary so that its estimated tokens stay within `max`.

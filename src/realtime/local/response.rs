@@ -26,6 +26,12 @@ pub enum Step {
         audio_ms: u32,
         create_response: bool,
     },
+    /// A speculative transcript of the turn `item_id` up to `end` (see the module doc of `local`).
+    Speculated {
+        item_id: String,
+        end: u64,
+        result: Result<String, String>,
+    },
     /// Speech-to-text failed for an item.
     TranscriptFailed { item_id: String, error: String },
     /// An output of response `response_id` (a text or audio delta).
@@ -39,6 +45,28 @@ pub enum Step {
         status: ResponseStatus,
         error: Option<String>,
     },
+}
+
+/// A reply whose first sentence is already being synthesized (dropping it cancels that).
+pub struct Prepared {
+    pub reply: String,
+    pub first: Chunks,
+}
+
+/// Synthesized audio of one sentence, as the speech pool streams it.
+pub type Chunks = mpsc::Receiver<Result<Vec<i16>, super::speech::SpeechError>>;
+
+impl Prepared {
+    pub fn start(reply: String, speech: &SpeechPool) -> Prepared {
+        let first = sentences(&reply)
+            .first()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        Prepared {
+            first: speech.synthesize(first),
+            reply,
+        }
+    }
 }
 
 /// What the caller's turn cost (for usage).
@@ -88,12 +116,13 @@ pub fn sentences(text: &str) -> Vec<&str> {
     out
 }
 
-/// The response task. `speech` is `Some` for an audio reply.
+/// The response task. `speech` is `Some` for an audio reply, with the first sentence's audio
+/// when it is already being synthesized ([`Prepared`]).
 pub async fn run(
     response_id: String,
     item_id: String,
     reply: String,
-    speech: Option<Arc<SpeechPool>>,
+    speech: Option<(Arc<SpeechPool>, Option<Chunks>)>,
     steps: mpsc::Sender<Step>,
 ) {
     let out = |output: Output| Step::Out {
@@ -112,7 +141,7 @@ pub async fn run(
         status,
         error,
     };
-    let Some(speech) = speech else {
+    let Some((speech, mut first)) = speech else {
         for piece in reply.split_inclusive(' ') {
             if steps.send(text_delta(piece)).await.is_err() {
                 return;
@@ -136,7 +165,10 @@ pub async fn run(
         if steps.send(text_delta(sentence)).await.is_err() {
             return;
         }
-        let mut chunks = speech.synthesize(sentence.trim().to_string());
+        let mut chunks = match first.take() {
+            Some(c) => c,
+            None => speech.synthesize(sentence.trim().to_string()),
+        };
         while let Some(chunk) = chunks.recv().await {
             match chunk {
                 Ok(pcm) => up.push(&pcm, &mut ready),

@@ -6,7 +6,9 @@
 //! `silence_duration_ms` of audio after the last voiced frame scored below it (its end is the end
 //! of that last voiced frame). `prefix_padding_ms` is the caller's to apply when it cuts the turn's
 //! audio ([`TurnDetector::prefix_samples`]). Positions count 16 kHz samples from the first sample
-//! pushed.
+//! pushed. Before it stops, a turn reports [`VadEvent::Paused`] after [`PAUSE_MS`] of silence: the
+//! caller may start transcribing then, speculatively, and use the result if the turn stops with
+//! the same end.
 
 use crate::realtime::provider::TurnDetection;
 
@@ -16,6 +18,10 @@ pub const RATE: u32 = 16_000;
 pub const FRAME: usize = 256;
 /// Voiced frames in a row that start speech (48 ms): a click or a cough onset is not a turn.
 pub const MIN_SPEECH_FRAMES: u32 = 3;
+
+/// Silence after which a speaking turn reports [`VadEvent::Paused`] (capped at the silence that
+/// ends a turn).
+pub const PAUSE_MS: u32 = 160;
 
 /// Scores one 256-sample frame at 16 kHz: the probability that it is speech.
 pub trait FrameScorer: Send {
@@ -33,6 +39,9 @@ impl FrameScorer for Box<earshot::Detector> {
 pub enum VadEvent {
     /// Speech began at sample `start`.
     Started { start: u64 },
+    /// The caller has been silent for [`PAUSE_MS`] since sample `end`; the turn stops with this
+    /// `end` unless speech resumes first. At most once per pause.
+    Paused { end: u64 },
     /// Speech ended at sample `end` (reported `silence_duration_ms` later).
     Stopped { end: u64 },
 }
@@ -41,7 +50,9 @@ pub struct TurnDetector<S: FrameScorer = Box<earshot::Detector>> {
     scorer: S,
     threshold: f32,
     silence_samples: u64,
+    pause_samples: u64,
     prefix_samples: u64,
+    paused: bool,
     pending: Vec<i16>,
     /// Samples scored so far (the position of `pending[0]`).
     pos: u64,
@@ -74,7 +85,9 @@ impl<S: FrameScorer> TurnDetector<S> {
             scorer,
             threshold: cfg.threshold.clamp(0.0, 1.0),
             silence_samples: samples(cfg.silence_duration_ms).max(FRAME as u64),
+            pause_samples: samples(PAUSE_MS.min(cfg.silence_duration_ms)).max(FRAME as u64),
             prefix_samples: samples(cfg.prefix_padding_ms),
+            paused: false,
             pending: Vec::with_capacity(FRAME),
             pos: 0,
             voiced_run: 0,
@@ -94,6 +107,7 @@ impl<S: FrameScorer> TurnDetector<S> {
     pub fn configure(&mut self, cfg: &TurnDetection) {
         self.threshold = cfg.threshold.clamp(0.0, 1.0);
         self.silence_samples = samples(cfg.silence_duration_ms).max(FRAME as u64);
+        self.pause_samples = samples(PAUSE_MS.min(cfg.silence_duration_ms)).max(FRAME as u64);
         self.prefix_samples = samples(cfg.prefix_padding_ms);
     }
 
@@ -149,8 +163,10 @@ impl<S: FrameScorer> TurnDetector<S> {
             self.voiced_run += 1;
             if self.speaking {
                 self.last_voice_end = self.pos;
+                self.paused = false;
             } else if self.voiced_run >= MIN_SPEECH_FRAMES {
                 self.speaking = true;
+                self.paused = false;
                 self.last_voice_end = self.pos;
                 events.push(VadEvent::Started {
                     start: self.run_start,
@@ -158,7 +174,14 @@ impl<S: FrameScorer> TurnDetector<S> {
             }
         } else {
             self.voiced_run = 0;
-            if self.speaking && self.pos - self.last_voice_end >= self.silence_samples {
+            let silent = self.pos - self.last_voice_end;
+            if self.speaking && !self.paused && silent >= self.pause_samples {
+                self.paused = true;
+                events.push(VadEvent::Paused {
+                    end: self.last_voice_end,
+                });
+            }
+            if self.speaking && silent >= self.silence_samples {
                 self.speaking = false;
                 events.push(VadEvent::Stopped {
                     end: self.last_voice_end,
@@ -207,10 +230,32 @@ mod tests {
         let mut out = Vec::new();
         for chunk in audio.chunks(333) {
             for e in d.push(chunk) {
-                out.push((e, d.position()));
+                if !matches!(e, VadEvent::Paused { .. }) {
+                    out.push((e, d.position()));
+                }
             }
         }
         out
+    }
+
+    #[test]
+    fn a_pause_is_reported_before_the_stop_with_the_same_end() {
+        let mut d = TurnDetector::with_scorer(Loudness, &cfg(500));
+        let mut ev = Vec::new();
+        // A 250 ms pause (paused, not stopped), more speech, then the end.
+        for chunk in [tone(500), silence(250), tone(500), silence(600)].concat().chunks(320) {
+            ev.extend(d.push(chunk));
+        }
+        let pauses: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| match e {
+                VadEvent::Paused { end } => Some(*end),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pauses.len(), 2, "{ev:?}");
+        assert_eq!(ev.last(), Some(&VadEvent::Stopped { end: pauses[1] }));
+        assert!(pauses[0] < pauses[1]);
     }
 
     #[test]
