@@ -209,7 +209,9 @@ impl VoiceModels {
                 .as_u64()
                 .and_then(|r| u32::try_from(r).ok())
                 .filter(|r| *r > 0 && r % 50 == 0)
-                .ok_or_else(|| format!("{} has no usable {section}.sample_rate", manifest.display()))
+                .ok_or_else(|| {
+                    format!("{} has no usable {section}.sample_rate", manifest.display())
+                })
         };
         let models = VoiceModels {
             python: dir.join(field("", "python")?),
@@ -308,7 +310,11 @@ mod tests {
             "tts": {"model": "v.onnx", "config": "v.onnx.json", "voice": "joe", "package": "q 1",
                     "sample_rate": 22050},
         });
-        std::fs::write(dir.path().join("models/manifest.json"), manifest.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("models/manifest.json"),
+            manifest.to_string(),
+        )
+        .unwrap();
         let err = VoiceModels::load(dir.path()).unwrap_err();
         assert!(err.contains("venv/bin/python is missing"), "{err}");
         for f in ["venv/bin/python", "stt/model.bin", "v.onnx", "v.onnx.json"] {
@@ -319,7 +325,9 @@ mod tests {
         let m = VoiceModels::load(dir.path()).unwrap();
         assert_eq!((m.stt_rate, m.tts_rate), (16000, 22050));
         assert_eq!(m.stt_model, dir.path().join("models/stt"));
-        assert!(m.summary().starts_with("whisper tiny.en (p 1) speech-to-text"));
+        assert!(m
+            .summary()
+            .starts_with("whisper tiny.en (p 1) speech-to-text"));
     }
 
     #[test]

@@ -66,7 +66,10 @@ fn speak(text: &str) -> Vec<i16> {
 
 /// A mono PCM16 WAV file: (rate, samples).
 fn read_wav(b: &[u8]) -> (u32, Vec<i16>) {
-    assert!(b.len() > 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE", "not a WAV");
+    assert!(
+        b.len() > 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE",
+        "not a WAV"
+    );
     let (mut rate, mut i) = (0u32, 12usize);
     while i + 8 <= b.len() {
         let id = &b[i..i + 4];
@@ -116,8 +119,25 @@ fn normalize(text: &str) -> String {
 
 fn number_words(n: u32) -> String {
     const ONES: [&str; 20] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
         "nineteen",
     ];
     const TENS: [&str; 10] = [
@@ -125,7 +145,7 @@ fn number_words(n: u32) -> String {
     ];
     match n {
         0..=19 => ONES[n as usize].to_string(),
-        20..=99 if n % 10 == 0 => TENS[(n / 10) as usize].to_string(),
+        20..=99 if n.is_multiple_of(10) => TENS[(n / 10) as usize].to_string(),
         20..=99 => format!("{} {}", TENS[(n / 10) as usize], ONES[(n % 10) as usize]),
         _ => n.to_string(),
     }
@@ -230,7 +250,11 @@ async fn spoken_questions_are_understood_and_answered_aloud() {
     let pool = p.speech().unwrap();
     let cases = [
         ("what is two plus two", "two plus two", "four"),
-        ("what is the capital of France", "capital of france", "paris"),
+        (
+            "what is the capital of France",
+            "capital of france",
+            "paris",
+        ),
         // (Not "ten times three" or "how many days are in a week": whisper tiny.en hears espeak's
         // "three" as "free" and "days are in a" as "days, mommy, that" once the audio has been
         // through 22.05 → 24 → 16 kHz.)
@@ -255,7 +279,10 @@ async fn spoken_questions_are_understood_and_answered_aloud() {
         let (start, stop) = (t.started_ms.unwrap(), t.stopped_ms.unwrap());
         let speech_ms = (speech.len() * 1000 / SAMPLE_RATE as usize) as u32;
         assert!((300..=700).contains(&start), "speech started at {start} ms");
-        assert!(stop > start && stop <= 400 + speech_ms + 100, "stopped at {stop} ms");
+        assert!(
+            stop > start && stop <= 400 + speech_ms + 100,
+            "stopped at {stop} ms"
+        );
         assert!(
             normalize(&t.transcript).contains(heard),
             "transcript {:?} lacks {heard:?}",
@@ -289,7 +316,10 @@ async fn speech_during_a_long_reply_cancels_it() {
          The door is open. The bird can sing. The fish can swim. The boat is slow.",
     );
     let barge_in = [speak("what is two plus two"), silence(1500)].concat();
-    let first_feeder = feed(conv.input.clone(), [silence(300), long, silence(800)].concat());
+    let first_feeder = feed(
+        conv.input.clone(),
+        [silence(300), long, silence(800)].concat(),
+    );
     let mut first_response = None;
     let mut audio_before_cancel = 0usize;
     let mut turns = 0;
@@ -397,9 +427,15 @@ async fn audio_sessions_need_the_models_and_name_the_fix() {
     let p = provider(dir.path());
     let err = p.start(voice_settings(), Vec::new()).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("voice models") && msg.contains("scripts/setup"), "{msg}");
+    assert!(
+        msg.contains("voice models") && msg.contains("scripts/setup"),
+        "{msg}"
+    );
     // Text still works without them.
-    let mut conv = p.start(SessionSettings::default(), Vec::new()).await.unwrap();
+    let mut conv = p
+        .start(SessionSettings::default(), Vec::new())
+        .await
+        .unwrap();
     assert_eq!(conv.output.recv().await, Some(Output::Ready));
     conv.input.send(Input::Text("hello".into())).await.unwrap();
     assert!(matches!(
@@ -464,7 +500,10 @@ async fn benchmark_end_of_speech_to_first_reply_audio() {
     for n in 0..20 {
         let speech = &spoken[n % spoken.len()];
         // The last voiced sample: espeak pads its WAV with a little silence.
-        let last_voiced = speech.iter().rposition(|s| s.unsigned_abs() > 300).unwrap_or(0);
+        let last_voiced = speech
+            .iter()
+            .rposition(|s| s.unsigned_abs() > 300)
+            .unwrap_or(0);
         speech_secs += (last_voiced + 1) as f64 / f64::from(SAMPLE_RATE);
         let audio = [silence(300), speech.clone(), silence(2000)].concat();
         let end_frame = (SAMPLE_RATE as usize * 300 / 1000 + last_voiced) / FRAME;

@@ -53,6 +53,10 @@ pub fn build_providers(
     clock: crate::clock::SharedClock,
 ) -> Providers {
     let mut p = Providers::default();
-    p.insert(Arc::new(local::LocalProvider::new(&config.local, home, clock)));
+    p.insert(Arc::new(local::LocalProvider::new(
+        &config.local,
+        home,
+        clock,
+    )));
     p
 }

@@ -511,8 +511,17 @@ impl Conv {
     }
 
     /// A speculative transcript arrived.
-    async fn on_speculated(&mut self, item_id: String, end: u64, result: Result<String, String>) -> bool {
-        let Some(s) = self.spec.as_mut().filter(|s| s.item_id == item_id && s.end == end) else {
+    async fn on_speculated(
+        &mut self,
+        item_id: String,
+        end: u64,
+        result: Result<String, String>,
+    ) -> bool {
+        let Some(s) = self
+            .spec
+            .as_mut()
+            .filter(|s| s.item_id == item_id && s.end == end)
+        else {
             return true; // the caller spoke again: stale
         };
         match result {
@@ -567,7 +576,10 @@ impl Conv {
         let (item_id, from) = match self.item.take() {
             Some((id, start)) => {
                 let prefix = self.vad.as_ref().map_or(0, |v| v.prefix_samples());
-                (id, start.saturating_sub(prefix).max(self.buf_start) - self.buf_start)
+                (
+                    id,
+                    start.saturating_sub(prefix).max(self.buf_start) - self.buf_start,
+                )
             }
             None => (crate::ids::new_id("item_"), 0),
         };
@@ -781,7 +793,11 @@ impl Conv {
     }
 }
 
-async fn stt_task(pool: Arc<SpeechPool>, mut jobs: mpsc::Receiver<SttJob>, steps: mpsc::Sender<Step>) {
+async fn stt_task(
+    pool: Arc<SpeechPool>,
+    mut jobs: mpsc::Receiver<SttJob>,
+    steps: mpsc::Sender<Step>,
+) {
     while let Some(job) = jobs.recv().await {
         let audio_ms = vad::millis(job.pcm.len() as u64);
         let step = match pool.transcribe(job.pcm).await {

@@ -35,10 +35,7 @@ pub enum Step {
     /// Speech-to-text failed for an item.
     TranscriptFailed { item_id: String, error: String },
     /// An output of response `response_id` (a text or audio delta).
-    Out {
-        response_id: String,
-        output: Output,
-    },
+    Out { response_id: String, output: Output },
     /// Response `response_id` ended; `error` when it failed.
     Done {
         response_id: String,
@@ -100,8 +97,8 @@ pub fn sentences(text: &str) -> Vec<&str> {
     let mut start = 0;
     let bytes = text.as_bytes();
     for (i, b) in bytes.iter().enumerate() {
-        let end_of_sentence = matches!(b, b'.' | b'!' | b'?')
-            && bytes.get(i + 1).is_none_or(|n| *n == b' ');
+        let end_of_sentence =
+            matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_none_or(|n| *n == b' ');
         if end_of_sentence {
             let end = (i + 2).min(text.len());
             if !text[start..end].trim().is_empty() {

@@ -289,11 +289,7 @@ async fn read_frame(out: &mut ChildStdout) -> Result<Option<Frame>, SpeechError>
 }
 
 impl Process {
-    async fn send(
-        &mut self,
-        header: serde_json::Value,
-        payload: &[u8],
-    ) -> Result<(), SpeechError> {
+    async fn send(&mut self, header: serde_json::Value, payload: &[u8]) -> Result<(), SpeechError> {
         let h = header.to_string();
         let mut buf = Vec::with_capacity(8 + h.len() + payload.len());
         buf.extend_from_slice(&(h.len() as u32).to_le_bytes());
@@ -323,9 +319,8 @@ impl Process {
 }
 
 fn worker_error(f: &Frame) -> Option<SpeechError> {
-    (f.header["op"] == "error").then(|| {
-        SpeechError::Worker(f.header["message"].as_str().unwrap_or("error").to_string())
-    })
+    (f.header["op"] == "error")
+        .then(|| SpeechError::Worker(f.header["message"].as_str().unwrap_or("error").to_string()))
 }
 
 fn unexpected(f: &Frame) -> SpeechError {
@@ -396,7 +391,10 @@ async fn tts(
     chunks: mpsc::Sender<Result<Vec<i16>, SpeechError>>,
 ) -> Result<(), SpeechError> {
     let sent = p
-        .send(serde_json::json!({"op": "tts", "id": id, "text": text}), &[])
+        .send(
+            serde_json::json!({"op": "tts", "id": id, "text": text}),
+            &[],
+        )
         .await;
     if let Err(e) = sent {
         let _ = chunks.send(Err(e.clone())).await;
@@ -538,7 +536,11 @@ mod tests {
         }
         assert!(out.len() <= 24_000 && out.len() > 23_000, "{}", out.len());
         r.flush(&mut out);
-        assert!(out.len() >= 24_000 && out.len() <= 24_000 + 2 * 480, "{}", out.len());
+        assert!(
+            out.len() >= 24_000 && out.len() <= 24_000 + 2 * 480,
+            "{}",
+            out.len()
+        );
         let same = {
             let mut r = StreamResampler::new(16_000, 16_000).unwrap();
             let mut o = Vec::new();

@@ -243,7 +243,10 @@ mod tests {
         let mut d = TurnDetector::with_scorer(Loudness, &cfg(500));
         let mut ev = Vec::new();
         // A 250 ms pause (paused, not stopped), more speech, then the end.
-        for chunk in [tone(500), silence(250), tone(500), silence(600)].concat().chunks(320) {
+        for chunk in [tone(500), silence(250), tone(500), silence(600)]
+            .concat()
+            .chunks(320)
+        {
             ev.extend(d.push(chunk));
         }
         let pauses: Vec<u64> = ev
@@ -271,7 +274,10 @@ mod tests {
         let reported = ev[1].1;
         assert!(reported >= 32_768 + samples(500), "{reported}");
         // (positions are read after each 333-sample chunk: within a frame plus a chunk)
-        assert!(reported < 32_768 + samples(500) + FRAME as u64 + 333, "{reported}");
+        assert!(
+            reported < 32_768 + samples(500) + FRAME as u64 + 333,
+            "{reported}"
+        );
         assert!(!d.is_speaking());
         assert_eq!(millis(16_384), 1024);
     }
@@ -318,7 +324,9 @@ mod tests {
     fn earshot_hears_no_speech_in_silence_or_a_steady_hum() {
         let mut d = TurnDetector::new(&cfg(500));
         let hum: Vec<i16> = (0..samples(2000))
-            .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 50.0 / 16_000.0).sin() * 300.0) as i16)
+            .map(|i| {
+                ((i as f32 * 2.0 * std::f32::consts::PI * 50.0 / 16_000.0).sin() * 300.0) as i16
+            })
             .collect();
         let audio = [silence(1000), hum].concat();
         let mut events = Vec::new();
