@@ -421,6 +421,40 @@ async fn commit_ends_a_turn_without_turn_detection() {
     assert_eq!(reply.unwrap(), "Two plus two is four.");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_speech_worker_is_restarted() {
+    let Some(home) = models() else { return };
+    let p = provider(&home);
+    let pool = p.speech().unwrap();
+    pool.ping().await.unwrap();
+    let pids = pool.worker_pids();
+    assert_eq!(pids.len(), 1);
+    // SAFETY: signals our own child process.
+    assert_eq!(unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) }, 0);
+    // The request that meets the dead process fails; the worker is started again for the next.
+    let mut answered = None;
+    for _ in 0..3 {
+        match tokio::time::timeout(
+            Duration::from_secs(60),
+            pool.transcribe(resample(&speak("hello there"), SAMPLE_RATE, 16_000)),
+        )
+        .await
+        {
+            Ok(Ok(text)) => {
+                answered = Some(text);
+                break;
+            }
+            Ok(Err(e)) => eprintln!("after the kill: {e}"),
+            Err(_) => panic!("no answer within 60 s after the kill"),
+        }
+    }
+    let text = answered.expect("the restarted worker answers");
+    assert!(normalize(&text).contains("hello"), "{text}");
+    let new = pool.worker_pids();
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0], pids[0], "a new process");
+}
+
 #[tokio::test]
 async fn audio_sessions_need_the_models_and_name_the_fix() {
     let dir = tempfile::tempdir().unwrap();

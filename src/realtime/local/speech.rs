@@ -13,6 +13,7 @@
 use crate::home::VoiceModels;
 use parlor_media::Resampler;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -65,6 +66,8 @@ enum Job {
 pub struct SpeechPool {
     jobs: mpsc::Sender<Job>,
     models: VoiceModels,
+    /// Process id of each worker's current process (0: none running).
+    pids: Arc<Vec<AtomicU32>>,
 }
 
 impl SpeechPool {
@@ -73,15 +76,27 @@ impl SpeechPool {
     pub fn new(models: VoiceModels, workers: usize, stt_threads: usize) -> SpeechPool {
         let (jobs, rx) = mpsc::channel(64);
         let rx = Arc::new(Mutex::new(rx));
+        let pids: Arc<Vec<AtomicU32>> =
+            Arc::new((0..workers.max(1)).map(|_| AtomicU32::new(0)).collect());
         for n in 0..workers.max(1) {
             tokio::spawn(worker_loop(
                 n,
                 models.clone(),
                 stt_threads.max(1),
                 rx.clone(),
+                pids.clone(),
             ));
         }
-        SpeechPool { jobs, models }
+        SpeechPool { jobs, models, pids }
+    }
+
+    /// Process ids of the running worker processes (for metrics, and tests that kill one).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pids
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .filter(|p| *p != 0)
+            .collect()
     }
 
     pub fn models(&self) -> &VoiceModels {
@@ -132,7 +147,7 @@ struct Frame {
 
 /// A running worker process.
 struct Process {
-    _child: Child,
+    child: Child,
     stdin: ChildStdin,
     frames: mpsc::Receiver<Result<Frame, SpeechError>>,
     next_id: u64,
@@ -143,12 +158,17 @@ async fn worker_loop(
     models: VoiceModels,
     stt_threads: usize,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    pids: Arc<Vec<AtomicU32>>,
 ) {
     let mut process: Option<Process> = None;
     loop {
         if process.is_none() {
+            pids[n].store(0, Ordering::Relaxed);
             match spawn(n, &models, stt_threads).await {
-                Ok(p) => process = Some(p),
+                Ok(p) => {
+                    pids[n].store(p.child.id().unwrap_or(0), Ordering::Relaxed);
+                    process = Some(p);
+                }
                 Err(e) => {
                     tracing::warn!(worker = n, error = %e, "speech worker did not start");
                     // Fail the next request rather than leaving it waiting, then retry.
@@ -225,7 +245,7 @@ async fn spawn(n: usize, m: &VoiceModels, stt_threads: usize) -> Result<Process,
     let (tx, frames) = mpsc::channel(16);
     tokio::spawn(read_frames(stdout, tx));
     let mut p = Process {
-        _child: child,
+        child: child,
         stdin,
         frames,
         next_id: 1,
