@@ -245,7 +245,7 @@ async fn spawn(n: usize, m: &VoiceModels, stt_threads: usize) -> Result<Process,
     let (tx, frames) = mpsc::channel(16);
     tokio::spawn(read_frames(stdout, tx));
     let mut p = Process {
-        child: child,
+        child,
         stdin,
         frames,
         next_id: 1,
