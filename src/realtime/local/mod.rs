@@ -25,6 +25,7 @@
 
 pub mod response;
 pub mod speech;
+mod transcribe;
 pub mod vad;
 
 use crate::clock::SharedClock;
@@ -33,15 +34,15 @@ use crate::realtime::provider::{
     estimate_tokens, Availability, Conversation, HistoryItem, Input, Output, Provider,
     ProviderError, ResponseStatus, Role, SessionSettings, StartFuture, SAMPLE_RATE,
 };
-use crate::realtime::responder;
-use response::{Step, TurnInput};
+use response::{reply_to, Step, TurnInput};
 use speech::{SpeechPool, StreamResampler};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 use vad::{TurnDetector, VadEvent};
 
-/// Caller audio kept without turn detection before the oldest is dropped (at 16 kHz: 60 s).
+/// Caller audio kept before the oldest is dropped (at 16 kHz: 60 s; a turn longer than that is
+/// transcribed from its last minute).
 const MAX_BUFFER_SAMPLES: usize = 60 * vad::RATE as usize;
 /// Shortest audio worth transcribing (100 ms, OpenAI's minimum for a commit).
 const MIN_TURN_SAMPLES: usize = vad::RATE as usize / 10;
@@ -191,21 +192,6 @@ impl SpeechSource {
     }
 }
 
-/// A turn transcribed (and its reply prepared) while the turn detector waits for the silence that
-/// ends it.
-struct Spec {
-    item_id: String,
-    /// The turn's end the speculation is for: valid while the turn stops there.
-    end: u64,
-    pcm: Vec<i16>,
-    /// The transcript, once speech-to-text answered.
-    text: Option<String>,
-    /// The reply and its first sentence being synthesized (audio replies).
-    prepared: Option<response::Prepared>,
-    /// The turn stopped with this end: `create_response` of it.
-    confirmed: Option<bool>,
-}
-
 /// The response in progress.
 struct Running {
     id: String,
@@ -215,20 +201,13 @@ struct Running {
     input: TurnInput,
 }
 
-/// A caller turn waiting for speech-to-text.
-struct SttJob {
-    item_id: String,
-    pcm: Vec<i16>,
-    create_response: bool,
-}
-
 struct Conv {
     settings: SessionSettings,
     clock: SharedClock,
     output: mpsc::Sender<Output>,
     speech: SpeechSource,
     steps: mpsc::Sender<Step>,
-    stt: Option<mpsc::Sender<SttJob>>,
+    stt: Option<mpsc::Sender<transcribe::SttJob>>,
     vad: Option<TurnDetector>,
     down: Option<StreamResampler>,
     /// Caller audio at 16 kHz; `buf[0]` is sample `buf_start` of the conversation.
@@ -239,7 +218,10 @@ struct Conv {
     /// The caller's speech item in progress (turn detection) and where it started.
     item: Option<(String, u64)>,
     running: Option<Running>,
-    spec: Option<Spec>,
+    spec: Option<transcribe::Spec>,
+    /// A speculative transcription is running (at most one per conversation, so a caller who
+    /// pauses often does not queue work on the shared workers).
+    spec_running: bool,
     last_user: Option<String>,
     told_unavailable: bool,
 }
@@ -273,6 +255,7 @@ async fn run(
         item: None,
         running: None,
         spec: None,
+        spec_running: false,
         last_user,
         told_unavailable: false,
     };
@@ -406,8 +389,7 @@ impl Conv {
         // Between turns keep only the prefix padding; without turn detection keep up to a cap.
         let keep = match &self.vad {
             Some(v) if !v.is_speaking() => v.prefix_samples() as usize,
-            Some(_) => usize::MAX,
-            None => MAX_BUFFER_SAMPLES,
+            _ => MAX_BUFFER_SAMPLES,
         };
         if self.buf.len() > keep {
             let drop = self.buf.len() - keep;
@@ -437,35 +419,7 @@ impl Conv {
                 // As OpenAI: speech_started, then the interrupted response's response.done.
                 self.send(started).await && (!interrupt || self.cancel_response().await)
             }
-            VadEvent::Paused { end } => {
-                let Some((item_id, start)) = self.item.clone() else {
-                    return true;
-                };
-                let pcm = self.turn_audio(start, end);
-                let Some(pool) = self.speech.get() else {
-                    return true;
-                };
-                self.spec = Some(Spec {
-                    item_id: item_id.clone(),
-                    end,
-                    pcm: pcm.clone(),
-                    text: None,
-                    prepared: None,
-                    confirmed: None,
-                });
-                let steps = self.steps.clone();
-                tokio::spawn(async move {
-                    let result = pool.transcribe(pcm).await.map_err(|e| e.to_string());
-                    let _ = steps
-                        .send(Step::Speculated {
-                            item_id,
-                            end,
-                            result,
-                        })
-                        .await;
-                });
-                true
-            }
+            VadEvent::Paused { end } => self.on_paused(end),
             VadEvent::Stopped { end } => {
                 let Some((item_id, start)) = self.item.take() else {
                     return true;
@@ -510,67 +464,6 @@ impl Conv {
         self.buf[from as usize..to.max(from) as usize].to_vec()
     }
 
-    /// A speculative transcript arrived.
-    async fn on_speculated(
-        &mut self,
-        item_id: String,
-        end: u64,
-        result: Result<String, String>,
-    ) -> bool {
-        let Some(s) = self
-            .spec
-            .as_mut()
-            .filter(|s| s.item_id == item_id && s.end == end)
-        else {
-            return true; // the caller spoke again: stale
-        };
-        match result {
-            Ok(text) => {
-                let wanted = self.settings.audio_output
-                    && self
-                        .settings
-                        .turn_detection
-                        .as_ref()
-                        .is_none_or(|t| t.create_response);
-                if wanted && !text.trim().is_empty() {
-                    if let Some(pool) = self.speech.get() {
-                        let reply = reply_to(&self.settings, &self.clock, &text);
-                        s.prepared = Some(response::Prepared::start(reply, &pool));
-                    }
-                }
-                s.text = Some(text);
-                if s.confirmed.is_some() {
-                    return self.adopt_spec().await;
-                }
-                true
-            }
-            Err(e) => {
-                let Some(create) = s.confirmed else {
-                    self.spec = None; // the stop transcribes again
-                    return true;
-                };
-                tracing::debug!(error = %e, "speculative transcription failed; retrying");
-                let Some(s) = self.spec.take() else {
-                    return true;
-                };
-                self.transcribe(s.item_id, s.pcm, create).await
-            }
-        }
-    }
-
-    /// The turn stopped where the speculation assumed: use its transcript and prepared reply.
-    async fn adopt_spec(&mut self) -> bool {
-        let Some(s) = self.spec.take() else {
-            return true;
-        };
-        let (Some(text), Some(create)) = (s.text, s.confirmed) else {
-            return true;
-        };
-        let audio_ms = vad::millis(s.pcm.len() as u64);
-        self.on_transcript(s.item_id, text, audio_ms, create, s.prepared)
-            .await
-    }
-
     /// `input_audio_buffer.commit`: the buffered audio (or the speech in progress) is a turn.
     async fn commit(&mut self) -> bool {
         let (item_id, from) = match self.item.take() {
@@ -602,30 +495,6 @@ impl Conv {
                 .await;
         }
         self.transcribe(item_id, pcm, true).await
-    }
-
-    /// Queue a turn for speech-to-text (the conversation's STT task keeps turns in order).
-    async fn transcribe(&mut self, item_id: String, pcm: Vec<i16>, create: bool) -> bool {
-        let Some(pool) = self.speech.get() else {
-            let why = self.speech.missing.clone();
-            return self.error("audio_unavailable", why).await;
-        };
-        let stt = self.stt.get_or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(8);
-            tokio::spawn(stt_task(pool, rx, self.steps.clone()));
-            tx
-        });
-        let job = SttJob {
-            item_id,
-            pcm,
-            create_response: create,
-        };
-        if stt.send(job).await.is_err() {
-            return self
-                .error("speech_failed", "speech-to-text task ended".into())
-                .await;
-        }
-        true
     }
 
     async fn on_step(&mut self, step: Step) -> bool {
@@ -793,56 +662,6 @@ impl Conv {
     }
 }
 
-async fn stt_task(
-    pool: Arc<SpeechPool>,
-    mut jobs: mpsc::Receiver<SttJob>,
-    steps: mpsc::Sender<Step>,
-) {
-    while let Some(job) = jobs.recv().await {
-        let audio_ms = vad::millis(job.pcm.len() as u64);
-        let step = match pool.transcribe(job.pcm).await {
-            Ok(text) => Step::Transcript {
-                item_id: job.item_id,
-                text,
-                audio_ms,
-                create_response: job.create_response,
-            },
-            Err(e) => Step::TranscriptFailed {
-                item_id: job.item_id,
-                error: e.to_string(),
-            },
-        };
-        if steps.send(step).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The responder's reply to `text`, within `max_output_tokens`.
-fn reply_to(settings: &SessionSettings, clock: &SharedClock, text: &str) -> String {
-    let mut reply = responder::respond(text, clock.unix_ms());
-    if let Some(max) = settings.max_output_tokens {
-        truncate_to_tokens(&mut reply, u64::from(max));
-    }
-    reply
-}
-
-/// Cut `reply` at a word boundary so that its estimated tokens stay within `max`.
-fn truncate_to_tokens(reply: &mut String, max: u64) {
-    if estimate_tokens(reply) <= max {
-        return;
-    }
-    let limit = (max as usize).saturating_mul(4);
-    let cut = reply
-        .char_indices()
-        .take_while(|(i, _)| *i < limit)
-        .filter(|(_, c)| *c == ' ')
-        .map(|(i, _)| i)
-        .last()
-        .unwrap_or(0);
-    reply.truncate(cut);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -884,12 +703,5 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn replies_are_cut_to_max_output_tokens() {
-        let mut r = "one two three four five six seven".to_string();
-        truncate_to_tokens(&mut r, 3);
-        assert_eq!(r, "one two");
     }
 }

@@ -9,7 +9,11 @@
 //! rates of one token per 100 ms of caller audio and one per 50 ms of reply audio.
 
 use super::speech::{SpeechPool, StreamResampler};
-use crate::realtime::provider::{estimate_tokens, Output, ResponseStatus, Usage, SAMPLE_RATE};
+use crate::clock::SharedClock;
+use crate::realtime::provider::{
+    estimate_tokens, Output, ResponseStatus, SessionSettings, Usage, SAMPLE_RATE,
+};
+use crate::realtime::responder;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -216,6 +220,31 @@ async fn send_audio(
     true
 }
 
+/// The responder's reply to `text`, within `max_output_tokens` (an estimate, see the module doc).
+pub fn reply_to(settings: &SessionSettings, clock: &SharedClock, text: &str) -> String {
+    let mut reply = responder::respond(text, clock.unix_ms());
+    if let Some(max) = settings.max_output_tokens {
+        truncate_to_tokens(&mut reply, u64::from(max));
+    }
+    reply
+}
+
+/// Cut `reply` at a word boundary so that its estimated tokens stay within `max`.
+pub fn truncate_to_tokens(reply: &mut String, max: u64) {
+    if estimate_tokens(reply) <= max {
+        return;
+    }
+    let limit = (max as usize).saturating_mul(4);
+    let cut = reply
+        .char_indices()
+        .take_while(|(i, _)| *i < limit)
+        .filter(|(_, c)| *c == ' ')
+        .map(|(i, _)| i)
+        .last()
+        .unwrap_or(0);
+    reply.truncate(cut);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +274,12 @@ mod tests {
         assert_eq!(u.output_text_tokens, 6);
         assert_eq!(u.output_audio_tokens, 20);
         assert_eq!(u.output_tokens, 26);
+    }
+
+    #[test]
+    fn replies_are_cut_to_max_output_tokens() {
+        let mut r = "one two three four five six seven".to_string();
+        truncate_to_tokens(&mut r, 3);
+        assert_eq!(r, "one two");
     }
 }
