@@ -667,6 +667,55 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn without_models_audio_is_refused_and_text_still_works() {
+        let p = LocalProvider::new(
+            &Default::default(),
+            Path::new("/nonexistent-parlor-home"),
+            crate::clock::system(),
+        );
+        assert_eq!(p.availability(), Availability::Available);
+        assert!(matches!(
+            p.speech_availability(),
+            Availability::Unavailable { reason } if reason.contains("Fix: ")
+        ));
+        let audio = SessionSettings {
+            audio_output: true,
+            ..SessionSettings::default()
+        };
+        let err = p.start(audio.clone(), Vec::new()).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Unavailable(ref m) if m.contains("scripts/setup")));
+
+        let mut conv = p
+            .start(SessionSettings::default(), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(conv.output.recv().await, Some(Output::Ready));
+        // Audio frames: one audio_unavailable error, not one per frame.
+        for _ in 0..3 {
+            conv.input.send(Input::Audio(vec![0; 480])).await.unwrap();
+        }
+        // Switching to audio: an error, and the settings stay text-only.
+        conv.input.send(Input::Update(audio)).await.unwrap();
+        conv.input.send(Input::Text("hello".into())).await.unwrap();
+        let mut errors = Vec::new();
+        loop {
+            match conv.output.recv().await.unwrap() {
+                Output::Error { code, fatal, .. } => {
+                    assert!(!fatal);
+                    errors.push(code);
+                }
+                Output::AudioDelta { .. } => panic!("audio without models"),
+                Output::ResponseDone { status, .. } => {
+                    assert_eq!(status, ResponseStatus::Completed);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(errors, vec!["audio_unavailable", "audio_unavailable"]);
+    }
+
+    #[tokio::test]
     async fn a_text_turn_streams_deltas_then_done_with_usage() {
         let p = LocalProvider::new(
             &Default::default(),
