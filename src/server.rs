@@ -236,7 +236,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     }
     let realtime = Arc::new(crate::realtime::sessions::RealtimeState::new(
         &config.realtime,
-        crate::realtime::build_providers(&config.realtime, clock.clone()),
+        crate::realtime::build_providers(&config.realtime, &home.root, clock.clone()),
         clock.clone(),
     ));
     let state = AppState {

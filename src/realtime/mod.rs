@@ -55,14 +55,19 @@ impl Providers {
     }
 }
 
-/// The providers `config` sets up: `local` always (it may be disabled), `openai` (added by its
-/// module).
+/// The providers `config` sets up: `local` always (it may be disabled; its voice models are found
+/// in the Parlor home `home`), `openai` (added by its module).
 pub fn build_providers(
     config: &config::RealtimeConfig,
+    home: &std::path::Path,
     clock: crate::clock::SharedClock,
 ) -> Providers {
     let mut p = Providers::default();
-    p.insert(Arc::new(local::LocalProvider::new(&config.local, clock)));
+    p.insert(Arc::new(local::LocalProvider::new(
+        &config.local,
+        home,
+        clock,
+    )));
     p.insert(Arc::new(openai::OpenAiProvider::new(&config.openai)));
     p
 }

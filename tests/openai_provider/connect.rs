@@ -220,7 +220,11 @@ async fn without_a_key_the_provider_is_unavailable() {
         openai: cfg,
         ..Default::default()
     };
-    let providers = parlor::realtime::build_providers(&rt, parlor::clock::system());
+    let providers = parlor::realtime::build_providers(
+        &rt,
+        std::path::Path::new("/nonexistent"),
+        parlor::clock::system(),
+    );
     assert!(matches!(
         providers.availability("openai"),
         Availability::Unavailable { .. }
