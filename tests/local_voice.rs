@@ -9,6 +9,8 @@
 //! XDG data dir). Without them (or without espeak-ng) the tests fail under `CI` and skip loudly
 //! otherwise; `scripts/setup` installs the models.
 
+mod common;
+
 use parlor::home::{default_home, VoiceModels};
 use parlor::realtime::config::LocalConfig;
 use parlor::realtime::local::speech::{SpeechPool, StreamResampler};
@@ -621,4 +623,115 @@ async fn benchmark_end_of_speech_to_first_reply_audio() {
         own,
         workers
     );
+}
+
+/// The acceptance flow through a model session: spoken questions sent as `{"type":"audio"}`
+/// messages over the session WebSocket of a real server; the stored user transcript holds the
+/// question, the stored reply the answer, and the reply audio the socket streamed back is heard
+/// by whisper with the answer in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoken_questions_over_the_session_socket_land_in_the_history() {
+    use base64::Engine;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let Some(home) = models() else { return };
+    let pool = provider(&home).speech().unwrap();
+    let db = common::TestDb::sqlite();
+    let s = common::TestServer::start_with(&db, |c| {
+        c.server.home = home.display().to_string();
+    })
+    .await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let cases = [
+        ("what is two plus two", "two plus two", "four"),
+        (
+            "what is the capital of France",
+            "capital of france",
+            "paris",
+        ),
+        ("what is ten times three", "ten times three", "thirty"),
+        ("how many days are in a week", "days are in a week", "seven"),
+    ];
+    for (question, heard, answer) in cases {
+        let (st, created) = common::api_call(
+            &s.http,
+            reqwest::Method::POST,
+            "/api/realtime/sessions",
+            "alice",
+            Some(serde_json::json!({ "model": "parlor-local" })),
+        )
+        .await;
+        assert_eq!(st, 201, "{created}");
+        let d = &created["data"];
+        let id = d["id"].as_str().unwrap().to_string();
+        let url = d["connectionInfo"]["websocketUrl"].as_str().unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let auth = serde_json::json!({ "type": "auth", "token": d["connectionInfo"]["authToken"] });
+        ws.send(Message::text(auth.to_string())).await.unwrap();
+        // The question in 100 ms messages (PCM16LE, base64), then silence to end the turn.
+        let audio = [silence(400), speak(question), silence(1500)].concat();
+        for chunk in audio.chunks(2400) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let m = serde_json::json!({ "type": "audio", "audio": b64.encode(bytes) });
+            ws.send(Message::text(m.to_string())).await.unwrap();
+        }
+        let mut reply_audio: Vec<i16> = Vec::new();
+        let reply = loop {
+            let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
+                .await
+                .expect("a reply within 60 s")
+                .expect("socket open")
+                .unwrap();
+            let Message::Text(t) = m else { continue };
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            match v["type"].as_str().unwrap_or("") {
+                "audio" => {
+                    let b = b64.decode(v["audio"].as_str().unwrap()).unwrap();
+                    reply_audio.extend(b.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])));
+                }
+                "message" => break v,
+                "error" => panic!("{v}"),
+                _ => {}
+            }
+        };
+        let h = common::api_call(
+            &s.http,
+            reqwest::Method::GET,
+            &format!("/api/realtime/sessions/{id}/history"),
+            "alice",
+            None,
+        )
+        .await
+        .1;
+        let msgs = h["data"]["messages"].as_array().unwrap();
+        let user = msgs
+            .iter()
+            .find(|m| m["role"] == "user")
+            .expect("user turn stored");
+        let asst = msgs
+            .iter()
+            .find(|m| m["role"] == "assistant")
+            .expect("reply stored");
+        let back = hear(&pool, &reply_audio).await;
+        eprintln!(
+            "{question:?}: stored {:?} / {:?}; reply audio heard as {back:?}",
+            user["content"], asst["content"]
+        );
+        assert!(
+            normalize(user["content"].as_str().unwrap()).contains(heard),
+            "{h}"
+        );
+        assert!(user["tokenCount"].as_i64().unwrap() > 0);
+        assert!(
+            normalize(asst["content"].as_str().unwrap()).contains(answer),
+            "{h}"
+        );
+        assert_eq!(asst["content"], reply["content"]);
+        assert!(
+            normalize(&back).contains(answer),
+            "reply audio heard as {back:?}"
+        );
+        let _ = ws.close(None).await;
+    }
+    s.stop().await;
 }

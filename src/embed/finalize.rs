@@ -3,8 +3,8 @@
 //! exactly once, and the `call.completed` webhook carries duration, cost, the model session and the
 //! recording.
 //!
-//! Cost = duration in minutes × the assistant's price per minute (+ the model session's token usage
-//! × the model's pricing per 1K tokens, once the call has a model session). Idempotent: the store
+//! Cost = duration in minutes × the assistant's price per minute + the call's model session token
+//! usage × the model's pricing per 1K tokens (`[realtime] models`). Idempotent: the store
 //! keeps one charge per call, so a second finalization (a retry, or the start-up sweep finding a
 //! call whose first finalization was cut short by a crash) charges nothing more.
 
@@ -46,7 +46,22 @@ pub async fn finalize(state: &AppState, call: &CallRecord) -> StoreResult<Option
         .get_assistant(&ac.assistant_id)
         .await?
         .map_or(0, |a| a.price_per_minute_micros);
-    let cost = cost_micros(call.duration_ms.unwrap_or(0), price, 0);
+    // Token usage of the call's model session at the model's price per 1K tokens.
+    let tokens = match &ac.model_session_id {
+        Some(sid) => match state.store.get_rt_session(sid).await {
+            Ok(s) => state.realtime.model(&s.model).map_or(0, |m| {
+                token_cost_micros(
+                    s.prompt_tokens.max(0) as u64,
+                    s.completion_tokens.max(0) as u64,
+                    m.pricing_input,
+                    m.pricing_output,
+                )
+            }),
+            Err(_) => 0,
+        },
+        None => 0,
+    };
+    let cost = cost_micros(call.duration_ms.unwrap_or(0), price, tokens);
     state
         .store
         .update_assistant_call(&call.id, None, Some(cost), Some(end_reason(&ac, call)))
