@@ -132,13 +132,20 @@ impl TurnConfig {
         self.public_ip.unwrap_or(self.relay_bind_ip)
     }
 
-    /// The server's own addresses: public, relay bind, listener and configured extra ones
-    /// (unspecified ones are skipped by the policy).
+    /// The server's own addresses: public, relay bind, listener and configured extra ones, and
+    /// with a wildcard bind (`0.0.0.0`/`::`) every address of the host's interfaces (unspecified
+    /// ones are skipped by the policy).
     pub fn server_ips(&self) -> Vec<IpAddr> {
         let mut v = vec![self.relay_bind_ip, self.udp_listen.ip()];
         v.extend(self.public_ip);
         v.extend(self.tcp_listen.map(|a| a.ip()));
         v.extend(self.server_addresses.iter().copied());
+        let wildcard = self.relay_bind_ip.is_unspecified()
+            || self.udp_listen.ip().is_unspecified()
+            || self.tcp_listen.is_some_and(|a| a.ip().is_unspecified());
+        if wildcard {
+            v.extend(crate::netif::host_addresses());
+        }
         v
     }
 

@@ -41,6 +41,7 @@ pub mod credentials;
 #[doc(hidden)]
 pub mod fuzzing;
 mod metrics;
+pub mod netif;
 mod policy;
 mod server;
 mod stun;

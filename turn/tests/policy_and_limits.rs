@@ -487,3 +487,61 @@ async fn even_port_reservations_count_against_the_quota_and_a_global_cap() {
     assert!(fifth.allocate().await.is_success());
     server.shutdown().await;
 }
+
+/// With a wildcard bind (0.0.0.0) the server's own addresses are every address of the host's
+/// interfaces: even when an operator allow-lists their networks for peers, relaying to the
+/// server itself is refused (here loopback, and the first non-loopback IPv4 address, if any),
+/// while another host of the allowed networks is reachable.
+#[tokio::test]
+async fn a_wildcard_bind_counts_every_interface_address_as_the_servers_own() {
+    let clock = real_time_manual_clock();
+    let mut cfg = TurnConfig::loopback(REALM, vec![SECRET.into()]);
+    let any: std::net::IpAddr = "0.0.0.0".parse().unwrap();
+    cfg.relay_bind_ip = any;
+    cfg.public_ip = Some(ip("127.0.0.2")); // required with a wildcard relay bind
+    cfg.udp_listen = SocketAddr::new(any, 0);
+    cfg.tcp_listen = None;
+    let host = parlor_turn::netif::host_addresses();
+    let lan = host
+        .iter()
+        .copied()
+        .find(|a| a.is_ipv4() && !a.is_loopback());
+    cfg.allowed_peer_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+    if let Some(std::net::IpAddr::V4(v4)) = lan {
+        let o = v4.octets();
+        cfg.allowed_peer_cidrs
+            .push(format!("{}.{}.{}.0/24", o[0], o[1], o[2]).parse().unwrap());
+    }
+    cfg.allow_list_covers_server = false;
+    let server = start(cfg, clock.clone()).await;
+    let port = server.local_addrs().udp.port();
+    let creds = server.credentials().mint("wanda", 600, clock.unix_secs());
+    let to = SocketAddr::new(ip("127.0.0.1"), port);
+    let mut c = RawClient::new(to, &creds.username, &creds.credential).await;
+    assert!(c.allocate().await.is_success());
+    let mut own = vec![SocketAddr::new(ip("127.0.0.1"), 5000)];
+    let mut other = vec![SocketAddr::new(ip("127.0.0.9"), 5000)];
+    if let Some(std::net::IpAddr::V4(v4)) = lan {
+        own.push(SocketAddr::new(lan.unwrap(), 5000));
+        let o = v4.octets();
+        let neighbour = if o[3] == 200 { 201 } else { 200 };
+        other.push(SocketAddr::new(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(o[0], o[1], o[2], neighbour)),
+            5000,
+        ));
+    } else {
+        eprintln!("note: no non-loopback IPv4 interface here; checked loopback only");
+    }
+    for peer in &own {
+        let r = c
+            .request(METHOD_CREATE_PERMISSION, &[Attr::Peer(*peer)])
+            .await;
+        assert_eq!(r.error, Some(403), "CreatePermission to own {peer}: {r:?}");
+    }
+    for peer in &other {
+        let r = c
+            .request(METHOD_CREATE_PERMISSION, &[Attr::Peer(*peer)])
+            .await;
+        assert!(r.is_success(), "CreatePermission to {peer}: {r:?}");
+    }
+}
