@@ -93,11 +93,29 @@ async fn metrics_types_labels_process_and_auth() {
     let (types, samples) = parse(&text);
     // Every sample belongs to a typed family; counters (and only counters) end in _total.
     let names: BTreeSet<&str> = samples.iter().map(|(n, _, _)| n.as_str()).collect();
+    // A histogram family's samples are <name>_bucket, <name>_sum and <name>_count.
+    let family = |n: &str| -> String {
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = n.strip_suffix(suffix) {
+                if types.get(base).map(String::as_str) == Some("histogram") {
+                    return base.to_string();
+                }
+            }
+        }
+        n.to_string()
+    };
     for n in &names {
-        assert!(types.contains_key(*n), "sample {n} has no # TYPE line");
+        assert!(types.contains_key(&family(n)), "sample {n} has no # TYPE line");
     }
+    assert_eq!(
+        types.get("parlor_assistant_turn_latency_seconds").map(String::as_str),
+        Some("histogram")
+    );
     for (name, kind) in &types {
-        assert!(kind == "counter" || kind == "gauge", "{name}: {kind}");
+        assert!(
+            kind == "counter" || kind == "gauge" || kind == "histogram",
+            "{name}: {kind}"
+        );
         assert_eq!(
             kind == "counter",
             name.ends_with("_total"),
