@@ -105,10 +105,15 @@ async fn metrics_types_labels_process_and_auth() {
         n.to_string()
     };
     for n in &names {
-        assert!(types.contains_key(&family(n)), "sample {n} has no # TYPE line");
+        assert!(
+            types.contains_key(&family(n)),
+            "sample {n} has no # TYPE line"
+        );
     }
     assert_eq!(
-        types.get("parlor_assistant_turn_latency_seconds").map(String::as_str),
+        types
+            .get("parlor_assistant_turn_latency_seconds")
+            .map(String::as_str),
         Some("histogram")
     );
     for (name, kind) in &types {
