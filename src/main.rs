@@ -406,6 +406,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("  (stored in the data dir; set [keys] in parlor.toml for production)");
     }
     if let Some((a, k)) = &handle.dev_embed {
+        println!("  voice widget:   {http}/widget (talk to the demo assistant)");
         println!("  demo assistant: {} ({}, model {})", a.id, a.name, a.model);
         println!(
             "  public key:     {} (embed tokens from {})",

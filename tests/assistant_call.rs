@@ -12,6 +12,7 @@ mod lk;
 use common::openai_fake::{FakeOptions, FakeServer, Pace};
 use common::*;
 use lk::{Client, Seen};
+use parlor_signaling::protocol::proto;
 use parlor_signaling::{AccessToken, Claims, VideoGrant};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use serde_json::{json, Value};
@@ -275,5 +276,118 @@ async fn the_assistant_answers_is_interrupted_and_both_turns_are_stored() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!s.handle.state.assistants.is_running(&call));
+    s.stop().await;
+}
+
+/// The model's connection drops mid-reply: the call ends with it — the caller is removed (told
+/// why), the call completes with `endReason` `model_failed: …`, the session is `failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_model_ends_the_call_with_the_reason() {
+    use common::openai_fake::Fault;
+    let fake = FakeServer::start(FakeOptions {
+        vad: true,
+        chunks: 40,
+        fault: Some(Fault::CloseAfterChunks(5)),
+        ..Default::default()
+    })
+    .await;
+    let db = TestDb::sqlite();
+    let url = fake.url();
+    let s = TestServer::start_with(&db, |c| {
+        c.realtime.openai.url = url.clone();
+        c.realtime.openai.api_key = "sk-test-fake".into();
+    })
+    .await;
+    use reqwest::Method as M;
+    let a = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/assistants",
+        Some(json!({ "name": "Flaky", "model": "gpt-realtime" })),
+    )
+    .await;
+    let k = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/public-keys",
+        Some(json!({ "allowedOrigins": [ORIGIN] })),
+    )
+    .await;
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/embed/token", s.http))
+        .bearer_auth(k["data"]["key"].as_str().unwrap())
+        .header("origin", ORIGIN)
+        .json(&json!({ "assistantId": a["data"]["id"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = v["data"]["callId"].as_str().unwrap().to_string();
+    let session = v["data"]["sessionId"].as_str().unwrap().to_string();
+    let mut c = Client::connect(&s.ws, v["data"]["token"].as_str().unwrap(), true).await;
+    c.publish_audio().await;
+    c.wait_for(|e| {
+        matches!(e, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    let mut voice = Voice::new();
+    let mut got = Vec::new();
+    speak(&mut c, &mut voice, true, 50, &mut got).await;
+    // Silence ends the turn; the model drops after 5 chunks of its reply: the server removes the
+    // caller (keep sending silence while watching the signal channel for it).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut removed = None;
+    while removed.is_none() && tokio::time::Instant::now() < deadline {
+        c.send_rtp(voice.frame(false)).await;
+        let tick = tokio::time::Instant::now() + Duration::from_millis(20);
+        while let Ok(e) = tokio::time::timeout_at(tick, c.seen.recv()).await {
+            match e {
+                Some(Seen::Signal(proto::signal_response::Message::Leave(l))) => {
+                    removed = Some(l.reason);
+                    break;
+                }
+                Some(Seen::Closed) | None => {
+                    removed = Some(-1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let Some(removed) = removed else {
+        let ac = s
+            .handle
+            .state
+            .store
+            .get_assistant_call(&call)
+            .await
+            .unwrap()
+            .unwrap();
+        panic!("the caller was not removed: end reason {:?}", ac.end_reason);
+    };
+    assert_eq!(removed, proto::DisconnectReason::ParticipantRemoved as i32);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let cr = s.handle.state.store.get_call(&call).await.unwrap();
+        if cr.is_over() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "call never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ac = s
+        .handle
+        .state
+        .store
+        .get_assistant_call(&call)
+        .await
+        .unwrap()
+        .unwrap();
+    let reason = ac.end_reason.unwrap_or_default();
+    assert!(reason.starts_with("model_failed: "), "{reason}");
+    let sess = s.handle.state.store.get_rt_session(&session).await.unwrap();
+    assert_eq!(sess.status, "failed");
     s.stop().await;
 }

@@ -353,3 +353,200 @@ async fn the_widget_talks_to_an_assistant_on_the_openai_fake() {
     );
     s.stop().await;
 }
+
+/// The seed's basic flow through the widget with the built-in offline model, as acceptance asks:
+/// the fake microphone asks "what is two plus two" (espeak-ng), the assistant's audio is recorded
+/// in the page and transcribed by whisper (it says "four"), captions arrive; after hang-up the call
+/// is completed with a duration, its cost is charged once, the session history holds both turns and
+/// a local receiver got a correctly signed `call.completed` carrying the cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page() {
+    use hmac::{Hmac, Mac};
+    use std::sync::{Arc, Mutex};
+    if !browser_ready() {
+        return;
+    }
+    let home = parlor::home::default_home(|k| std::env::var(k).ok());
+    if let Err(why) = parlor::home::VoiceModels::load(&home) {
+        if std::env::var_os("CI").is_some() {
+            panic!("voice models: {why} (run scripts/setup)");
+        }
+        eprintln!("SKIP: voice models: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(wav) = spoken_wav("what is two plus two", dir.path()) else {
+        return;
+    };
+    type Hooks = Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+    let seen: Hooks = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let seen = seen.clone();
+            move |h: axum::http::HeaderMap, body: String| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push((h, body));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| {
+        c.server.home = home.display().to_string();
+        c.webhooks.urls = vec![hook];
+        c.webhooks.secret = "whsec-test".into();
+    })
+    .await;
+    let state = &s.handle.state;
+    let now = state.clock.unix_ms();
+    let mut a = parlor::embed::manage::new_assistant(common::KEY, now);
+    a.name = "Local".into();
+    a.model = "parlor-local".into();
+    a.price_per_minute_micros = 600_000;
+    state
+        .store
+        .ensure_account(common::KEY, "USD", now)
+        .await
+        .unwrap();
+    state.store.insert_assistant(&a).await.unwrap();
+    let key = parlor::store::PublicKeyRecord {
+        key: parlor::embed::new_public_key(false),
+        account_id: common::KEY.into(),
+        name: "test".into(),
+        allowed_origins: vec![s.http.clone()],
+        created_at: now,
+        revoked_at: None,
+    };
+    state.store.insert_public_key(&key).await.unwrap();
+    let dir_b = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(150),
+        tokio::process::Command::new("node")
+            .args(["assistant.mjs", &s.http, &key.key, &a.id, "four"])
+            .env("FAKE_AUDIO", &wav)
+            .env("RECORD_MS", "9000")
+            .current_dir(&dir_b)
+            .output(),
+    )
+    .await
+    .expect("browser run timed out")
+    .expect("node did not start");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
+    let mut shown = v.clone();
+    shown["recording"] = serde_json::json!("…");
+    println!("{shown}");
+    assert!(
+        out.status.success() && v["ok"] == true,
+        "assistant run failed: {shown}"
+    );
+    // What the page played, transcribed by whisper.
+    use base64::Engine;
+    let webm = base64::engine::general_purpose::STANDARD
+        .decode(v["recording"].as_str().expect("a recording"))
+        .unwrap();
+    let rec = dir.path().join("heard.webm");
+    std::fs::write(&rec, &webm).unwrap();
+    let pcm = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&rec)
+        .args(["-ar", "16000", "-ac", "1", "-f", "s16le", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        pcm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pcm.stderr)
+    );
+    let samples: Vec<i16> = pcm
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let provider = parlor::realtime::local::LocalProvider::new(
+        &Default::default(),
+        &home,
+        parlor::clock::system(),
+    );
+    let heard = provider
+        .speech()
+        .unwrap()
+        .transcribe(samples)
+        .await
+        .unwrap();
+    println!("the page heard: {heard:?}");
+    assert!(
+        heard.to_lowercase().contains("four") || heard.contains('4'),
+        "the page heard {heard:?}"
+    );
+    // The call: completed, charged once, both turns stored, a signed call.completed.
+    let call = v["checks"]["callId"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let body: serde_json::Value = loop {
+        let found = seen.lock().unwrap().iter().find_map(|(h, b)| {
+            (h["x-parlor-event"] == "call.completed").then(|| (h.clone(), b.clone()))
+        });
+        if let Some((h, b)) = found {
+            let ts = h["x-parlor-timestamp"].to_str().unwrap();
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec-test").unwrap();
+            mac.update(format!("{ts}.{b}").as_bytes());
+            let want: String = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect();
+            assert_eq!(
+                h["x-parlor-signature"].to_str().unwrap(),
+                format!("sha256={want}")
+            );
+            break serde_json::from_str(&b).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call.completed webhook"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let d = &body["data"];
+    assert_eq!(
+        (d["id"].as_str(), d["status"].as_str()),
+        (Some(call.as_str()), Some("completed"))
+    );
+    let ms = d["duration_ms"].as_i64().unwrap();
+    assert!(ms > 5_000, "{ms}");
+    let cost = d["assistant"]["cost"].as_f64().unwrap();
+    assert!(
+        cost >= ms as f64 * 0.6 / 60_000.0 - 1e-6,
+        "{cost} for {ms} ms"
+    );
+    assert_eq!(d["assistant"]["charged"], d["assistant"]["cost"]);
+    let ledger = state.store.ledger(common::KEY, 10).await.unwrap();
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|e| e.call_id.as_deref() == Some(&call))
+            .count(),
+        1
+    );
+    let sid = d["assistant"]["sessionId"].as_str().unwrap();
+    let msgs = state.store.recent_rt_messages(sid, 20).await.unwrap();
+    assert!(
+        msgs.iter()
+            .any(|m| m.role == "user" && m.content.to_lowercase().contains("two plus two")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.role == "assistant" && m.content.to_lowercase().contains("four")),
+        "{msgs:?}"
+    );
+    s.stop().await;
+}

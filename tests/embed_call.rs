@@ -5,6 +5,8 @@
 //! then restarts: the call is completed from what is known and charged once, never twice.
 
 mod common;
+#[path = "../media/tests/common/ffmpeg.rs"]
+mod ffmpeg;
 #[path = "common/lk.rs"]
 mod lk;
 
@@ -59,12 +61,13 @@ async fn admin_get(http: &str, path: &str) -> Value {
         .unwrap()
 }
 
-/// An assistant at `price` per minute and a key for ORIGIN; then an embed token: (call id, token).
-async fn embed_call(http: &str, price: f64) -> (String, String) {
+/// An assistant at `price` per minute (recording its calls when `record`) and a key for ORIGIN;
+/// then an embed token: (call id, token).
+async fn embed_call(http: &str, price: f64, record: bool) -> (String, String) {
     let a = admin_post(
         http,
         "/api/v1/assistants",
-        json!({ "name": "Support", "pricePerMinute": price }),
+        json!({ "name": "Support", "pricePerMinute": price, "record": record }),
     )
     .await;
     let k = admin_post(
@@ -148,7 +151,7 @@ async fn hanging_up_completes_charges_once_and_sends_call_completed() {
         c.webhooks.secret = "whsec-test".into();
     })
     .await;
-    let (call, token) = embed_call(&s.http, 0.6).await;
+    let (call, token) = embed_call(&s.http, 0.6, false).await;
     let c = talk(&s.ws, &s.http, &call, &token).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.leave().await; // all a widget does: room.disconnect()
@@ -267,7 +270,7 @@ async fn a_call_cut_by_sigkill_is_completed_and_charged_once_after_restarts() {
     let ws = format!("ws://127.0.0.1:{http_port}");
     let mut child = spawn_server(data.path(), http_port, udp_port);
     wait_healthy(&http).await;
-    let (call, token) = embed_call(&http, 0.6).await;
+    let (call, token) = embed_call(&http, 0.6, true).await;
     let c = talk(&ws, &http, &call, &token).await;
     let active = Instant::now();
     tokio::time::sleep(Duration::from_millis(2500)).await; // > 1 heartbeat interval (2 s)
@@ -299,6 +302,22 @@ async fn a_call_cut_by_sigkill_is_completed_and_charged_once_after_restarts() {
             acct["data"]["ledger"].as_array().unwrap().len(),
             1,
             "round {round}: charged once"
+        );
+        // The assistant recorded the call: the recording a crash cut short is repaired, completed
+        // and playable.
+        let rec = v["data"]["recordingId"]
+            .as_str()
+            .expect("a recording")
+            .to_string();
+        let file = data.path().join("recordings").join(format!("{rec}.webm"));
+        let p = ffmpeg::ffprobe(&file);
+        assert_eq!(p.codec, "opus", "round {round}");
+        let secs = p.duration.unwrap_or(0.0);
+        assert!(secs > 0.5, "round {round}: {secs} s");
+        assert_eq!(
+            ffmpeg::ffmpeg_errors(&file),
+            "",
+            "round {round}: decodes cleanly"
         );
         child.kill().unwrap();
         child.wait().unwrap();

@@ -64,6 +64,17 @@ pub async fn run(
                     .set_rt_status(sid, "failed", now, true, Some(&reason))
                     .await;
             }
+            // The call ends with the model: the caller is removed (told why), the room empties
+            // and the call is finalized with this end reason.
+            let removed = crate::sfu::remove_participant(
+                &state.sfu,
+                &state.workers,
+                &ac.call_id,
+                &ac.caller_identity,
+                "the assistant's model failed",
+            )
+            .await;
+            tracing::warn!(%reason, caller_removed = removed, "assistant call ended: the model failed");
         } else if let Some(sid) = &ac.model_session_id {
             let _ = state
                 .store

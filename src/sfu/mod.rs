@@ -238,6 +238,31 @@ impl SfuHandle {
     }
 }
 
+/// Remove `identity` from `room` on the worker that owns it (the server ends that participant's
+/// session, telling a client why). False when the room or the participant is not there.
+pub async fn remove_participant(
+    sfu: &SfuHandle,
+    workers: &[worker::WorkerHandle],
+    room: &str,
+    identity: &str,
+    reason: &'static str,
+) -> bool {
+    let Some(w) = sfu.room_worker(room).and_then(|i| workers.get(i)) else {
+        return false;
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let cmd = worker::Cmd::Remove {
+        room: room.to_string(),
+        identity: identity.to_string(),
+        reason,
+        reply,
+    };
+    if w.tx.send(cmd).await.is_err() {
+        return false;
+    }
+    rx.await.unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,9 @@
 // The seed's flow through the widget against a Parlor whose assistant answers (any provider):
 // headless chromium plays FAKE_AUDIO as the microphone, opens /widget?key=…&assistant=… with every
 // non-loopback request aborted, clicks call and waits for the assistant's audio track, real audio
-// levels on it, and a caption containing the expected text; then hangs up.
+// levels on it, and a caption containing the expected text; then hangs up. With RECORD_MS, the
+// assistant's audio as the page plays it is recorded (MediaRecorder, WebM/Opus) for that long from
+// the moment its track arrives, and returned base64 in `recording` (the test transcribes it).
 import { chromium } from 'playwright-core';
 
 const [base0, key, assistant, expect] = process.argv.slice(2);
@@ -40,12 +42,32 @@ try {
   c.callId = await page.evaluate(() => document.querySelector('.parlor-widget').dataset.callId);
   await until(() => document.querySelector('.parlor-widget').dataset.assistantTrack === 'subscribed', null, 30000, 'assistant track');
   c.trackAfterMs = Date.now() - t0;
+  const recordMs = Number(process.env.RECORD_MS || 0);
+  if (recordMs > 0) {
+    await page.evaluate((ms) => {
+      const el = document.querySelector('.parlor-widget').shadowRoot.querySelector('audio');
+      const rec = new MediaRecorder(el.srcObject, { mimeType: 'audio/webm;codecs=opus' });
+      const parts = [];
+      rec.ondataavailable = (e) => parts.push(e.data);
+      window.parlorRecording = new Promise((resolve) => {
+        rec.onstop = async () => {
+          const buf = new Uint8Array(await new Blob(parts).arrayBuffer());
+          let bin = '';
+          for (let i = 0; i < buf.length; i += 0x8000) bin += String.fromCharCode(...buf.subarray(i, i + 0x8000));
+          resolve(btoa(bin));
+        };
+      });
+      rec.start(250);
+      setTimeout(() => rec.stop(), ms);
+    }, recordMs);
+  }
   await until((e) => document.querySelector('.parlor-widget').shadowRoot.querySelector('.captions').textContent.includes(e), expect, 60000, 'caption');
   c.captionAfterMs = Date.now() - t0;
   c.captions = await page.evaluate(() => [...document.querySelector('.parlor-widget').shadowRoot.querySelectorAll('.captions p')]
     .map((p) => p.dataset.who + ': ' + p.lastChild.textContent));
   await until(() => Number(document.querySelector('.parlor-widget').dataset.assistantLevel || 0) > 5, null, 30000, 'assistant audio level');
   c.assistantLevel = await page.evaluate(() => Number(document.querySelector('.parlor-widget').dataset.assistantLevel));
+  if (recordMs > 0) result.recording = await page.evaluate(() => window.parlorRecording);
   await page.click('.parlor-widget >> button.hang');
   await until(() => document.querySelector('.parlor-widget').dataset.state === 'disconnected', null, 15000, 'hung up');
   c.error = await page.evaluate(() => document.querySelector('.parlor-widget').dataset.error || null);

@@ -310,6 +310,45 @@ impl Worker {
         }
     }
 
+    /// The server removes `identity` from `room`: a client gets a LeaveRequest
+    /// (PARTICIPANT_REMOVED, disconnect) and a close with `reason`, then it is removed like a leave.
+    pub(super) fn remove_identity(
+        &mut self,
+        room: &str,
+        identity: &str,
+        reason: &'static str,
+        now: Instant,
+    ) -> bool {
+        let Some(r) = self.rooms.get(room) else {
+            return false;
+        };
+        let Some(pid) = r
+            .participants
+            .iter()
+            .copied()
+            .find(|p| self.parts.get(p).is_some_and(|x| x.identity == identity))
+        else {
+            return false;
+        };
+        if let Some(p) = self.parts.get(&pid) {
+            if p.local.is_none() {
+                let _ = p.events.try_send(sig(leave_response(
+                    proto::DisconnectReason::ParticipantRemoved,
+                    proto::leave_request::Action::Disconnect,
+                )));
+                let _ = p.events.try_send(Out::Close(reason));
+            }
+        }
+        info!(
+            room,
+            participant = identity,
+            reason,
+            "participant removed by the server"
+        );
+        self.remove_participant(pid, now);
+        true
+    }
+
     /// Has the participant's session gone without a Leave (its channel's receiver dropped)? For a
     /// client, its signal queue; for an in-process participant, its media channel.
     pub(super) fn session_closed(p: &Participant) -> bool {

@@ -141,6 +141,14 @@ pub enum Cmd {
     ),
     /// An in-process participant sends a data packet to the room (reliable; e.g. transcriptions).
     LocalData(Pid, Box<proto::DataPacket>),
+    /// Remove `identity` from `room` (the server ends its session): a client is told why (a
+    /// LeaveRequest, PARTICIPANT_REMOVED) and its session closed. Replies whether it was there.
+    Remove {
+        room: String,
+        identity: String,
+        reason: &'static str,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// One RTP packet an in-process participant publishes on one of its tracks (`WorkerHandle::media`).

@@ -307,6 +307,14 @@ impl Worker {
                 let _ = reply.send(res);
             }
             Cmd::LocalData(pid, packet) => self.relay_data(pid, *packet, true, now),
+            Cmd::Remove {
+                room,
+                identity,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.remove_identity(&room, &identity, reason, now));
+            }
         }
     }
 }
