@@ -430,7 +430,7 @@ async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page
         tokio::process::Command::new("node")
             .args(["assistant.mjs", &s.http, &key.key, &a.id, "four"])
             .env("FAKE_AUDIO", &wav)
-            .env("RECORD_MS", "9000")
+            .env("RECORD_MS", "4000")
             .current_dir(&dir_b)
             .output(),
     )
@@ -441,11 +441,18 @@ async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page
     let v: serde_json::Value =
         serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
     let mut shown = v.clone();
-    shown["recording"] = serde_json::json!("…");
+    if shown.get("recording").is_some() {
+        shown["recording"] = serde_json::json!("…");
+    }
     println!("{shown}");
+    let tail: String = stdout
+        .chars()
+        .skip(stdout.chars().count().saturating_sub(3000))
+        .collect();
     assert!(
         out.status.success() && v["ok"] == true,
-        "assistant run failed: {shown}"
+        "assistant run failed: {shown}\nstdout tail: {tail}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     // What the page played, transcribed by whisper.
     use base64::Engine;
@@ -538,14 +545,21 @@ async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page
     );
     let sid = d["assistant"]["sessionId"].as_str().unwrap();
     let msgs = state.store.recent_rt_messages(sid, 20).await.unwrap();
+    // Whisper writes numbers as it likes ("What is 2 plus 2?", and through the browser's audio
+    // processing sometimes "What is too plus too?", which the responder reads as two plus two).
+    let said = |m: &parlor::store::RtMessageRecord, words: &[&str]| {
+        let c = m.content.to_lowercase();
+        words.iter().any(|w| c.contains(w))
+    };
     assert!(
         msgs.iter()
-            .any(|m| m.role == "user" && m.content.to_lowercase().contains("two plus two")),
+            .any(|m| m.role == "user"
+                && said(m, &["two plus two", "2 plus 2", "2 + 2", "too plus too"])),
         "{msgs:?}"
     );
     assert!(
         msgs.iter()
-            .any(|m| m.role == "assistant" && m.content.to_lowercase().contains("four")),
+            .any(|m| m.role == "assistant" && said(m, &["four"])),
         "{msgs:?}"
     );
     s.stop().await;

@@ -162,11 +162,26 @@ fn small_number(w: &str) -> Option<f64> {
     if let Some(i) = ONES.iter().position(|o| *o == w) {
         return Some(i as f64);
     }
+
     if let Some(i) = TENS.iter().position(|t| *t == w) {
         return Some(20.0 + 10.0 * i as f64);
     }
     // "twenty-one" became "twenty - one" in normalize; "twentyone" is not a thing whisper writes.
     None
+}
+
+/// What speech-to-text writes for a spoken digit now and then ("what is too plus too"). Read only
+/// as the one word right next to an arithmetic operator, so "time for lunch" stays words and
+/// "the answer to five plus three" is not "to five".
+fn homophone(w: &str) -> Option<f64> {
+    match w {
+        "won" => Some(1.0),
+        "too" | "to" => Some(2.0),
+        "tree" | "free" => Some(3.0),
+        "for" | "fore" => Some(4.0),
+        "ate" => Some(8.0),
+        _ => None,
+    }
 }
 
 fn is_number_word(w: &str) -> bool {
@@ -214,6 +229,9 @@ fn number_ending_at(words: &[String], op: usize) -> Option<(f64, usize)> {
     // "twenty - one plus two": a hyphenated number before the operator.
     let phrase = &words[start..op];
     let phrase = trim_fillers(phrase);
+    if phrase.is_empty() && op > 0 {
+        return homophone(&words[op - 1]).map(|v| (v, op - 1));
+    }
     parse_number(phrase).map(|v| (v, start))
 }
 
@@ -233,6 +251,10 @@ fn number_starting_at(words: &[String], from: usize) -> Option<(f64, usize)> {
         end += 1;
     }
     let phrase = trim_fillers(&words[begin..end]);
+    if phrase.is_empty() {
+        let v = homophone(words.get(begin)?)?;
+        return Some((if negative { -v } else { v }, begin + 1));
+    }
     parse_number(phrase).map(|v| (if negative { -v } else { v }, end))
 }
 

@@ -3,8 +3,9 @@
 // headless chromium plays FAKE_AUDIO as the microphone, opens /widget?key=…&assistant=… with every
 // non-loopback request aborted, clicks call and waits for the assistant's audio track, real audio
 // levels on it, and a caption containing the expected text; then hangs up. With RECORD_MS, the
-// assistant's audio as the page plays it is recorded (MediaRecorder, WebM/Opus) for that long from
-// the moment its track arrives, and returned base64 in `recording` (the test transcribes it).
+// assistant's audio as the page plays it is recorded (MediaRecorder, WebM/Opus) from the moment its
+// track arrives until RECORD_MS after the expected caption showed (the reply's audio follows its
+// text), and returned base64 in `recording` (the test transcribes it).
 import { chromium } from 'playwright-core';
 
 const [base0, key, assistant, expect] = process.argv.slice(2);
@@ -58,7 +59,7 @@ try {
         };
       });
       rec.start(250);
-      setTimeout(() => rec.stop(), ms);
+      window.parlorStopRecording = () => rec.stop();
     }, recordMs);
   }
   await until((e) => document.querySelector('.parlor-widget').shadowRoot.querySelector('.captions').textContent.includes(e), expect, 60000, 'caption');
@@ -67,7 +68,11 @@ try {
     .map((p) => p.dataset.who + ': ' + p.lastChild.textContent));
   await until(() => Number(document.querySelector('.parlor-widget').dataset.assistantLevel || 0) > 5, null, 30000, 'assistant audio level');
   c.assistantLevel = await page.evaluate(() => Number(document.querySelector('.parlor-widget').dataset.assistantLevel));
-  if (recordMs > 0) result.recording = await page.evaluate(() => window.parlorRecording);
+  if (recordMs > 0) {
+    await page.waitForTimeout(recordMs);
+    await page.evaluate(() => window.parlorStopRecording());
+    result.recording = await page.evaluate(() => window.parlorRecording);
+  }
   await page.click('.parlor-widget >> button.hang');
   await until(() => document.querySelector('.parlor-widget').dataset.state === 'disconnected', null, 15000, 'hung up');
   c.error = await page.evaluate(() => document.querySelector('.parlor-widget').dataset.error || null);
@@ -80,5 +85,6 @@ try {
   await browser.close();
 }
 if (!result.ok) result.logs = logs.slice(-40);
-console.log(JSON.stringify(result));
-process.exit(result.ok ? 0 : 1);
+// A large result (the recording) must be flushed before exiting: process.exit() would cut a piped
+// stdout short.
+process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(result.ok ? 0 : 1));
