@@ -391,3 +391,162 @@ async fn a_failed_model_ends_the_call_with_the_reason() {
     assert_eq!(sess.status, "failed");
     s.stop().await;
 }
+
+/// Benchmark (not a timed test): turn latency through a room with the built-in offline model —
+/// from the last voiced 20 ms frame of a spoken question (espeak-ng, Opus over WebRTC) to the first
+/// assistant audio packet at the caller — over 20 utterances; prints p50/p95 and the server's
+/// own histogram count. Run: `cargo test --test assistant_call -- --ignored --nocapture benchmark`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn benchmark_turn_latency_through_a_room_with_the_local_model() {
+    let home = parlor::home::default_home(|k| std::env::var(k).ok());
+    parlor::home::VoiceModels::load(&home).expect("voice models (scripts/setup)");
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| c.server.home = home.display().to_string()).await;
+    use reqwest::Method as M;
+    let a = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/assistants",
+        Some(json!({ "name": "Local", "model": "parlor-local" })),
+    )
+    .await;
+    let k = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/public-keys",
+        Some(json!({ "allowedOrigins": [ORIGIN] })),
+    )
+    .await;
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/embed/token", s.http))
+        .bearer_auth(k["data"]["key"].as_str().unwrap())
+        .header("origin", ORIGIN)
+        .json(&json!({ "assistantId": a["data"]["id"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut c = Client::connect(&s.ws, v["data"]["token"].as_str().unwrap(), true).await;
+    c.publish_audio().await;
+    c.wait_for(|e| {
+        matches!(e, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    // The question as 48 kHz PCM (espeak-ng → sox), then encoded frame by frame.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("q.raw");
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "espeak-ng --stdout 'what is two plus two' | sox -t wav - -r 48000 -b 16 -c 1 -e signed -t raw {}",
+            raw.display()
+        ))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "espeak-ng | sox");
+    let pcm: Vec<i16> = std::fs::read(&raw)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let mut enc = parlor_media::OpusEncoder::new(parlor_media::EncoderConfig {
+        channels: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut frames = Vec::new();
+    for f in pcm.chunks(960) {
+        let mut frame = [0i16; 960];
+        frame[..f.len()].copy_from_slice(f);
+        let mut out = [0u8; 1500];
+        let n = enc.encode(&frame, &mut out).unwrap();
+        frames.push(out[..n].to_vec());
+    }
+    let mut voice = Voice::new();
+    let mut latencies = Vec::new();
+    for round in 0..20 {
+        // The signal session's keepalive (this test client does not ping by itself; the server
+        // drops a session silent for 20 s).
+        c.send(proto::signal_request::Message::PingReq(proto::Ping {
+            timestamp: now_unix() as i64 * 1000,
+            rtt: 0,
+        }))
+        .await;
+        // Quiet first (and drain the previous reply).
+        let mut got = Vec::new();
+        speak(&mut c, &mut voice, false, 150, &mut got).await;
+        let mut next = tokio::time::Instant::now();
+        for f in &frames {
+            c.send_rtp(f.clone()).await;
+            next += Duration::from_millis(20);
+            tokio::time::sleep_until(next).await;
+        }
+        let spoke = Instant::now();
+        // Silence until the first assistant packet.
+        let first = loop {
+            c.send_rtp(voice.frame(false)).await;
+            next += Duration::from_millis(20);
+            let mut hit = None;
+            while let Ok(Some(e)) = tokio::time::timeout_at(next, c.seen.recv()).await {
+                if matches!(e, Seen::Rtp { .. }) {
+                    hit = Some(Instant::now());
+                    break;
+                }
+            }
+            if let Some(t) = hit {
+                break t;
+            }
+            if spoke.elapsed() > Duration::from_secs(20) {
+                let sid = v["data"]["sessionId"].as_str().unwrap();
+                let msgs = s
+                    .handle
+                    .state
+                    .store
+                    .recent_rt_messages(sid, 6)
+                    .await
+                    .unwrap();
+                let m = s.metrics().await;
+                let lines: Vec<&str> = m
+                    .lines()
+                    .filter(|l| l.starts_with("parlor_assistant") && !l.contains("bucket"))
+                    .collect();
+                let call = v["data"]["callId"].as_str().unwrap();
+                let in_room: Vec<String> = s
+                    .handle
+                    .state
+                    .sfu
+                    .participants(call)
+                    .into_iter()
+                    .map(|p| p.identity)
+                    .collect();
+                let status = s.handle.state.store.get_call(call).await.unwrap().status;
+                panic!("round {round}: no reply; in room {in_room:?}, call {status}; metrics {lines:?}");
+            }
+        };
+        let ms = first.duration_since(spoke).as_secs_f64() * 1000.0;
+        eprintln!("round {round}: {ms:.0} ms");
+        latencies.push(ms);
+    }
+    let mut sorted = latencies.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
+    let m = s.metrics().await;
+    let count = m
+        .lines()
+        .find_map(|l| l.strip_prefix("parlor_assistant_turn_latency_seconds_count "))
+        .unwrap_or("0")
+        .to_string();
+    println!(
+        "turn latency through a room (end of question -> first assistant packet), {} turns: p50 {:.0} ms, p95 {:.0} ms, min {:.0}, max {:.0}; server histogram count {count}",
+        sorted.len(),
+        pct(0.5),
+        pct(0.95),
+        sorted[0],
+        sorted[sorted.len() - 1]
+    );
+    s.stop().await;
+}

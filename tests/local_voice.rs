@@ -735,3 +735,23 @@ async fn spoken_questions_over_the_session_socket_land_in_the_history() {
     }
     s.stop().await;
 }
+
+/// One conversation, many turns: the same spoken question eight times, each answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_turns_in_one_conversation_are_each_answered() {
+    let Some(home) = models() else { return };
+    let p = provider(&home);
+    let mut conv = start(&p).await;
+    let speech = speak("what is two plus two");
+    for round in 0..8 {
+        let audio = [silence(400), speech.clone(), silence(1500)].concat();
+        let feeder = feed(conv.input.clone(), audio);
+        let t = collect_turn(&mut conv).await;
+        feeder.await.unwrap();
+        eprintln!(
+            "round {round}: heard {:?}, replied {:?}",
+            t.transcript, t.reply
+        );
+        assert!(normalize(&t.reply).contains("four"), "round {round}: {t:?}");
+    }
+}
