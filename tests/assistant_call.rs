@@ -501,14 +501,6 @@ async fn benchmark_turn_latency_through_a_room_with_the_local_model() {
                 break t;
             }
             if spoke.elapsed() > Duration::from_secs(20) {
-                let sid = v["data"]["sessionId"].as_str().unwrap();
-                let msgs = s
-                    .handle
-                    .state
-                    .store
-                    .recent_rt_messages(sid, 6)
-                    .await
-                    .unwrap();
                 let m = s.metrics().await;
                 let lines: Vec<&str> = m
                     .lines()
