@@ -229,6 +229,11 @@ fn spawn_server(data: &std::path::Path, http_port: u16, udp_port: u16) -> std::p
         .env("PARLOR_TURN_ENABLED", "false")
         .env("PARLOR_RTC_TCP_PORT", "0")
         .env("PARLOR_RTC_WORKERS", "1")
+        // The machine's Parlor home (the assistant's offline model), found as the tests find it.
+        .env(
+            "PARLOR_HOME",
+            parlor::home::default_home(|k| std::env::var(k).ok()),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

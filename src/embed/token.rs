@@ -219,7 +219,8 @@ fn model_available(state: &AppState, model: &str) -> Result<(), ApiError> {
     let Some(m) = state.config.realtime.models.iter().find(|m| m.id == model) else {
         return Err(unavailable("it is not in the catalogue".into()));
     };
-    match state.realtime.providers.availability(&m.provider) {
+    // A call needs audio both ways (the local model without its speech models only does text).
+    match state.realtime.providers.audio_availability(&m.provider) {
         crate::realtime::provider::Availability::Available => Ok(()),
         crate::realtime::provider::Availability::Unavailable { reason } => Err(unavailable(reason)),
     }

@@ -50,6 +50,16 @@ impl Providers {
         }
     }
 
+    /// A provider's availability for audio conversations (voice-assistant calls).
+    pub fn audio_availability(&self, name: &str) -> Availability {
+        match self.get(name) {
+            Some(p) => p.audio_availability(),
+            None => Availability::Unavailable {
+                reason: format!("unknown provider `{name}`"),
+            },
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
         self.by_name.values()
     }

@@ -265,6 +265,12 @@ pub trait Provider: Send + Sync + 'static {
     /// The provider id used in config (`provider = "openai"`).
     fn name(&self) -> &'static str;
     fn availability(&self) -> Availability;
+    /// Whether conversations with audio in and out (voice-assistant calls) work; by default the
+    /// same as [`Provider::availability`]. The local model answers text without its speech
+    /// models, but no call.
+    fn audio_availability(&self) -> Availability {
+        self.availability()
+    }
     /// Start a conversation configured with `settings`, seeded with `history` (earlier turns, oldest
     /// first). Resolves once the provider accepted the settings.
     fn start(&self, settings: SessionSettings, history: Vec<HistoryItem>) -> StartFuture;

@@ -618,3 +618,42 @@ async fn dev_mode_creates_a_demo_assistant_and_a_key_for_its_own_origin() {
     assert_eq!(r.0, 200, "{}", r.1);
     s.stop().await;
 }
+
+/// A call needs the model's audio: the offline model without its speech models (a home where
+/// `scripts/setup` never ran) is refused at embed time with 503 MODEL_NOT_AVAILABLE naming the fix,
+/// instead of connecting a caller to an assistant that cannot hear.
+#[tokio::test]
+async fn an_assistant_whose_model_cannot_do_audio_is_refused_at_embed_time() {
+    let db = crate::common::TestDb::sqlite();
+    let empty_home = tempfile::tempdir().unwrap();
+    let home = empty_home.path().display().to_string();
+    let s = Srv::start_with(&db, |c| c.server.home = home).await;
+    let (asst, key) = setup(&s).await;
+    let r = embed_json(
+        &s,
+        Some(&key),
+        Some(ORIGIN),
+        &json!({ "assistantId": asst }).to_string(),
+    )
+    .await;
+    assert_envelope(&r, 503, "MODEL_NOT_AVAILABLE");
+    assert!(
+        r.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scripts/setup"),
+        "{}",
+        r.1
+    );
+    // Text sessions on the same model still work: it is listed available.
+    let m = s.get("/api/realtime/models", "alice").await;
+    let local = m.1["data"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == "parlor-local")
+        .cloned()
+        .unwrap();
+    assert_eq!(local["status"], "available", "{local}");
+    s.stop().await;
+}

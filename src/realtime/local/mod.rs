@@ -128,6 +128,13 @@ impl Provider for LocalProvider {
         }
     }
 
+    fn audio_availability(&self) -> Availability {
+        match self.availability() {
+            Availability::Available => self.speech_availability(),
+            off => off,
+        }
+    }
+
     fn start(&self, settings: SessionSettings, history: Vec<HistoryItem>) -> StartFuture {
         let enabled = self.enabled;
         let clock = self.clock.clone();
