@@ -49,6 +49,44 @@ async fn admin(http: &str, m: reqwest::Method, path: &str, body: Option<Value>) 
     r.json().await.unwrap()
 }
 
+/// An assistant on `model` and a key for ORIGIN (through the account API), an embed token for it,
+/// and the caller connected with it, publishing audio: (the embed response's `data`, the caller).
+async fn embedded_caller(s: &TestServer, model: &str) -> (Value, Client) {
+    use reqwest::Method as M;
+    let a = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/assistants",
+        Some(json!({ "name": "Support", "model": model })),
+    )
+    .await;
+    let k = admin(
+        &s.http,
+        M::POST,
+        "/api/v1/public-keys",
+        Some(json!({ "allowedOrigins": [ORIGIN] })),
+    )
+    .await;
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/embed/token", s.http))
+        .bearer_auth(k["data"]["key"].as_str().unwrap())
+        .header("origin", ORIGIN)
+        .json(&json!({ "assistantId": a["data"]["id"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut c = Client::connect(&s.ws, v["data"]["token"].as_str().unwrap(), true).await;
+    c.publish_audio().await;
+    c.wait_for(|e| {
+        matches!(e, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+    })
+    .await;
+    (v["data"].clone(), c)
+}
+
 /// 20 ms Opus frames of a loud tone (speech to the fake's VAD) or of silence.
 struct Voice {
     enc: parlor_media::OpusEncoder,
@@ -122,39 +160,9 @@ async fn the_assistant_answers_is_interrupted_and_both_turns_are_stored() {
         c.realtime.openai.api_key = "sk-test-fake".into();
     })
     .await;
-    use reqwest::Method as M;
-    let a = admin(
-        &s.http,
-        M::POST,
-        "/api/v1/assistants",
-        Some(json!({ "name": "Support", "model": "gpt-realtime" })),
-    )
-    .await;
-    let k = admin(
-        &s.http,
-        M::POST,
-        "/api/v1/public-keys",
-        Some(json!({ "allowedOrigins": [ORIGIN] })),
-    )
-    .await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/embed/token", s.http))
-        .bearer_auth(k["data"]["key"].as_str().unwrap())
-        .header("origin", ORIGIN)
-        .json(&json!({ "assistantId": a["data"]["id"] }))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let call = v["data"]["callId"].as_str().unwrap().to_string();
-    let session = v["data"]["sessionId"].as_str().unwrap().to_string();
-
-    let mut c = Client::connect(&s.ws, v["data"]["token"].as_str().unwrap(), true).await;
-    c.publish_audio().await;
-    c.wait_for(|e| {
-        matches!(e, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
-    })
-    .await;
+    let (v, mut c) = embedded_caller(&s, "gpt-realtime").await;
+    let call = v["callId"].as_str().unwrap().to_string();
+    let session = v["sessionId"].as_str().unwrap().to_string();
     // The assistant joined with the caller.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !s.handle.state.assistants.is_running(&call) {
@@ -298,40 +306,9 @@ async fn a_failed_model_ends_the_call_with_the_reason() {
         c.realtime.openai.api_key = "sk-test-fake".into();
     })
     .await;
-    use reqwest::Method as M;
-    let a = admin(
-        &s.http,
-        M::POST,
-        "/api/v1/assistants",
-        Some(json!({ "name": "Flaky", "model": "gpt-realtime" })),
-    )
-    .await;
-    let k = admin(
-        &s.http,
-        M::POST,
-        "/api/v1/public-keys",
-        Some(json!({ "allowedOrigins": [ORIGIN] })),
-    )
-    .await;
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/embed/token", s.http))
-        .bearer_auth(k["data"]["key"].as_str().unwrap())
-        .header("origin", ORIGIN)
-        .json(&json!({ "assistantId": a["data"]["id"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let call = v["data"]["callId"].as_str().unwrap().to_string();
-    let session = v["data"]["sessionId"].as_str().unwrap().to_string();
-    let mut c = Client::connect(&s.ws, v["data"]["token"].as_str().unwrap(), true).await;
-    c.publish_audio().await;
-    c.wait_for(|e| {
-        matches!(e, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
-    })
-    .await;
+    let (v, mut c) = embedded_caller(&s, "gpt-realtime").await;
+    let call = v["callId"].as_str().unwrap().to_string();
+    let session = v["sessionId"].as_str().unwrap().to_string();
     let mut voice = Voice::new();
     let mut got = Vec::new();
     speak(&mut c, &mut voice, true, 50, &mut got).await;
@@ -403,38 +380,7 @@ async fn benchmark_turn_latency_through_a_room_with_the_local_model() {
     parlor::home::VoiceModels::load(&home).expect("voice models (scripts/setup)");
     let db = TestDb::sqlite();
     let s = TestServer::start_with(&db, |c| c.server.home = home.display().to_string()).await;
-    use reqwest::Method as M;
-    let a = admin(
-        &s.http,
-        M::POST,
-        "/api/v1/assistants",
-        Some(json!({ "name": "Local", "model": "parlor-local" })),
-    )
-    .await;
-    let k = admin(
-        &s.http,
-        M::POST,
-        "/api/v1/public-keys",
-        Some(json!({ "allowedOrigins": [ORIGIN] })),
-    )
-    .await;
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/embed/token", s.http))
-        .bearer_auth(k["data"]["key"].as_str().unwrap())
-        .header("origin", ORIGIN)
-        .json(&json!({ "assistantId": a["data"]["id"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut c = Client::connect(&s.ws, v["data"]["token"].as_str().unwrap(), true).await;
-    c.publish_audio().await;
-    c.wait_for(|e| {
-        matches!(e, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
-    })
-    .await;
+    let (v, mut c) = embedded_caller(&s, "parlor-local").await;
     // The question as 48 kHz PCM (espeak-ng → sox), then encoded frame by frame.
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("q.raw");
@@ -506,7 +452,7 @@ async fn benchmark_turn_latency_through_a_room_with_the_local_model() {
                     .lines()
                     .filter(|l| l.starts_with("parlor_assistant") && !l.contains("bucket"))
                     .collect();
-                let call = v["data"]["callId"].as_str().unwrap();
+                let call = v["callId"].as_str().unwrap();
                 let in_room: Vec<String> = s
                     .handle
                     .state

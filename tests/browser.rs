@@ -154,28 +154,74 @@ async fn livekit_client_pages_over_ice_tcp_when_udp_is_blocked() {
 }
 
 /// Run `tests/browser/<script>` with `args`; its last stdout line is a JSON result.
-async fn node_json(script: &str, args: &[&str]) -> (bool, serde_json::Value) {
+async fn node_json(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (bool, serde_json::Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(script)
-            .args(args)
-            .current_dir(&dir)
-            .output(),
-    )
-    .await
-    .expect("browser run timed out")
-    .expect("node did not start");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(script).args(args).current_dir(&dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(150), cmd.output())
+        .await
+        .expect("browser run timed out")
+        .expect("node did not start");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    let v = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_else(|_| {
-        panic!(
-            "no JSON from {script}: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let tail: String = stdout
+        .chars()
+        .skip(stdout.chars().count().saturating_sub(3000))
+        .collect();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|_| {
+            panic!(
+                "no JSON from {script}: {tail} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    // A recording (base64) is too long to print.
+    let mut shown = v.clone();
+    if shown.get("recording").is_some() {
+        shown["recording"] = serde_json::json!("…");
+    }
+    println!("{shown}");
     (out.status.success(), v)
+}
+
+/// An assistant of the test key's account on `model` at `price_micros` per minute, and a public
+/// key allowed for the server's own origin (so its `/widget` page may embed it).
+async fn assistant_and_key(
+    s: &TestServer,
+    model: &str,
+    price_micros: i64,
+) -> (
+    parlor::store::AssistantRecord,
+    parlor::store::PublicKeyRecord,
+) {
+    let state = &s.handle.state;
+    let now = state.clock.unix_ms();
+    let mut a = parlor::embed::manage::new_assistant(common::KEY, now);
+    a.name = "Support".into();
+    a.model = model.into();
+    a.price_per_minute_micros = price_micros;
+    state
+        .store
+        .ensure_account(common::KEY, "USD", now)
+        .await
+        .unwrap();
+    state.store.insert_assistant(&a).await.unwrap();
+    let key = parlor::store::PublicKeyRecord {
+        key: parlor::embed::new_public_key(false),
+        account_id: common::KEY.into(),
+        name: "test".into(),
+        allowed_origins: vec![s.http.clone()],
+        created_at: now,
+        revoked_at: None,
+    };
+    state.store.insert_public_key(&key).await.unwrap();
+    (a, key)
 }
 
 /// The voice widget in headless chromium, on a dev-mode server: /widget's call button fetches an
@@ -189,7 +235,7 @@ async fn the_widget_calls_through_the_embed_token_and_hang_up_completes_the_call
     }
     let db = TestDb::sqlite();
     let s = TestServer::start_with(&db, |c| c.keys.clear()).await;
-    let (ok, v) = node_json("widget.mjs", &[&s.http]).await;
+    let (ok, v) = node_json("widget.mjs", &[&s.http], &[]).await;
     assert!(ok && v["ok"] == true, "widget run failed: {v}");
     let call = v["checks"]["callId"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -219,7 +265,7 @@ async fn the_widget_calls_through_the_embed_token_and_hang_up_completes_the_call
         "the demo assistant is free; finalized"
     );
     assert_eq!(ac.end_reason.as_deref(), Some("caller_hung_up"));
-    let (ok, v) = node_json("widget.mjs", &[&s.http, "bad-key"]).await;
+    let (ok, v) = node_json("widget.mjs", &[&s.http, "bad-key"], &[]).await;
     assert!(ok && v["ok"] == true, "bad-key run failed: {v}");
     s.stop().await;
 }
@@ -284,45 +330,10 @@ async fn the_widget_talks_to_an_assistant_on_the_openai_fake() {
     })
     .await;
     let state = &s.handle.state;
-    let now = state.clock.unix_ms();
-    let mut a = parlor::embed::manage::new_assistant(common::KEY, now);
-    a.name = "Support".into();
-    a.model = "gpt-realtime".into();
-    state
-        .store
-        .ensure_account(common::KEY, "USD", now)
-        .await
-        .unwrap();
-    state.store.insert_assistant(&a).await.unwrap();
-    let key = parlor::store::PublicKeyRecord {
-        key: parlor::embed::new_public_key(false),
-        account_id: common::KEY.into(),
-        name: "test".into(),
-        allowed_origins: vec![s.http.clone()],
-        created_at: now,
-        revoked_at: None,
-    };
-    state.store.insert_public_key(&key).await.unwrap();
-    let dir_b = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(150),
-        tokio::process::Command::new("node")
-            .args(["assistant.mjs", &s.http, &key.key, &a.id, "is four"])
-            .env("FAKE_AUDIO", &wav)
-            .current_dir(&dir_b)
-            .output(),
-    )
-    .await
-    .expect("browser run timed out")
-    .expect("node did not start");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    let v: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
-    assert!(
-        out.status.success() && v["ok"] == true,
-        "assistant run failed: {v}"
-    );
+    let (a, key) = assistant_and_key(&s, "gpt-realtime", 0).await;
+    let args = [s.http.as_str(), key.key.as_str(), a.id.as_str(), "is four"];
+    let (ok, v) = node_json("assistant.mjs", &args, &[("FAKE_AUDIO", wav.as_os_str())]).await;
+    assert!(ok && v["ok"] == true, "assistant run failed: {v}");
     let call = v["checks"]["callId"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while !state.store.get_call(&call).await.unwrap().is_over() {
@@ -361,8 +372,6 @@ async fn the_widget_talks_to_an_assistant_on_the_openai_fake() {
 /// a local receiver got a correctly signed `call.completed` carrying the cost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page() {
-    use hmac::{Hmac, Mac};
-    use std::sync::{Arc, Mutex};
     if !browser_ready() {
         return;
     }
@@ -378,81 +387,25 @@ async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page
     let Some(wav) = spoken_wav("what is two plus two", dir.path()) else {
         return;
     };
-    type Hooks = Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>;
-    let seen: Hooks = Arc::default();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post({
-            let seen = seen.clone();
-            move |h: axum::http::HeaderMap, body: String| {
-                let seen = seen.clone();
-                async move {
-                    seen.lock().unwrap().push((h, body));
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await });
+    let hooks = common::webhooks::Receiver::start().await;
     let db = TestDb::sqlite();
     let s = TestServer::start_with(&db, |c| {
         c.server.home = home.display().to_string();
-        c.webhooks.urls = vec![hook];
+        c.webhooks.urls = vec![hooks.url.clone()];
         c.webhooks.secret = "whsec-test".into();
     })
     .await;
     let state = &s.handle.state;
-    let now = state.clock.unix_ms();
-    let mut a = parlor::embed::manage::new_assistant(common::KEY, now);
-    a.name = "Local".into();
-    a.model = "parlor-local".into();
-    a.price_per_minute_micros = 600_000;
-    state
-        .store
-        .ensure_account(common::KEY, "USD", now)
-        .await
-        .unwrap();
-    state.store.insert_assistant(&a).await.unwrap();
-    let key = parlor::store::PublicKeyRecord {
-        key: parlor::embed::new_public_key(false),
-        account_id: common::KEY.into(),
-        name: "test".into(),
-        allowed_origins: vec![s.http.clone()],
-        created_at: now,
-        revoked_at: None,
-    };
-    state.store.insert_public_key(&key).await.unwrap();
-    let dir_b = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(150),
-        tokio::process::Command::new("node")
-            .args(["assistant.mjs", &s.http, &key.key, &a.id, "four"])
-            .env("FAKE_AUDIO", &wav)
-            .env("RECORD_MS", "4000")
-            .current_dir(&dir_b)
-            .output(),
-    )
-    .await
-    .expect("browser run timed out")
-    .expect("node did not start");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
-    let mut shown = v.clone();
-    if shown.get("recording").is_some() {
-        shown["recording"] = serde_json::json!("…");
-    }
-    println!("{shown}");
-    let tail: String = stdout
-        .chars()
-        .skip(stdout.chars().count().saturating_sub(3000))
-        .collect();
+    let (a, key) = assistant_and_key(&s, "parlor-local", 600_000).await;
+    let args = [s.http.as_str(), key.key.as_str(), a.id.as_str(), "four"];
+    let env = [
+        ("FAKE_AUDIO", wav.as_os_str()),
+        ("RECORD_MS", std::ffi::OsStr::new("4000")),
+    ];
+    let (ok, v) = node_json("assistant.mjs", &args, &env).await;
     assert!(
-        out.status.success() && v["ok"] == true,
-        "assistant run failed: {shown}\nstdout tail: {tail}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ok && v["ok"] == true,
+        "assistant run failed (recording elided above)"
     );
     // What the page played, transcribed by whisper.
     use base64::Engine;
@@ -495,33 +448,7 @@ async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page
     );
     // The call: completed, charged once, both turns stored, a signed call.completed.
     let call = v["checks"]["callId"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let body: serde_json::Value = loop {
-        let found = seen.lock().unwrap().iter().find_map(|(h, b)| {
-            (h["x-parlor-event"] == "call.completed").then(|| (h.clone(), b.clone()))
-        });
-        if let Some((h, b)) = found {
-            let ts = h["x-parlor-timestamp"].to_str().unwrap();
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec-test").unwrap();
-            mac.update(format!("{ts}.{b}").as_bytes());
-            let want: String = mac
-                .finalize()
-                .into_bytes()
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect();
-            assert_eq!(
-                h["x-parlor-signature"].to_str().unwrap(),
-                format!("sha256={want}")
-            );
-            break serde_json::from_str(&b).unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no call.completed webhook"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let body = hooks.signed_event("call.completed", "whsec-test").await;
     let d = &body["data"];
     assert_eq!(
         (d["id"].as_str(), d["status"].as_str()),

@@ -36,16 +36,6 @@ fn entries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 #[tokio::test]
 async fn token_from_another_directory_is_signed_with_the_servers_key() {
     let db = TestDb::sqlite();

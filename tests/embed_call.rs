@@ -15,7 +15,6 @@ use lk::{Client, Seen};
 use parlor_signaling::{AccessToken, Claims, VideoGrant};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ORIGIN: &str = "https://shop.example";
@@ -118,36 +117,12 @@ async fn talk(ws: &str, http: &str, call: &str, token: &str) -> Client {
     }
 }
 
-type Hooks = Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>;
-
-async fn webhook_receiver() -> (String, Hooks) {
-    let seen: Hooks = Arc::default();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post({
-            let seen = seen.clone();
-            move |h: axum::http::HeaderMap, body: String| {
-                let seen = seen.clone();
-                async move {
-                    seen.lock().unwrap().push((h, body));
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (url, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_up_completes_charges_once_and_sends_call_completed() {
-    use hmac::{Hmac, Mac};
-    let (hook, seen) = webhook_receiver().await;
+    let hooks = common::webhooks::Receiver::start().await;
     let db = TestDb::sqlite();
     let s = TestServer::start_with(&db, |c| {
-        c.webhooks.urls = vec![hook];
+        c.webhooks.urls = vec![hooks.url.clone()];
         c.webhooks.secret = "whsec-test".into();
     })
     .await;
@@ -156,30 +131,7 @@ async fn hanging_up_completes_charges_once_and_sends_call_completed() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.leave().await; // all a widget does: room.disconnect()
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let body: Value = loop {
-        let found = seen.lock().unwrap().iter().find_map(|(h, b)| {
-            (h["x-parlor-event"] == "call.completed").then(|| (h.clone(), b.clone()))
-        });
-        if let Some((h, b)) = found {
-            let ts = h["x-parlor-timestamp"].to_str().unwrap();
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"whsec-test").unwrap();
-            mac.update(format!("{ts}.{b}").as_bytes());
-            let want: String = mac
-                .finalize()
-                .into_bytes()
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect();
-            assert_eq!(
-                h["x-parlor-signature"].to_str().unwrap(),
-                format!("sha256={want}")
-            );
-            break serde_json::from_str(&b).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no call.completed webhook");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let body = hooks.signed_event("call.completed", "whsec-test").await;
     let data = &body["data"];
     assert_eq!(data["id"], call.as_str());
     assert_eq!(data["status"], "completed");
@@ -254,16 +206,6 @@ async fn wait_healthy(http: &str) {
             "server at {http} never became healthy"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 

@@ -114,45 +114,11 @@ fn normalize(text: &str) -> String {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(|w| match w.parse::<u32>() {
-            Ok(n) => number_words(n),
+            Ok(n) => parlor::realtime::responder::number_words(f64::from(n)).replace('-', " "),
             Err(_) => w.to_string(),
         })
         .collect();
     words.join(" ")
-}
-
-fn number_words(n: u32) -> String {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 10] = [
-        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    match n {
-        0..=19 => ONES[n as usize].to_string(),
-        20..=99 if n.is_multiple_of(10) => TENS[(n / 10) as usize].to_string(),
-        20..=99 => format!("{} {}", TENS[(n / 10) as usize], ONES[(n % 10) as usize]),
-        _ => n.to_string(),
-    }
 }
 
 fn voice_settings() -> SessionSettings {

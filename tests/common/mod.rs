@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod openai_fake;
+pub mod webhooks;
 
 use parlor::config::Config;
 use parlor::server::ServerHandle;
@@ -17,6 +18,17 @@ pub fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP (for a server spawned with fixed ports).
+pub fn free_port() -> u16 {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A plain API token for `user` (no room), signed with the test key.
