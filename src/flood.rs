@@ -1,6 +1,7 @@
-//! Per-connection message rate limit of the client-facing WebSockets (`/rtc` and the presence
-//! socket): a one-second window admits at most `max_per_sec` messages; the session that exceeds it
-//! is closed with 1008 and a reason. One instance per connection, owned by its task.
+//! Rate limits. Per connection, of the client-facing WebSockets (`/rtc` and the presence socket):
+//! a one-second window admits at most `max_per_sec` messages; the session that exceeds it is closed
+//! with 1008 and a reason; one instance per connection, owned by its task. Per key, of REST
+//! endpoints ([`KeyedRateLimit`]: the realtime API per user, embed tokens per public key).
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,34 @@ impl FloodLimit {
     }
 }
 
+/// Requests per key per minute: a one-minute window opens at a key's first request and admits
+/// `per_minute` of them. Shared by the handlers of one endpoint family (a short lock, HTTP path
+/// only); windows that ended are dropped once the map grows past 10,000 keys.
+#[derive(Debug, Default)]
+pub struct KeyedRateLimit {
+    windows: std::sync::Mutex<std::collections::HashMap<String, (Instant, u32)>>,
+}
+
+impl KeyedRateLimit {
+    /// Count one request of `key` at `now`; `Err(time until its window ends)` beyond the limit.
+    pub fn admit(&self, key: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
+        let window = Duration::from_secs(60);
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
+        }
+        let e = map.entry(key.to_string()).or_insert((now, 0));
+        if now.saturating_duration_since(e.0) >= window {
+            *e = (now, 0);
+        }
+        if e.1 >= per_minute.max(1) {
+            return Err(window.saturating_sub(now.saturating_duration_since(e.0)));
+        }
+        e.1 += 1;
+        Ok(())
+    }
+}
+
 /// After sending a close frame: read (and discard) what the client still sends until it answers
 /// the close, for at most `CLOSE_DRAIN` — closing with unread data would reset the connection and
 /// the client would never see the close reason.
@@ -64,5 +93,18 @@ mod tests {
         assert!(!f.admit(t0 + Duration::from_millis(999)));
         assert!(f.admit(t0 + Duration::from_secs(1)));
         assert!(FloodLimit::new(0, t0).admit(t0), "0 means 1, not none");
+    }
+
+    #[test]
+    fn keyed_limit_admits_per_minute_per_key() {
+        let l = KeyedRateLimit::default();
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| l.admit("pk_a", 3, t0).is_ok()));
+        let retry = l
+            .admit("pk_a", 3, t0 + Duration::from_secs(10))
+            .unwrap_err();
+        assert_eq!(retry, Duration::from_secs(50));
+        assert!(l.admit("pk_b", 3, t0).is_ok(), "keys are independent");
+        assert!(l.admit("pk_a", 3, t0 + Duration::from_secs(60)).is_ok());
     }
 }

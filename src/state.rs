@@ -41,7 +41,7 @@ pub struct AppState {
     /// The voice assistants running in assistant calls.
     pub assistants: crate::assistant::Assistants,
     /// Per-public-key rate limit of `POST /api/v1/embed/token`.
-    pub embed: Arc<crate::embed::EmbedLimiter>,
+    pub embed: Arc<crate::flood::KeyedRateLimit>,
     /// The keys are dev keys generated because none are configured: dev-only endpoints answer.
     pub dev_keys: bool,
 }

@@ -2,7 +2,7 @@
 //!
 //! Owns: accounts (one per API key: tokens signed by key K with the `roomAdmin` grant manage
 //! account K), their assistants and public keys (`manage`), `POST /api/v1/embed/token` with its
-//! own CORS and per-key rate limit (`token`), the account's view of its assistant calls
+//! own CORS and per-key rate limit (`token`, on `crate::flood::KeyedRateLimit`), the account's view of its assistant calls
 //! (`calls`), origin matching (`origins`) and the dev-mode demo assistant (`bootstrap_dev`).
 //! Errors use the seed's codes (`INVALID_REQUEST`, `UNAUTHORIZED`, `DOMAIN_NOT_ALLOWED`,
 //! `ASSISTANT_NOT_FOUND`, `SERVER_ERROR`, …) in the usual envelope.
@@ -29,9 +29,6 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Router;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 pub const ASSISTANT_PREFIX: &str = "asst_";
 pub const LIVE_KEY_PREFIX: &str = "pk_live_";
@@ -122,31 +119,6 @@ impl FromRequestParts<AppState> for AccountAuth {
             account,
             subject: claims.sub,
         })
-    }
-}
-
-/// Per-public-key embed rate limit: a sliding one-minute window of mint times.
-#[derive(Default)]
-pub struct EmbedLimiter {
-    windows: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl EmbedLimiter {
-    /// Count one mint by `key` at `now`; `Err(retry_after)` when the key is over `per_minute`.
-    pub fn admit(&self, key: &str, per_minute: u32, now: Instant) -> Result<(), Duration> {
-        let window = Duration::from_secs(60);
-        let mut all = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if all.len() > 10_000 {
-            all.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < window));
-        }
-        let times = all.entry(key.to_string()).or_default();
-        times.retain(|t| now.duration_since(*t) < window);
-        if times.len() >= per_minute.max(1) as usize {
-            let oldest = times.first().copied().unwrap_or(now);
-            return Err(window.saturating_sub(now.duration_since(oldest)));
-        }
-        times.push(now);
-        Ok(())
     }
 }
 
@@ -285,19 +257,6 @@ const DEMO_KEY: &str = "dev demo key";
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_limiter_admits_per_minute_per_key() {
-        let l = EmbedLimiter::default();
-        let t0 = Instant::now();
-        assert!((0..3).all(|_| l.admit("pk_a", 3, t0).is_ok()));
-        let retry = l
-            .admit("pk_a", 3, t0 + Duration::from_secs(10))
-            .unwrap_err();
-        assert_eq!(retry, Duration::from_secs(50));
-        assert!(l.admit("pk_b", 3, t0).is_ok(), "keys are independent");
-        assert!(l.admit("pk_a", 3, t0 + Duration::from_secs(60)).is_ok());
-    }
 
     #[test]
     fn money_round_trips_in_micro_units() {

@@ -26,7 +26,6 @@ use parlor_signaling::{AccessToken, Claims, TokenPurpose};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Prefix of session ids; the rest is 12 base62 characters.
@@ -67,7 +66,7 @@ pub struct RealtimeState {
     clock: SharedClock,
     live: Mutex<HashMap<String, LiveConn>>,
     next_conn: AtomicU64,
-    limiter: Mutex<HashMap<String, (Instant, u32)>>,
+    limiter: crate::flood::KeyedRateLimit,
 }
 
 impl RealtimeState {
@@ -90,7 +89,7 @@ impl RealtimeState {
             clock,
             live: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
-            limiter: Mutex::new(HashMap::new()),
+            limiter: Default::default(),
         }
     }
 
@@ -110,25 +109,9 @@ impl RealtimeState {
     /// Count one `/api/realtime` request of `user`; Err(seconds until the window resets) beyond
     /// `rate_limit_per_minute` in the current one-minute window.
     pub fn admit_request(&self, user: &str) -> Result<(), u64> {
-        let now = self.clock.now();
-        let limit = self.config.rate_limit_per_minute.max(1);
-        let window = Duration::from_secs(60);
-        let Ok(mut map) = self.limiter.lock() else {
-            return Ok(());
-        };
-        if map.len() > 10_000 {
-            map.retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
-        }
-        let e = map.entry(user.to_string()).or_insert((now, 0));
-        if now.saturating_duration_since(e.0) >= window {
-            *e = (now, 0);
-        }
-        if e.1 >= limit {
-            let left = window.saturating_sub(now.saturating_duration_since(e.0));
-            return Err(left.as_secs().max(1));
-        }
-        e.1 += 1;
-        Ok(())
+        self.limiter
+            .admit(user, self.config.rate_limit_per_minute, self.clock.now())
+            .map_err(|left| left.as_secs().max(1))
     }
 
     /// Register the authenticated socket of `session`, replacing (and closing) an older one.
