@@ -297,17 +297,33 @@ impl Worker {
     pub(super) fn disconnect_overflowed(&mut self, now: Instant) {
         // Removing one tells the others, which may overflow another: drain until none is left.
         while let Some(pid) = self.overflowed.pop() {
-            if let Some(p) = self.parts.get(&pid) {
-                let _ = p.events.try_send(sig(leave_response(
-                    proto::DisconnectReason::SignalClose,
-                    proto::leave_request::Action::Disconnect,
-                )));
-                let _ = p.events.try_send(Out::Close(
-                    "signal queue overflow: the client did not keep up",
-                ));
-            }
-            self.remove_participant(pid, now);
+            self.evict(
+                pid,
+                proto::DisconnectReason::SignalClose,
+                "signal queue overflow: the client did not keep up",
+                now,
+            );
         }
+    }
+
+    /// The server ends a participant's session: a client gets a LeaveRequest (`why`, disconnect)
+    /// and a close with `reason` (`try_send`: an overflowing queue keeps slots for them), then the
+    /// participant is removed as if it had left.
+    fn evict(
+        &mut self,
+        pid: Pid,
+        why: proto::DisconnectReason,
+        reason: &'static str,
+        now: Instant,
+    ) {
+        if let Some(p) = self.parts.get(&pid).filter(|p| p.local.is_none()) {
+            let _ = p.events.try_send(sig(leave_response(
+                why,
+                proto::leave_request::Action::Disconnect,
+            )));
+            let _ = p.events.try_send(Out::Close(reason));
+        }
+        self.remove_participant(pid, now);
     }
 
     /// The server removes `identity` from `room`: a client gets a LeaveRequest
@@ -330,22 +346,18 @@ impl Worker {
         else {
             return false;
         };
-        if let Some(p) = self.parts.get(&pid) {
-            if p.local.is_none() {
-                let _ = p.events.try_send(sig(leave_response(
-                    proto::DisconnectReason::ParticipantRemoved,
-                    proto::leave_request::Action::Disconnect,
-                )));
-                let _ = p.events.try_send(Out::Close(reason));
-            }
-        }
         info!(
             room,
             participant = identity,
             reason,
             "participant removed by the server"
         );
-        self.remove_participant(pid, now);
+        self.evict(
+            pid,
+            proto::DisconnectReason::ParticipantRemoved,
+            reason,
+            now,
+        );
         true
     }
 
