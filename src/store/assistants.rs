@@ -1,7 +1,7 @@
 //! Voice-assistant accounts: accounts (one per managing API key), their assistants and public
 //! keys, the credit ledger (a call is charged at most once), and the embed side of calls.
 
-use super::{map_conflict, Backend, Store, StoreError, StoreResult};
+use super::{found, map_conflict, Backend, Store, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -216,10 +216,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     /// Begin a transaction that serializes changes to one account's balance.
@@ -416,10 +413,7 @@ impl Store {
         .bind(&a.account_id)
         .execute(&self.pool)
         .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     pub async fn get_assistant(&self, id: &str) -> StoreResult<Option<AssistantRecord>> {
@@ -458,10 +452,7 @@ impl Store {
             .bind(account)
             .execute(&self.pool)
             .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     // ---- public keys -----------------------------------------------------------------------------
@@ -535,10 +526,7 @@ impl Store {
         .bind(account)
         .execute(&self.pool)
         .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     /// Revoke a key: it mints nothing from now on (the row stays: calls refer to it).
@@ -552,10 +540,7 @@ impl Store {
         .bind(account)
         .execute(&self.pool)
         .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     pub async fn count_public_keys(&self, account: &str) -> StoreResult<i64> {
@@ -642,10 +627,7 @@ impl Store {
         .bind(account)
         .execute(&self.pool)
         .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     /// Record the model session, cost and end reason of an assistant call (fields left `None` keep

@@ -1,6 +1,6 @@
 //! Devices (push targets) and notification records.
 
-use super::{Store, StoreError, StoreResult};
+use super::{found, Store, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -188,10 +188,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     pub async fn insert_notification(&self, n: &NotificationRecord) -> StoreResult<()> {

@@ -69,6 +69,15 @@ pub struct Store {
     pub backend: Backend,
 }
 
+/// `NotFound` when a statement that must hit one row (an update or delete by key) hit none.
+pub(crate) fn found(res: sqlx::any::AnyQueryResult) -> StoreResult<()> {
+    if res.rows_affected() == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// Map unique-constraint violations to `Conflict`.
 pub fn map_conflict(e: sqlx::Error, what: &str) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
@@ -175,10 +184,7 @@ impl Store {
                 .bind(name)
                 .execute(&self.pool)
                 .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 
     /// Open rooms, newest first, with keyset pagination on `created_at`.
@@ -203,10 +209,7 @@ impl Store {
             .bind(name)
             .execute(&self.pool)
             .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 }
 

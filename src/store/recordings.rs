@@ -1,6 +1,6 @@
 //! Call recordings. The recorder inserts and finishes them; the REST API lists, reads and deletes.
 
-use super::{map_conflict, Store, StoreError, StoreResult};
+use super::{found, map_conflict, Store, StoreError, StoreResult};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -199,9 +199,6 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(res)
     }
 }
