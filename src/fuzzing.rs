@@ -111,6 +111,7 @@ pub fn sdp_offer(data: &[u8]) {
         addr,
         Some(addr),
         true,
+        true,
     ) else {
         return;
     };

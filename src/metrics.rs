@@ -80,6 +80,9 @@ pub struct Metrics {
     http: Mutex<HashMap<String, ByMethodStatus>>,
     pub http_errors: AtomicU64,
     pub websocket_connections: AtomicU64,
+    /// Signal sessions started, by protocol: v0 (`/rtc`, two peer connections), v1 (`/rtc/v1`).
+    pub signal_sessions_v0: AtomicU64,
+    pub signal_sessions_v1: AtomicU64,
     pub rooms: AtomicU64,
     pub participants: AtomicU64,
     pub rtp_packets_in: AtomicU64,
@@ -148,7 +151,19 @@ impl Metrics {
     pub fn render(&self, extra: &[Sample]) -> String {
         let mut out = String::with_capacity(4096);
         self.render_http(&mut out);
-        let counters: [(&str, &str, &AtomicU64, &str); 16] = [
+        let counters: [(&str, &str, &AtomicU64, &str); 18] = [
+            (
+                "parlor_signal_sessions_v0_total",
+                "Signal sessions started on /rtc (protocol v0: two peer connections)",
+                &self.signal_sessions_v0,
+                "counter",
+            ),
+            (
+                "parlor_signal_sessions_v1_total",
+                "Signal sessions started on /rtc/v1 (protocol v1: one peer connection)",
+                &self.signal_sessions_v1,
+                "counter",
+            ),
             (
                 "parlor_http_errors_total",
                 "HTTP responses with status >= 400",

@@ -1,5 +1,8 @@
-//! WebSocket signaling at `/rtc`: the LiveKit signal protocol (v0, two peer connections) on top of the
-//! media worker. One task per connection; it talks to the worker only through typed commands.
+//! WebSocket signaling: the LiveKit signal protocol on top of the media worker, in both versions:
+//! v0 at `/rtc` (two peer connections, query parameters) and v1 at `/rtc/v1` (one peer connection,
+//! a `join_request` parameter that may carry the client's first offer and AddTrack requests; see
+//! `sfu::worker::single_pc`). One task per connection; it talks to the worker only through typed
+//! commands.
 
 use crate::error::KeepBody;
 use crate::metrics::Metrics;
@@ -24,22 +27,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/rtc", get(rtc))
         .route("/rtc/validate", get(validate))
-        // We decline the v1 (single PC) protocol: a 404 on both makes the SDKs fall back to v0.
-        .route("/rtc/v1", get(not_v1))
-        .route("/rtc/v1/validate", get(not_v1))
+        .route("/rtc/v1", get(rtc_v1))
+        .route("/rtc/v1/validate", get(validate))
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     let mut r = (status, body).into_response();
     r.extensions_mut().insert(KeepBody);
     r
-}
-
-async fn not_v1() -> Response {
-    text(
-        StatusCode::NOT_FOUND,
-        "v1 signaling is not supported; use /rtc",
-    )
 }
 
 fn token_from(params: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
@@ -87,10 +82,97 @@ async fn validate(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match authorize(&state, &params, &headers) {
+    let mut r = match authorize(&state, &params, &headers) {
         Ok(_) => text(StatusCode::OK, "success"),
         Err((status, msg)) => text(status, msg),
+    };
+    // livekit-client fetches this from the page's origin after a failed upgrade; without CORS the
+    // fetch throws and the SDK reports a network error instead of the reason.
+    r.headers_mut().insert(
+        axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        axum::http::HeaderValue::from_static("*"),
+    );
+    r
+}
+
+/// What the client asked for when it connected.
+struct Connect {
+    params: HashMap<String, String>,
+    /// v1: the decoded `join_request` (None: v0).
+    v1: Option<proto::JoinRequest>,
+}
+
+impl Connect {
+    fn auto_subscribe(&self) -> bool {
+        match &self.v1 {
+            Some(jr) => jr
+                .connection_settings
+                .as_ref()
+                .is_none_or(|c| c.auto_subscribe),
+            None => self
+                .params
+                .get("auto_subscribe")
+                .is_none_or(|v| v != "0" && v != "false"),
+        }
     }
+    fn reconnect(&self) -> bool {
+        match &self.v1 {
+            Some(jr) => jr.reconnect,
+            None => self
+                .params
+                .get("reconnect")
+                .is_some_and(|v| v == "1" || v == "true"),
+        }
+    }
+}
+
+async fn rtc_v1(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let claims = match authorize(&state, &params, &headers) {
+        Ok(c) => c,
+        Err((status, msg)) => return text(status, msg),
+    };
+    let limits = parlor_signaling::join_request::Limits {
+        max_encoded: state
+            .config
+            .limits
+            .max_signal_message_bytes
+            .saturating_mul(2),
+        max_decoded: state.config.limits.max_signal_message_bytes,
+    };
+    let jr = match params.get("join_request") {
+        Some(p) => match parlor_signaling::join_request::decode(p, limits) {
+            Ok(jr) => jr,
+            Err(e) => {
+                Metrics::inc(&state.metrics.signal_errors);
+                warn!(error = %e, "bad v1 join_request");
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid join_request: {e}"),
+                )
+                    .into_response();
+            }
+        },
+        // Older v1 clients put the parameters in the query, as v0 does.
+        None => proto::JoinRequest {
+            connection_settings: Some(proto::ConnectionSettings {
+                auto_subscribe: params
+                    .get("auto_subscribe")
+                    .is_none_or(|v| v != "0" && v != "false"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
+    let connect = Connect {
+        params,
+        v1: Some(jr),
+    };
+    upgrade(state, claims, connect, ws)
 }
 
 async fn rtc(
@@ -103,12 +185,21 @@ async fn rtc(
         Ok(c) => c,
         Err((status, msg)) => return text(status, msg),
     };
+    upgrade(state, claims, Connect { params, v1: None }, ws)
+}
+
+fn upgrade(state: AppState, claims: Claims, connect: Connect, ws: WebSocketUpgrade) -> Response {
     let max = state.config.limits.max_signal_message_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             Metrics::inc(&state.metrics.websocket_connections);
-            session(socket, state.clone(), claims, params).await;
+            Metrics::inc(if connect.v1.is_some() {
+                &state.metrics.signal_sessions_v1
+            } else {
+                &state.metrics.signal_sessions_v0
+            });
+            session(socket, state.clone(), claims, connect).await;
             Metrics::dec(&state.metrics.websocket_connections);
         })
 }
@@ -128,19 +219,11 @@ async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
         .await;
 }
 
-async fn session(
-    mut ws: WebSocket,
-    state: AppState,
-    claims: Claims,
-    params: HashMap<String, String>,
-) {
+async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect: Connect) {
     let room = claims.video().room.unwrap_or_default();
     let identity = claims.sub.clone();
     // We do not support session resumption: ask for a full reconnect.
-    if params
-        .get("reconnect")
-        .is_some_and(|v| v == "1" || v == "true")
-    {
+    if connect.reconnect() {
         send(
             &mut ws,
             leave_response(
@@ -164,11 +247,10 @@ async fn session(
             can_subscribe: grant.can_subscribe(),
             can_publish_data: grant.can_publish_data(),
         },
-        auto_subscribe: params
-            .get("auto_subscribe")
-            .is_none_or(|v| v != "0" && v != "false"),
+        auto_subscribe: connect.auto_subscribe(),
         events: events_tx.clone(),
         kind: proto::participant_info::Kind::Standard,
+        single_pc: connect.v1.is_some(),
         local: None,
         hidden: false,
     };
@@ -210,7 +292,20 @@ async fn session(
         let _ = worker.tx.send(Cmd::Leave(pid)).await;
         return;
     }
-    info!(room = %room, participant = %identity, "signal session started");
+    info!(room = %room, participant = %identity, v1 = connect.v1.is_some(), "signal session started");
+    // v1: what the join request carried, in the order the client made it (tracks, then the offer).
+    if let Some(jr) = connect.v1.take() {
+        let first = jr
+            .add_track_requests
+            .into_iter()
+            .map(SignalIn::AddTrack)
+            .chain(jr.publisher_offer.map(SignalIn::Offer));
+        for m in first {
+            if worker.tx.send(Cmd::Signal(pid, Box::new(m))).await.is_err() {
+                return;
+            }
+        }
+    }
 
     let mut flood = crate::flood::FloodLimit::new(
         state.config.limits.max_signal_messages_per_sec,

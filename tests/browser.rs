@@ -124,8 +124,11 @@ async fn run_pages(mode: Mode) {
             assert!(page["last"]["videoFramesDecoded"].as_u64().unwrap() > 0);
         }
     }
+    // livekit-client's default: signal protocol v1 (one peer connection), with no v0 fallback.
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "parlor_signal_sessions_v1_total"), 2.0, "{m}");
+    assert_eq!(metric(&m, "parlor_signal_sessions_v0_total"), 0.0, "{m}");
     if mode == Mode::TcpOnly {
-        let m = s.metrics().await;
         assert!(
             metric(&m, "parlor_ice_tcp_connections_total") >= 2.0,
             "no ICE-TCP connections:\n{m}"

@@ -87,6 +87,7 @@ impl LocalParticipant {
             auto_subscribe: opts.subscribe,
             events: events_tx.clone(),
             kind: opts.kind,
+            single_pc: false,
             local: Some(media_tx.clone()),
             hidden: opts.hidden,
         };

@@ -62,6 +62,74 @@ pub fn worker_of_ufrag(ufrag: &str) -> Option<usize> {
     WORKER_CHARS.iter().position(|&w| w == c)
 }
 
+/// The codecs the forwarding path handles: Opus, VP8 and H.264 (with RTX). rtc's default set also
+/// has VP9, AV1 and HEVC, which the forwarder cannot switch layers of; and with them an answer to a
+/// browser's single-connection offer (receive sections and a simulcast send section on one
+/// connection) listed VP9's payload type twice, which Chrome rejects.
+fn register_codecs(m: &mut MediaEngine) -> Result<(), rtc::shared::error::Error> {
+    use rtc::peer_connection::configuration::media_engine::{
+        MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
+    };
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
+    let codec =
+        |mime: &str, clock_rate: u32, channels: u16, fmtp: &str, fb: Vec<RTCPFeedback>, pt: u8| {
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: mime.to_owned(),
+                    clock_rate,
+                    channels,
+                    sdp_fmtp_line: fmtp.to_owned(),
+                    rtcp_feedback: fb,
+                },
+                payload_type: pt,
+            }
+        };
+    m.register_codec(
+        codec(
+            MIME_TYPE_OPUS,
+            48000,
+            2,
+            "minptime=10;useinbandfec=1",
+            vec![],
+            111,
+        ),
+        RtpCodecKind::Audio,
+    )?;
+    let fb: Vec<RTCPFeedback> = [
+        ("goog-remb", ""),
+        ("ccm", "fir"),
+        ("nack", ""),
+        ("nack", "pli"),
+    ]
+    .into_iter()
+    .map(|(typ, parameter)| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    })
+    .collect();
+    let h264 = |pm: u8, profile: &str| {
+        format!("level-asymmetry-allowed=1;packetization-mode={pm};profile-level-id={profile}")
+    };
+    for (mime, fmtp, pt, rtx) in [
+        (MIME_TYPE_VP8, String::new(), 96, 97),
+        (MIME_TYPE_H264, h264(1, "42001f"), 102, 103),
+        (MIME_TYPE_H264, h264(0, "42001f"), 127, 104),
+        (MIME_TYPE_H264, h264(1, "42e01f"), 125, 105),
+        (MIME_TYPE_H264, h264(0, "42e01f"), 108, 109),
+        (MIME_TYPE_H264, h264(1, "640032"), 123, 124),
+    ] {
+        m.register_codec(
+            codec(mime, 90000, 0, &fmtp, fb.clone(), pt),
+            RtpCodecKind::Video,
+        )?;
+        m.register_codec(
+            codec(MIME_TYPE_RTX, 90000, 0, &format!("apt={pt}"), vec![], rtx),
+            RtpCodecKind::Video,
+        )?;
+    }
+    Ok(())
+}
+
 /// A new peer connection whose local ICE credentials are `ufrag`/`pwd`, announcing `candidate_addr`
 /// as its only (host) candidate.
 pub fn build(
@@ -71,6 +139,7 @@ pub fn build(
     candidate_addr: SocketAddr,
     tcp_candidate: Option<SocketAddr>,
     publisher: bool,
+    subscriber: bool,
 ) -> Result<RTCPeerConnection, PeerError> {
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
@@ -82,7 +151,7 @@ pub fn build(
         .with_ice_connection_attempts(Some(std::time::Duration::from_millis(25)), None)
         .build();
     let mut media_engine = MediaEngine::default();
-    media_engine.register_default_codecs()?;
+    register_codecs(&mut media_engine)?;
     if publisher {
         // Receive audio levels (active speakers) and simulcast rids.
         for (uri, kind) in [
@@ -113,21 +182,23 @@ pub fn build(
             RtpCodecKind::Video,
         );
     }
-    let registry = if publisher {
-        // Receive side: NACK generation for lost video, receiver reports, and transport-wide CC
-        // feedback so the browser's bandwidth estimator can adapt its send rate.
-        let registry = Registry::new()
-            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
-        configure_twcc_receiver_only(registry, &mut media_engine)?
-    } else {
+    let mut registry = Registry::new();
+    if subscriber {
         // Send side: retransmit on NACK, sender reports (lip sync), and keyframe requests (PLI/FIR)
         // handed to the worker, which relays them to the publisher.
-        Registry::new()
+        registry = registry
             .with(Slot::NackResponder, NackResponderBuilder::new().build())
             .with(Slot::SenderReport, SenderReportBuilder::new().build())
-            .with(Slot::from(14_000), KeyframeRequests::default())
-    };
+            .with(Slot::from(14_000), KeyframeRequests::default());
+    }
+    if publisher {
+        // Receive side: NACK generation for lost video, receiver reports, and transport-wide CC
+        // feedback so the browser's bandwidth estimator can adapt its send rate.
+        registry = registry
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
+        registry = configure_twcc_receiver_only(registry, &mut media_engine)?;
+    }
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(config)

@@ -34,11 +34,11 @@ const browser = await chromium.launch({
     ...(tcpOnly ? ['--webrtc-ip-handling-policy=disable_non_proxied_udp', '--force-webrtc-ip-handling-policy'] : [])],
 });
 const result = { ok: false, pages: [] };
+const logs = [[], []];
 const timeout = (ms, what) => new Promise((_, rej) => setTimeout(() => rej(new Error('timeout: ' + what)), ms));
 try {
   const ctx = await browser.newContext({ permissions: ['microphone', 'camera'] });
   const pages = [await ctx.newPage(), await ctx.newPage()];
-  const logs = [[], []];
   pages.forEach((p, i) => p.on('console', (m) => logs[i].push(m.type() + ': ' + m.text())));
   for (const p of pages) await p.goto(pageUrl);
   await Promise.race([
@@ -109,6 +109,7 @@ try {
   if (!ok) result.logs = logs.map((l) => l.slice(-30));
 } catch (e) {
   result.error = String(e && e.stack || e);
+  result.logs = logs.map((l) => l.slice(-40));
 } finally {
   await browser.close();
   server.close();

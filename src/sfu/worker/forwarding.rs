@@ -24,7 +24,7 @@ impl Worker {
                 let Some(pc) = self.pcs.get(&pc_id) else {
                     return;
                 };
-                if pc.role == Role::Subscriber && !packets.is_empty() {
+                if pc.role.subscribes() && !packets.is_empty() {
                     if let Some(room) = self.parts.get(&pc.owner).map(|p| p.room.clone()) {
                         self.request_keyframe(&room, &track_id, now);
                     }
@@ -132,7 +132,9 @@ impl Worker {
                 }
                 continue;
             }
-            let Some(pt) = out.pt else { continue };
+            let (Some(pt), Some(sender_id)) = (out.pt, out.sender_id) else {
+                continue;
+            };
             // Until DTLS is up the sender has no SRTP context: writing would fail (and rtc logs a
             // WARN per packet). The forwarder starts with the first packet it actually forwards.
             if !self.pcs.get(&sp.sub_pc).is_some_and(|pc| pc.connected) {
@@ -151,7 +153,7 @@ impl Worker {
             match decision {
                 Decision::Forward { seq, ts } => {
                     self.scratch
-                        .push((sp.sub_pc, out.sender_id, out.ssrc, pt, seq, ts));
+                        .push((sp.sub_pc, sender_id, out.ssrc, pt, seq, ts));
                 }
                 Decision::Drop(reason) => {
                     if reason == crate::sfu::forwarder::DropReason::WaitingForKeyframe {

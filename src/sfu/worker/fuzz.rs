@@ -97,6 +97,7 @@ impl FuzzWorker {
             auto_subscribe: true,
             events: tx,
             kind: proto::participant_info::Kind::Standard,
+            single_pc: false,
             local: None,
             hidden: false,
         };

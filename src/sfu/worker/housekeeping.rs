@@ -14,6 +14,7 @@ impl Worker {
     pub(super) fn housekeeping(&mut self, now: Instant) {
         self.counters.flush(&self.metrics);
         self.retarget_layers(now);
+        self.retry_single_pc_renegotiations(now);
         // Sessions that went away without a Leave (an in-process participant dropped while the
         // control queue was full, a session task that ended abruptly): their channel says so.
         let gone: Vec<Pid> = self

@@ -116,6 +116,9 @@ impl Worker {
         self.next_id += 1;
         let (pub_pc, sub_pc) = if req.local.is_some() {
             (NO_PC, NO_PC)
+        } else if req.single_pc {
+            let pc = self.new_pc(pid, Role::Both, now)?;
+            (pc, pc)
         } else {
             let pub_pc = self.new_pc(pid, Role::Publisher, now)?;
             match self.new_pc(pid, Role::Subscriber, now) {
@@ -147,6 +150,9 @@ impl Worker {
             sub_offer_id: 0,
             sub_awaiting_answer: false,
             sub_needs_offer: false,
+            single_pc: req.single_pc && req.local.is_none(),
+            recv_slots: Vec::new(),
+            reneg_asked: None,
             data_seq: 0,
             level: None,
             kind: req.kind,
@@ -230,7 +236,11 @@ impl Worker {
             // Offer right away: the session sends the JoinResponse before it forwards any queued
             // Out, so the client still sees join first. (Waiting for the 250 ms housekeeping tick
             // added 0-250 ms to join-to-first-audio.)
-            if self.parts.get(&pid).is_some_and(|p| !p.subs.is_empty()) {
+            if self
+                .parts
+                .get(&pid)
+                .is_some_and(|p| !p.subs.is_empty() && !p.single_pc)
+            {
                 self.negotiate_subscriber(pid, now);
             }
         }
@@ -378,7 +388,9 @@ impl Worker {
         self.sfu.worker_participants(self.index, -1);
         let now_ms = self.now_ms();
         self.drop_pc(p.pub_pc);
-        self.drop_pc(p.sub_pc);
+        if p.sub_pc != p.pub_pc {
+            self.drop_pc(p.sub_pc);
+        }
         let room_name = p.room.clone();
         info!(room = %room_name, participant = %p.identity, "participant left");
         // Unpublish its tracks: subscribers drop them and renegotiate.
@@ -391,8 +403,10 @@ impl Worker {
                         affected.push(s);
                         if let Some(sp) = self.parts.get_mut(&s) {
                             if let Some(out) = sp.subs.remove(sid) {
-                                if let Some(pc) = self.pcs.get_mut(&sp.sub_pc) {
-                                    let _ = pc.rtc.remove_track(out.sender_id);
+                                if let (Some(pc), Some(sender_id)) =
+                                    (self.pcs.get_mut(&sp.sub_pc), out.sender_id)
+                                {
+                                    let _ = pc.rtc.remove_track(sender_id);
                                 }
                             }
                             if let Some(local) = &sp.local {

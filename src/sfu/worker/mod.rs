@@ -6,7 +6,7 @@
 //! This module holds the worker's interface (commands in, events out, join routing); the worker itself
 //! is split along its seams: [`shell`] (thread and event loop), [`transport`] (socket I/O and peer
 //! connections), [`model`] (room state), [`membership`], [`publishing`], [`forwarding`], [`data`],
-//! [`negotiation`] and [`housekeeping`].
+//! [`negotiation`] (with [`single_pc`] for signal protocol v1) and [`housekeeping`].
 
 mod data;
 mod forwarding;
@@ -16,6 +16,7 @@ mod model;
 mod negotiation;
 mod publishing;
 mod shell;
+mod single_pc;
 mod transport;
 
 use super::peer;
@@ -54,6 +55,9 @@ pub struct JoinReq {
     pub events: mpsc::Sender<Out>,
     /// What the other participants see (STANDARD for clients; AGENT, EGRESS... for in-process ones).
     pub kind: proto::participant_info::Kind,
+    /// Signal protocol v1 (`/rtc/v1`): one peer connection that publishes and subscribes, and the
+    /// client offers every negotiation.
+    pub single_pc: bool,
     /// In-process participant (recorder, assistant): no peer connections; its subscriptions are
     /// delivered on this channel and it publishes with `Cmd::LocalPublish` / `Cmd::LocalRtp`.
     pub local: Option<mpsc::Sender<LocalMedia>>,

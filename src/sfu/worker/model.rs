@@ -52,6 +52,17 @@ impl Counters {
 pub(super) enum Role {
     Publisher,
     Subscriber,
+    /// Signal protocol v1: one connection that both publishes and subscribes.
+    Both,
+}
+
+impl Role {
+    pub(super) fn publishes(self) -> bool {
+        self != Role::Subscriber
+    }
+    pub(super) fn subscribes(self) -> bool {
+        self != Role::Publisher
+    }
 }
 
 pub(super) struct Pc {
@@ -77,7 +88,11 @@ pub(super) struct SubOut {
     /// Simulcast layer the subscriber asked for (0 low .. 2 high); the forwarder targets the best
     /// published layer at or below it.
     pub(super) requested_layer: u8,
-    pub(super) sender_id: RTCRtpSenderId,
+    /// The sender on the subscriber's connection (None: an in-process subscriber, or a v1 client
+    /// whose connection has no free receive section for it yet).
+    pub(super) sender_id: Option<RTCRtpSenderId>,
+    /// v1: the client's receive section (mid) this track is sent on.
+    pub(super) mid: Option<String>,
     pub(super) ssrc: u32,
     /// Payload type negotiated on this subscriber's sender (None until the answer arrives).
     pub(super) pt: Option<u8>,
@@ -109,6 +124,13 @@ pub(super) struct Participant {
     pub(super) sub_offer_id: u32,
     pub(super) sub_awaiting_answer: bool,
     pub(super) sub_needs_offer: bool,
+    /// Signal protocol v1: `pub_pc == sub_pc`, the client offers every renegotiation.
+    pub(super) single_pc: bool,
+    /// v1: the client's receive sections (mid, kind) from its latest offer.
+    pub(super) recv_slots: Vec<(String, RtpCodecKind)>,
+    /// v1: when we last asked the client to renegotiate (MediaSectionsRequirement) and have not
+    /// seen its offer since.
+    pub(super) reneg_asked: Option<Instant>,
     pub(super) data_seq: u32,
     pub(super) level: Option<(u8, Instant)>,
     pub(super) kind: proto::participant_info::Kind,

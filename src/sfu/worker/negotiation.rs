@@ -15,7 +15,6 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::time::Instant;
 use tracing::{debug, warn};
 
@@ -103,6 +102,10 @@ impl Worker {
         let Some(p) = self.parts.get(&pid) else {
             return;
         };
+        if p.single_pc {
+            self.on_single_pc_offer(pid, sd, now);
+            return;
+        }
         let pc_id = p.pub_pc;
         let Some(pc) = self.pcs.get_mut(&pc_id) else {
             return;
@@ -141,7 +144,7 @@ impl Worker {
         let Some(p) = self.parts.get_mut(&pid) else {
             return;
         };
-        if !p.sub_awaiting_answer {
+        if p.single_pc || !p.sub_awaiting_answer {
             return;
         }
         p.sub_awaiting_answer = false;
@@ -163,7 +166,10 @@ impl Worker {
             return;
         };
         for out in p.subs.values_mut() {
-            if let Some(mut s) = pc.rtc.rtp_sender(out.sender_id) {
+            let Some(sender_id) = out.sender_id else {
+                continue;
+            };
+            if let Some(mut s) = pc.rtc.rtp_sender(sender_id) {
                 out.pt = s
                     .get_parameters()
                     .rtp_parameters
@@ -234,7 +240,26 @@ impl Worker {
                 sid.to_string(),
                 SubOut {
                     requested_layer: 2,
-                    sender_id: RTCRtpSenderId::default(),
+                    sender_id: None,
+                    mid: None,
+                    ssrc: 0,
+                    pt: None,
+                    forwarder,
+                },
+            );
+            t.subscribers.push(pid);
+            return true;
+        }
+        if p.single_pc {
+            // v1: the track waits for a receive section of the client's next offer.
+            let mut forwarder = Forwarder::new(t.kind == RtpCodecKind::Video, codec.clock_rate);
+            forwarder.set_target_layer(layers::best_published(&t.layers));
+            p.subs.insert(
+                sid.to_string(),
+                SubOut {
+                    requested_layer: 2,
+                    sender_id: None,
+                    mid: None,
                     ssrc: 0,
                     pt: None,
                     forwarder,
@@ -276,7 +301,8 @@ impl Worker {
             sid.to_string(),
             SubOut {
                 requested_layer: 2,
-                sender_id,
+                sender_id: Some(sender_id),
+                mid: None,
                 ssrc,
                 pt: None,
                 forwarder,
@@ -315,8 +341,8 @@ impl Worker {
         };
         let room = p.room.clone();
         let sub_pc = p.sub_pc;
-        if let Some(pc) = self.pcs.get_mut(&sub_pc) {
-            let _ = pc.rtc.remove_track(out.sender_id);
+        if let (Some(pc), Some(sender_id)) = (self.pcs.get_mut(&sub_pc), out.sender_id) {
+            let _ = pc.rtc.remove_track(sender_id);
         }
         if let Some(t) = self
             .rooms
@@ -333,6 +359,11 @@ impl Worker {
         let Some(p) = self.parts.get_mut(&pid) else {
             return;
         };
+        if p.single_pc {
+            // v1: the client offers; a freed section goes inactive in our answer.
+            self.ask_renegotiation(pid, true, now);
+            return;
+        }
         if p.sub_awaiting_answer {
             p.sub_needs_offer = true;
             return;

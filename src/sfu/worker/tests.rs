@@ -57,6 +57,7 @@ fn req(
         auto_subscribe: true,
         events,
         kind: proto::participant_info::Kind::Standard,
+        single_pc: false,
         local,
         hidden: false,
     }

@@ -204,9 +204,7 @@ impl Worker {
                     _ => {}
                 }
             }
-            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
-                if role == Role::Publisher =>
-            {
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if role.publishes() => {
                 self.on_track_open(pc_id, owner, init, now);
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
@@ -259,7 +257,8 @@ impl Worker {
             &pwd,
             self.candidate_addr,
             tcp_candidate,
-            role == Role::Publisher,
+            role.publishes(),
+            role.subscribes(),
         )?;
         self.by_ufrag.insert(ufrag.clone(), id);
         self.pcs.insert(
