@@ -140,6 +140,21 @@ async fn two_peers(mode: &str) {
         assert_eq!(v["muted_seen"]["from"], format!("py-{other}"), "{v}");
     }
     assert_eq!(b.json["disconnect_seen"], "py-a", "{}", b.json);
+    // Which signal protocol the SDK ended up on, as the server counted it: the default is v1 (one
+    // peer connection) with no fallback; `single_peer_connection=False` goes straight to v0.
+    let m = s.metrics().await;
+    let (v1, v0) = (
+        counter(&m, "parlor_signal_sessions_v1_total"),
+        counter(&m, "parlor_signal_sessions_v0_total"),
+    );
+    if mode == "v0" {
+        assert_eq!((v1, v0), (0, 2), "{m}");
+    } else {
+        assert_eq!((v1, v0), (2, 0), "{m}");
+        for p in [&a, &b] {
+            assert_eq!(p.json["fell_back_to_v0"], false, "{}", p.json);
+        }
+    }
     println!(
         "python SDK {mode}: join_to_first_audio_ms a={} b={}; connect_ms a={} b={}; \
          fell back from /rtc/v1 to v0: a={} b={}",
@@ -151,6 +166,13 @@ async fn two_peers(mode: &str) {
         b.json["fell_back_to_v0"]
     );
     s.stop().await;
+}
+
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The SDK's default RoomOptions (single_peer_connection unset).

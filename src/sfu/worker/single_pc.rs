@@ -325,9 +325,7 @@ impl Worker {
                 return;
             }
         };
-        if std::env::var_os("PARLOR_DEBUG_SDP").is_some() {
-            eprintln!("=== OFFER {}\n{}\n=== ANSWER\n{}", sd.id, sd.sdp, sdp);
-        }
+        tracing::trace!(offer_id = sd.id, offer = %sd.sdp, answer = %sdp, "v1 negotiation");
         let Some(p) = self.parts.get_mut(&pid) else {
             return;
         };
