@@ -2,158 +2,34 @@
 //! tests/browser/package.json) against Parlor: two pages connect, publish microphone (and camera), each
 //! page's TrackSubscribed fires and getStats() shows inbound audio bytes (and decoded video frames) grow;
 //! reliable data packets reach the other page with the sender's identity; active speakers are announced;
-//! with video, one subscriber's switch to the LOW simulcast layer changes only its own stream.
+//! with video, one subscriber's switch to the LOW simulcast layer changes only its own stream; page A's
+//! mute and unmute reach page B, and B sees A leave (tests/common/pages.rs). The same pages in Firefox
+//! ESR: tests/browser_firefox.rs.
 
 mod common;
+use common::pages::{self, Browser, Mode};
 use common::*;
-use parlor_signaling::VideoGrant;
 use std::path::Path;
 use std::process::Command;
 
 /// Node + chromium + npm packages present? Under CI a missing piece is a failure, else a skip.
 fn browser_ready() -> bool {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let missing = if !dir.join("node_modules/livekit-client").exists() {
-        Some("tests/browser/node_modules (run: cd tests/browser && npm ci)")
-    } else if !Path::new("/usr/bin/chromium").exists() && std::env::var_os("CHROMIUM").is_none() {
-        Some("chromium (apt-get install chromium)")
-    } else if Command::new("node").arg("--version").output().is_err() {
-        Some("node")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(what) if std::env::var_os("CI").is_some() => panic!("browser test needs {what}"),
-        Some(what) => {
-            eprintln!("SKIP browser test: missing {what}");
-            false
-        }
-    }
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Audio,
-    Video,
-    /// Chromium may not use UDP: media must go over ICE-TCP.
-    TcpOnly,
-}
-
-async fn run_pages(mode: Mode) {
-    if !browser_ready() {
-        return;
-    }
-    let video = mode == Mode::Video;
-    let db = TestDb::sqlite();
-    let tcp_port = free_tcp_port();
-    let s = TestServer::start_with(&db, |c| {
-        if mode == Mode::TcpOnly {
-            c.rtc.tcp_port = tcp_port;
-        }
-    })
-    .await;
-    let room = match mode {
-        Mode::Audio => "browser-audio",
-        Mode::Video => "browser-video",
-        Mode::TcpOnly => "browser-tcp",
-    };
-    let ta = s.token("page-a", VideoGrant::join(room));
-    let tb = s.token("page-b", VideoGrant::join(room));
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg("run.mjs")
-        .arg(&s.ws)
-        .arg(&ta)
-        .arg(&tb)
-        .current_dir(&dir);
-    match mode {
-        Mode::Video => {
-            cmd.arg("video");
-        }
-        Mode::TcpOnly => {
-            cmd.arg("tcp");
-        }
-        Mode::Audio => {}
-    }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
-        .await
-        .expect("browser run timed out")
-        .expect("node did not start");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
-        .unwrap_or_else(|_| {
-            panic!(
-                "no JSON from run.mjs: {stdout} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert!(
-        out.status.success() && v["ok"] == true,
-        "browser run failed: {v}"
-    );
-    if video {
-        // Per-subscriber simulcast: page B asked for LOW; its frame width dropped, page A's did not
-        // (checked in run.mjs whenever the publisher was sending two or more resolutions).
-        assert!(v["simulcast"].is_object(), "{v}");
-        println!("simulcast: {}", v["simulcast"]);
-    }
-    assert_eq!(v["data"][1][0]["text"], "hello from a", "{v}");
-    assert_eq!(v["data"][0][0]["text"], "hello from b", "{v}");
-    for page in v["pages"].as_array().unwrap() {
-        assert!(
-            page["last"]["audioBytes"].as_u64().unwrap()
-                > page["first"]["audioBytes"].as_u64().unwrap()
-        );
-        if video {
-            assert!(page["last"]["videoFramesDecoded"].as_u64().unwrap() > 0);
-        }
-    }
-    // livekit-client's default: signal protocol v1 (one peer connection), with no v0 fallback.
-    let m = s.metrics().await;
-    assert_eq!(metric(&m, "parlor_signal_sessions_v1_total"), 2.0, "{m}");
-    assert_eq!(metric(&m, "parlor_signal_sessions_v0_total"), 0.0, "{m}");
-    if mode == Mode::TcpOnly {
-        assert!(
-            metric(&m, "parlor_ice_tcp_connections_total") >= 2.0,
-            "no ICE-TCP connections:\n{m}"
-        );
-        assert!(
-            metric(&m, "parlor_ice_tcp_frames_in_total") > 100.0,
-            "media did not use ICE-TCP:\n{m}"
-        );
-    }
-    s.stop().await;
+    pages::browser_ready(Browser::Chromium)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_client_pages_exchange_audio() {
-    run_pages(Mode::Audio).await;
+    pages::run_pages(Browser::Chromium, Mode::Audio, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_client_pages_exchange_audio_and_video() {
-    run_pages(Mode::Video).await;
+    pages::run_pages(Browser::Chromium, Mode::Video, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livekit_client_pages_over_ice_tcp_when_udp_is_blocked() {
-    run_pages(Mode::TcpOnly).await;
+    pages::run_pages(Browser::Chromium, Mode::TcpOnly, None).await;
 }
 
 /// Run `tests/browser/<script>` with `args`; its last stdout line is a JSON result.

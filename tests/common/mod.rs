@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod openai_fake;
+pub mod pages;
 pub mod webhooks;
 
 use parlor::config::Config;
