@@ -27,7 +27,8 @@ const server = http.createServer((req, res) => {
   fs.createReadStream(f[0]).pipe(res);
 });
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const pageUrl = `http://127.0.0.1:${server.address().port}/`;
+// PARLOR_SIGNAL=v0: the pages use the v0 signal path (for before/after comparisons).
+const pageUrl = `http://127.0.0.1:${server.address().port}/${process.env.PARLOR_SIGNAL === 'v0' ? '?v0' : ''}`;
 
 // Both drivers' pages answer goto/evaluate(fn, arg)/on('console') alike; only launching differs.
 async function launch() {
@@ -130,6 +131,7 @@ try {
       if (after[1] < before[1]) break;
     }
     const layers = await pages[0].evaluate(() => window.outboundLayers());
+    result.publisherDetail = await Promise.all(pages.map((p) => p.evaluate(() => window.outboundDetail())));
     result.simulcast = { before, after, publisherLayers: layers };
     const widths = new Set(Object.values(layers));
     if (widths.size >= 2 && before[1] > Math.min(...widths)) {

@@ -191,6 +191,13 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        // PARLOR_TEST_LOG=<filter> (e.g. `parlor=debug`): the server's log on stderr, for debugging.
+        if let Ok(filter) = std::env::var("PARLOR_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let data = tempfile::tempdir().unwrap();
         let mut config = test_config(&db.url, data.path());
         tweak(&mut config);

@@ -151,10 +151,11 @@ pub async fn run_pages(browser: Browser, mode: Mode, bind_ip: Option<&str>) {
         v["signal_version"],
         v["signal_urls"]
     );
-    assert!(
-        out.status.success() && v["ok"] == true,
-        "browser run failed: {v}"
-    );
+    if !(out.status.success() && v["ok"] == true) {
+        let m = s.metrics().await;
+        let rtp: Vec<&str> = m.lines().filter(|l| l.starts_with("parlor_rtp")).collect();
+        panic!("browser run failed: {v}\nserver: {rtp:?}");
+    }
     if video {
         // Per-subscriber simulcast: page B asked for LOW; its frame width dropped, page A's did not
         // (checked in run.mjs whenever the publisher was sending two or more resolutions).
@@ -182,11 +183,18 @@ pub async fn run_pages(browser: Browser, mode: Mode, bind_ip: Option<&str>) {
     for want in ["muted:page-a:audio", "unmuted:page-a:audio", "left:page-a"] {
         assert!(b_events.contains(&want), "page b never saw {want}: {v}");
     }
-    // livekit-client's default: signal protocol v1 (one peer connection), with no v0 fallback.
+    // livekit-client's default: signal protocol v1 (one peer connection), with no v0 fallback
+    // (PARLOR_SIGNAL=v0 runs the pages on v0, for comparisons).
+    let want = if std::env::var("PARLOR_SIGNAL").is_ok_and(|v| v == "v0") {
+        "v0"
+    } else {
+        "v1"
+    };
     let m = s.metrics().await;
-    assert_eq!(v["signal_version"], serde_json::json!(["v1", "v1"]), "{v}");
-    assert_eq!(metric(&m, "parlor_signal_sessions_v1_total"), 2.0, "{m}");
-    assert_eq!(metric(&m, "parlor_signal_sessions_v0_total"), 0.0, "{m}");
+    assert_eq!(v["signal_version"], serde_json::json!([want, want]), "{v}");
+    let (v1, v0) = if want == "v1" { (2.0, 0.0) } else { (0.0, 2.0) };
+    assert_eq!(metric(&m, "parlor_signal_sessions_v1_total"), v1, "{m}");
+    assert_eq!(metric(&m, "parlor_signal_sessions_v0_total"), v0, "{m}");
     if mode == Mode::TcpOnly {
         assert!(
             metric(&m, "parlor_ice_tcp_connections_total") >= 2.0,

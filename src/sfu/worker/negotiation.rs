@@ -165,18 +165,15 @@ impl Worker {
         let Some(p) = self.parts.get_mut(&pid) else {
             return;
         };
-        for out in p.subs.values_mut() {
+        let room_tracks = self.rooms.get(&p.room).map(|r| &r.tracks);
+        for (sid, out) in p.subs.iter_mut() {
             let Some(sender_id) = out.sender_id else {
                 continue;
             };
-            if let Some(mut s) = pc.rtc.rtp_sender(sender_id) {
-                out.pt = s
-                    .get_parameters()
-                    .rtp_parameters
-                    .codecs
-                    .first()
-                    .map(|c| c.payload_type);
-            }
+            let codec = room_tracks
+                .and_then(|t| t.get(sid))
+                .and_then(|t| t.codec.as_ref());
+            out.pt = sender_payload_type(&mut pc.rtc, sender_id, codec);
         }
         let need_again = p.sub_needs_offer;
         let room = p.room.clone();
@@ -407,6 +404,32 @@ pub(crate) fn answer_offer(
     pc.set_remote_description(now, offer)?;
     let answer = pc.create_answer(None)?;
     apply_local(pc, now, answer)
+}
+
+/// The payload type the subscriber negotiated for the publisher's codec on `sender`: the first
+/// negotiated codec of the same MIME type (and H.264 packetization mode), else the first one. (The
+/// negotiated list follows the remote side's preference order, which can put another codec first.)
+pub(super) fn sender_payload_type(
+    pc: &mut RTCPeerConnection,
+    sender: rtc::rtp_transceiver::RTCRtpSenderId,
+    codec: Option<&rtc::rtp_transceiver::rtp_sender::RTCRtpCodec>,
+) -> Option<u8> {
+    let mut s = pc.rtp_sender(sender)?;
+    let codecs = &s.get_parameters().rtp_parameters.codecs;
+    let mode = |fmtp: &str| {
+        fmtp.split(';')
+            .find_map(|kv| kv.trim().strip_prefix("packetization-mode="))
+            .unwrap_or("0")
+            .to_string()
+    };
+    let matching = codec.and_then(|want| {
+        codecs.iter().find(|c| {
+            c.rtp_codec.mime_type.eq_ignore_ascii_case(&want.mime_type)
+                && (!want.mime_type.eq_ignore_ascii_case("video/H264")
+                    || mode(&c.rtp_codec.sdp_fmtp_line) == mode(&want.sdp_fmtp_line))
+        })
+    });
+    matching.or(codecs.first()).map(|c| c.payload_type)
 }
 
 /// Set `desc` as the local description and return the resulting SDP (with our candidates).

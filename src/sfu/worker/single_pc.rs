@@ -331,19 +331,20 @@ impl Worker {
         };
         p.recv_slots = slots;
         let mut mid_to_track_id = HashMap::new();
+        let room_tracks = self.rooms.get(&room).map(|r| &r.tracks);
         for (sid, out) in p.subs.iter_mut() {
             let (Some(mid), Some(sender_id)) = (&out.mid, out.sender_id) else {
                 continue;
             };
             mid_to_track_id.insert(mid.clone(), sid.clone());
-            if let Some(mut s) = pc.rtc.rtp_sender(sender_id) {
-                out.pt = s
-                    .get_parameters()
-                    .rtp_parameters
-                    .codecs
-                    .first()
-                    .map(|c| c.payload_type);
+            let codec = room_tracks
+                .and_then(|t| t.get(sid))
+                .and_then(|t| t.codec.as_ref());
+            let pt = negotiation::sender_payload_type(&mut pc.rtc, sender_id, codec);
+            if pt != out.pt {
+                debug!(track = %sid, mid = %mid, old = ?out.pt, new = ?pt, "v1 payload type");
             }
+            out.pt = pt;
         }
         debug!(participant = %p.identity, attached = attached.len(), waiting = still_waiting.len(), "v1 answer");
         self.send_out(
