@@ -197,7 +197,13 @@ pub fn build(
         registry = registry
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
-        registry = configure_twcc_receiver_only(registry, &mut media_engine)?;
+        // Not on a connection that also subscribes (signal v1): with rtc's TWCC receiver on such
+        // a connection Firefox's send-side estimate collapsed and it stopped sending video ~2 s in
+        // (Chromium kept going). There the publisher adapts from receiver reports (loss) alone;
+        // see docs/SIGNALING.md.
+        if !subscriber {
+            registry = configure_twcc_receiver_only(registry, &mut media_engine)?;
+        }
     }
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()

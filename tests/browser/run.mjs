@@ -183,6 +183,7 @@ try {
     ok = leftMs !== null;
   }
   result.events = await Promise.all(pages.map((p) => p.evaluate(() => window.parlor.events)));
+  if (!ok) result.publisherDetail = await Promise.all(pages.map((p) => p.evaluate(() => window.outboundDetail()).catch(() => null)));
   result.ok = ok;
   if (!ok) result.logs = logs.map((l) => l.slice(-30));
 } catch (e) {

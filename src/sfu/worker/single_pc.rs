@@ -36,7 +36,8 @@ pub(super) struct Section {
     pub(super) kind: RtpCodecKind,
     /// The offerer's direction attribute (`sendrecv` when absent).
     pub(super) direction: &'static str,
-    /// Port 0: rejected or stopped.
+    /// Port 0 without `a=bundle-only` (Firefox offers bundled sections with port 0 and that
+    /// attribute): rejected or stopped.
     pub(super) rejected: bool,
 }
 
@@ -63,7 +64,9 @@ pub(super) fn sections(sdp: &str) -> Vec<Section> {
             continue;
         }
         let Some(s) = cur.as_mut() else { continue };
-        if let Some(mid) = l.strip_prefix("a=mid:") {
+        if l == "a=bundle-only" {
+            s.rejected = false;
+        } else if let Some(mid) = l.strip_prefix("a=mid:") {
             s.mid = mid.trim().to_string();
         } else if let Some(d) = ["sendrecv", "sendonly", "recvonly", "inactive"]
             .into_iter()
@@ -454,7 +457,8 @@ mod tests {
         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=sendonly\r\n\
         m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n\
         m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:4\r\na=recvonly\r\n\
-        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:5\r\n";
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:5\r\n\
+        m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=bundle-only\r\na=mid:6\r\na=recvonly\r\n";
 
     #[test]
     fn sections_are_read_in_order_with_direction_and_rejection() {
@@ -471,13 +475,15 @@ mod tests {
                 ("2", RtpCodecKind::Audio, "sendonly", false),
                 ("4", RtpCodecKind::Audio, "recvonly", true),
                 ("5", RtpCodecKind::Video, "sendrecv", false),
+                ("6", RtpCodecKind::Video, "recvonly", false),
             ]
         );
         assert_eq!(
             receive_sections(OFFER),
             vec![
                 ("0".to_string(), RtpCodecKind::Audio),
-                ("1".to_string(), RtpCodecKind::Video)
+                ("1".to_string(), RtpCodecKind::Video),
+                ("6".to_string(), RtpCodecKind::Video)
             ]
         );
     }
@@ -490,7 +496,7 @@ mod tests {
         assert_eq!(missing_sections(&slots, &["0"], &[Audio]), (1, 0));
         assert_eq!(
             missing_sections(&slots, &[], &[Audio, Audio, Video, Video, Video]),
-            (1, 2)
+            (1, 1)
         );
         assert_eq!(missing_sections(&[], &[], &[]), (0, 0));
     }
