@@ -205,7 +205,7 @@ async fn session(
     drop(events_tx);
     let pid = joined.pid;
     let mut join = joined.join;
-    join.ice_servers = crate::ice::ice_servers_proto(&state, &identity);
+    join.ice_servers = state.ice().ice_servers_proto(&identity);
     if !send(&mut ws, Resp::Join(join)).await {
         let _ = worker.tx.send(Cmd::Leave(pid)).await;
         return;
