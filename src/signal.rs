@@ -154,6 +154,8 @@ async fn session(
     }
     let grant = claims.video();
     let (events_tx, mut events) = mpsc::channel::<Out>(512);
+    // One room model: a stored room (`POST /api/rooms`) opens under its sid and limit.
+    let open_as = crate::api::rooms::open_as(&state.store, &room).await;
     let make_req = || JoinReq {
         room: room.clone(),
         identity: identity.clone(),
@@ -171,6 +173,7 @@ async fn session(
         kind: proto::participant_info::Kind::Standard,
         local: None,
         hidden: false,
+        open_as: open_as.clone(),
     };
     let routed = crate::sfu::worker::route_join(
         &state.sfu,

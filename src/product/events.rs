@@ -1,5 +1,6 @@
 //! The consumer of SFU events: call status (ringing → active → completed/missed, the ring sweep),
-//! huddle membership, presence of room participants, automatic recording.
+//! huddle membership, presence of room participants, automatic recording, and stored rooms
+//! (`POST /api/rooms`) marked closed when their live room closes.
 //!
 //! Built from [`ConsumerDeps`]; what it needs of services that depend on the whole server (the
 //! voice assistants, assistant-call finalization) comes through [`CallHooks`], which the
@@ -9,7 +10,7 @@ use super::Product;
 use crate::clock::SharedClock;
 use crate::recorder::Recorders;
 use crate::sfu::{SfuEvent, SfuHandle};
-use crate::store::{CallRecord, Store, StoreResult};
+use crate::store::{CallRecord, Store, StoreError, StoreResult};
 use crate::webhooks::Webhooks;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -236,6 +237,13 @@ impl EventConsumer {
     }
 
     async fn closed(&mut self, room: String, at: i64) -> StoreResult<()> {
+        // The stored room of that name (`POST /api/rooms`), if open, is closed with its live room
+        // (product rooms, `call_*` and `huddle_*`, have none).
+        match self.d.store.close_room(&room, at).await {
+            Ok(()) => tracing::info!(room = %room, "stored room closed"),
+            Err(StoreError::NotFound) => {}
+            Err(e) => tracing::error!(room = %room, error = %e, "closing the stored room failed"),
+        }
         let remaining: Vec<String> = self
             .rooms
             .get(&room)
@@ -363,7 +371,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn drives_calls_from_sfu_events() {
+    async fn drives_calls_presence_and_stored_rooms_from_sfu_events() {
         let tmp = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", tmp.path().join("t.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
@@ -400,6 +408,16 @@ mod tests {
         });
         let now = clock.unix_ms();
         store
+            .insert_room(&crate::store::RoomRecord {
+                name: "lobby".into(),
+                sid: "RM_lobby".into(),
+                created_at: now,
+                closed_at: None,
+                max_participants: 2,
+            })
+            .await
+            .unwrap();
+        store
             .insert_call(&CallRecord {
                 id: "call_t1".into(),
                 call_type: "audio".into(),
@@ -414,8 +432,37 @@ mod tests {
             })
             .await
             .unwrap();
-        let call = String::from("call_t1");
+        let (room, call) = (String::from("lobby"), String::from("call_t1"));
         let ev = |e| sfu.emit(e);
+
+        // A stored room: presence follows its participant, and it closes with its live room.
+        ev(SfuEvent::RoomCreated {
+            room: room.clone(),
+            at_ms: now,
+        });
+        ev(SfuEvent::ParticipantJoined {
+            room: room.clone(),
+            identity: "bob".into(),
+            at_ms: now,
+        });
+        eventually("bob online", || async {
+            product.presence("bob", now).rooms == 1
+        })
+        .await;
+        ev(SfuEvent::ParticipantLeft {
+            room: room.clone(),
+            identity: "bob".into(),
+            at_ms: now + 5,
+        });
+        ev(SfuEvent::RoomClosed {
+            room: room.clone(),
+            at_ms: now + 10,
+        });
+        eventually("stored room closed", || async {
+            store.get_room("lobby").await.unwrap().closed_at == Some(now + 10)
+        })
+        .await;
+        assert_eq!(product.presence("bob", now).status, "offline");
 
         // A call: active when media connects, completed when its last participant leaves; the
         // hooks see the participant come and go and the completed call.

@@ -89,6 +89,7 @@ impl LocalParticipant {
             kind: opts.kind,
             local: Some(media_tx.clone()),
             hidden: opts.hidden,
+            open_as: None,
         };
         let (joined, worker) = route_join(sfu, workers, max_rooms, &opts.room, make_req).await?;
         Ok(LocalParticipant {

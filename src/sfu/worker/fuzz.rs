@@ -99,6 +99,7 @@ impl FuzzWorker {
             kind: proto::participant_info::Kind::Standard,
             local: None,
             hidden: false,
+            open_as: None,
         };
         let joined = self.w.join(req, now).ok()?;
         let pid = joined.pid;

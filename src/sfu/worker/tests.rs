@@ -59,6 +59,7 @@ fn req(
         kind: proto::participant_info::Kind::Standard,
         local,
         hidden: false,
+        open_as: None,
     }
 }
 
