@@ -1,8 +1,8 @@
 //! API keys and Bearer authentication with API-key-signed access tokens.
 
+use crate::clock::SharedClock;
 use crate::error::ApiError;
-use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use parlor_signaling::{AccessToken, Claims, TokenError, TokenPurpose};
 use rand::distributions::Alphanumeric;
@@ -271,14 +271,27 @@ fn token_error(e: TokenError) -> ApiError {
     })
 }
 
-impl FromRequestParts<AppState> for AuthUser {
+/// What the [`AuthUser`] extractor needs from the router's state: the API keys and the clock
+/// (token expiry). A router state provides it with `impl FromRef<State> for TokenVerifier`.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    pub keys: std::sync::Arc<KeyRing>,
+    pub clock: SharedClock,
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    TokenVerifier: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(|| ApiError::unauthorized("missing Bearer token"))?;
-        let claims = state
+        let v = TokenVerifier::from_ref(state);
+        let claims = v
             .keys
-            .verify(token, state.clock.unix_secs())
+            .verify(token, v.clock.unix_secs())
             .map_err(token_error)?;
         if claims.sub.is_empty() {
             return Err(ApiError::unauthorized("token has no identity (sub)"));

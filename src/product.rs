@@ -1,16 +1,24 @@
 //! Product-side live state and background work: presence (WebSocket connections and SFU
 //! participants), typing indicators, live pushes to connected users, the pluggable notification
-//! sender, and the consumer of SFU events that drives call and huddle status.
+//! sender, and (in [`events`]) the consumer of SFU events that drives call, huddle and stored room
+//! status. [`call_view`] is the call as the calls API and the call webhooks show it.
+//!
+//! Domain code: built from the narrow dependencies it uses, never from the whole server state.
 
-use crate::sfu::SfuEvent;
-use crate::state::AppState;
+pub mod call_view;
+pub mod events;
+
+pub use events::{
+    spawn_event_consumer, CallHooks, ConsumerDeps, CALL_PREFIX, HUDDLE_PREFIX, RING_SWEEP_INTERVAL,
+    RING_TIMEOUT_MS,
+};
+
 use crate::store::{DeviceRecord, NotificationRecord, Store, StoreResult};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
 /// How long a typing indicator lasts unless refreshed.
 pub const TYPING_TTL_MS: i64 = 6_000;
@@ -138,7 +146,7 @@ struct Inner {
     sender: RwLock<Arc<dyn NotificationSender>>,
 }
 
-/// Product live state, cloneable, held in `AppState`.
+/// Product live state, cloneable (the server holds one).
 #[derive(Clone)]
 pub struct Product {
     inner: Arc<Inner>,
@@ -456,284 +464,5 @@ impl Product {
             out.push(rec);
         }
         Ok(out)
-    }
-}
-
-// ---- SFU event consumer ----
-
-/// A call nobody is in stays `ringing` this long after it was created, then ends `missed`.
-pub const RING_TIMEOUT_MS: i64 = 60_000;
-/// How often unanswered calls are looked for.
-pub const RING_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Room-name prefixes of product rooms (the room name is the call / huddle id).
-pub const CALL_PREFIX: &str = "call_";
-pub const HUDDLE_PREFIX: &str = "huddle_";
-
-/// Spawn the task that turns SFU events into call/huddle status and presence. It subscribes before
-/// returning, so no event emitted after this call is missed.
-pub fn spawn_event_consumer(state: AppState) -> JoinHandle<()> {
-    let mut rx = state.sfu.subscribe_events();
-    tokio::spawn(async move {
-        let mut consumer = EventConsumer {
-            state: state.clone(),
-            rooms: HashMap::new(),
-        };
-        let mut sweep = tokio::time::interval(RING_SWEEP_INTERVAL);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let ev = tokio::select! {
-                _ = state.shutdown.cancelled() => break,
-                _ = sweep.tick() => {
-                    if let Err(e) = consumer.sweep_unanswered().await {
-                        tracing::error!(error = %e, "sweeping unanswered calls failed");
-                    }
-                    continue;
-                }
-                ev = rx.recv() => ev,
-            };
-            match ev {
-                Ok(ev) => consumer.handle(ev).await,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "SFU event consumer lagged; resynchronising");
-                    consumer.resync().await;
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    })
-}
-
-struct EventConsumer {
-    state: AppState,
-    /// Participants per room as seen through events.
-    rooms: HashMap<String, HashSet<String>>,
-}
-
-impl EventConsumer {
-    async fn handle(&mut self, ev: SfuEvent) {
-        let res = match ev {
-            SfuEvent::RoomCreated { room, .. } => {
-                self.rooms.entry(room).or_default();
-                Ok(())
-            }
-            SfuEvent::ParticipantJoined {
-                room,
-                identity,
-                at_ms,
-            } => self.joined(room, identity, at_ms).await,
-            SfuEvent::MediaConnected { room, at_ms, .. } => {
-                if room.starts_with(CALL_PREFIX) {
-                    let res = self.state.store.activate_call(&room, at_ms).await;
-                    if let Ok(true) = res {
-                        self.call_event("call.started", &room).await;
-                    }
-                    self.auto_record(&room).await;
-                    res.map(|_| ())
-                } else {
-                    Ok(())
-                }
-            }
-            SfuEvent::ParticipantLeft {
-                room,
-                identity,
-                at_ms,
-            } => self.left(room, identity, at_ms).await,
-            SfuEvent::RoomClosed { room, at_ms } => self.closed(room, at_ms).await,
-        };
-        if let Err(e) = res {
-            tracing::error!(error = %e, "handling SFU event failed");
-        }
-    }
-
-    /// A call created with `"record": true` starts recording when media first flows (for its
-    /// creator); later connections find it recording already.
-    async fn auto_record(&self, room: &str) {
-        let Ok(call) = self.state.store.get_call(room).await else {
-            return;
-        };
-        if !call.auto_record || self.state.recorders.is_recording(&call.id) {
-            return;
-        }
-        match crate::recorder::start_for_call(&self.state, &call, &call.created_by).await {
-            Ok((id, _)) => {
-                tracing::info!(call = %call.id, recording = %id, "automatic recording started")
-            }
-            Err(crate::recorder::RecorderError::AlreadyRecording) => {}
-            Err(e) => tracing::warn!(call = %call.id, error = %e, "automatic recording failed"),
-        }
-    }
-
-    async fn joined(&mut self, room: String, identity: String, at: i64) -> StoreResult<()> {
-        self.rooms
-            .entry(room.clone())
-            .or_default()
-            .insert(identity.clone());
-        let store = &self.state.store;
-        let call = if room.starts_with(CALL_PREFIX) {
-            store.get_call(&room).await.ok()
-        } else {
-            None
-        };
-        let huddle = if room.starts_with(HUDDLE_PREFIX) {
-            store.get_huddle(&room).await.ok()
-        } else {
-            None
-        };
-        // Presence first, so whoever sees the call/huddle change also sees the presence change.
-        let manual = store
-            .get_presence(&identity)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|p| p.manual_status);
-        let workspace = huddle.as_ref().and_then(|h| h.workspace_id.clone());
-        self.state
-            .product
-            .sfu_joined(&identity, &room, workspace, manual);
-        if call.is_some() {
-            store.mark_call_joined(&room, &identity, at).await?;
-            // The caller of an assistant call brings the call's assistant in.
-            let assistants = self.state.assistants.clone();
-            assistants
-                .participant_joined(&self.state, &room, &identity)
-                .await;
-        }
-        if huddle.is_some() {
-            let max = self.state.config.room.max_huddle_size as i64;
-            let outcome = store.join_huddle(&room, &identity, max, at, true).await?;
-            if outcome == crate::store::JoinOutcome::Full {
-                tracing::warn!(huddle = %room, user = %identity, "joined the room of a full huddle");
-            }
-        }
-        Ok(())
-    }
-
-    async fn left(&mut self, room: String, identity: String, at: i64) -> StoreResult<()> {
-        let now_empty = match self.rooms.get_mut(&room) {
-            Some(set) => {
-                set.remove(&identity);
-                set.is_empty()
-            }
-            None => true,
-        };
-        let store = &self.state.store;
-        // Presence first, so whoever sees the call/huddle change also sees the presence change;
-        // last_seen is stored before the user shows as offline.
-        if self
-            .state
-            .product
-            .would_go_offline(&identity, None, Some(&room))
-        {
-            store.set_last_seen(&identity, at).await?;
-        }
-        self.state.product.sfu_left(&identity, &room);
-        if room.starts_with(CALL_PREFIX) {
-            store.mark_call_left(&room, &identity, at).await?;
-            let assistants = self.state.assistants.clone();
-            assistants
-                .participant_left(&self.state, &room, &identity)
-                .await;
-            if now_empty {
-                self.end_call(&room, at).await?;
-            }
-        } else if room.starts_with(HUDDLE_PREFIX) {
-            store.leave_huddle(&room, &identity, at).await?;
-        }
-        Ok(())
-    }
-
-    async fn is_ringing(&self, call_id: &str) -> bool {
-        let call = self.state.store.get_call(call_id).await;
-        call.is_ok_and(|c| c.status == "ringing")
-    }
-
-    async fn closed(&mut self, room: String, at: i64) -> StoreResult<()> {
-        let remaining: Vec<String> = self
-            .rooms
-            .get(&room)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        let had_nobody = remaining.is_empty();
-        for identity in remaining {
-            self.left(room.clone(), identity, at).await?;
-        }
-        self.rooms.remove(&room);
-        // A room that closes with nobody ever tracked in it was opened by hidden participants only
-        // (a recorder): a ringing call stays ringing (the ring sweep ends it), others end here.
-        if room.starts_with(CALL_PREFIX) && !(had_nobody && self.is_ringing(&room).await) {
-            self.end_call(&room, at).await?;
-        }
-        Ok(())
-    }
-
-    async fn end_call(&self, room: &str, at: i64) -> StoreResult<()> {
-        if let Some(call) = self.state.store.end_call(room, at).await? {
-            tracing::info!(call = %call.id, status = %call.status, duration_ms = call.duration_ms, "call ended");
-            // An assistant call is finalized (cost, the one charge) whether or not webhooks are on.
-            let body = crate::embed::finalize::completed_payload(&self.state, &call).await;
-            if self.state.webhooks.enabled() {
-                self.state.webhooks.emit("call.completed", body).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// A call lifecycle webhook with the call as it is now.
-    async fn call_event(&self, event: &str, call_id: &str) {
-        if !self.state.webhooks.enabled() {
-            return;
-        }
-        let Ok(call) = self.state.store.get_call(call_id).await else {
-            return;
-        };
-        let members = self
-            .state
-            .store
-            .call_members(&call.id)
-            .await
-            .unwrap_or_default();
-        self.state
-            .webhooks
-            .emit(event, crate::api::calls::call_json(&call, &members))
-            .await;
-    }
-
-    /// Calls ringing for `RING_TIMEOUT_MS` with nobody in their room end `missed`.
-    async fn sweep_unanswered(&mut self) -> StoreResult<()> {
-        let now = self.state.clock.unix_ms();
-        let ids = self
-            .state
-            .store
-            .ringing_calls_before(now - RING_TIMEOUT_MS, 100)
-            .await?;
-        for id in ids {
-            if self.rooms.get(&id).is_none_or(|p| p.is_empty()) {
-                self.end_call(&id, now).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// After missing events: align the tracked rooms with the SFU's current participants.
-    async fn resync(&mut self) {
-        let now = self.state.clock.unix_ms();
-        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
-        for room in rooms {
-            let live: HashSet<String> = self
-                .state
-                .sfu
-                .participants(&room)
-                .into_iter()
-                .map(|p| p.identity)
-                .collect();
-            let known = self.rooms.get(&room).cloned().unwrap_or_default();
-            for gone in known.difference(&live) {
-                let _ = self.left(room.clone(), gone.clone(), now).await;
-            }
-            for new in live.difference(&known) {
-                let _ = self.joined(room.clone(), new.clone(), now).await;
-            }
-        }
     }
 }

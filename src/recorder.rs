@@ -8,10 +8,16 @@
 //! appends: the mixed file advances one frame per tick whoever speaks, so its duration is wall time.
 //! Files are written Cluster by Cluster (at most 1 s each) and flushed, so a crash leaves a playable
 //! prefix that `parlor_media::repair` finalizes.
+//!
+//! [`Recorders`] is built from [`RecorderDeps`] (store, webhooks, the SFU and its workers, the
+//! recordings directory, the clock): no server state, so it can be constructed on its own in a test.
 
 use crate::sfu::local::{LocalOptions, LocalParticipant};
+use crate::sfu::worker::WorkerHandle;
 use crate::sfu::worker::{JoinError, LocalMedia};
-use crate::state::AppState;
+use crate::sfu::SfuHandle;
+use crate::store::Store;
+use crate::webhooks::Webhooks;
 use parlor_media::{
     Application, EncoderConfig, InputId, JitterBuffer, JitterConfig, Mixer, OpusDecoder,
     OpusEncoder, WebmConfig, WebmWriter, FRAME_SAMPLES, MAX_PACKET_BYTES,
@@ -48,55 +54,6 @@ pub enum RecorderError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Start recording `call` for `started_by`: checks the call is live and not already recorded,
-/// stores the row, joins the recorder. Returns (recording id, start time in unix ms). Used by the
-/// REST API and by calls created with `"record": true`.
-pub async fn start_for_call(
-    state: &AppState,
-    call: &crate::store::CallRecord,
-    started_by: &str,
-) -> Result<(String, i64), RecorderError> {
-    // Only a call someone has joined (media flowing: `active`) is recorded. The recorder is a hidden
-    // participant and never counts for the call's lifecycle, so it must not be what opens the room.
-    if call.status != "active" {
-        return Err(RecorderError::CallNotActive(call.status.clone()));
-    }
-    if state.recorders.is_recording(&call.id)
-        || state
-            .store
-            .active_recording_for_call(&call.id)
-            .await?
-            .is_some()
-    {
-        return Err(RecorderError::AlreadyRecording);
-    }
-    let now = state.clock.unix_ms();
-    let id = crate::ids::new_id(&format!("rec_{}_", now / 1000));
-    let rec = crate::store::RecordingRecord {
-        id: id.clone(),
-        call_id: call.id.clone(),
-        conversation_id: call.conversation_id.clone(),
-        call_type: call.call_type.clone(),
-        started_by: started_by.to_string(),
-        started_at: now,
-        ended_at: None,
-        duration_ms: None,
-        status: "recording".into(),
-        file_path: Some(format!("{id}.webm")),
-        size_bytes: None,
-    };
-    state.store.insert_recording(&rec).await?;
-    let dir = state.config.storage.data_dir.join("recordings");
-    if let Err(e) = state.recorders.start(state, &call.id, &id, &dir).await {
-        let _ = state
-            .store
-            .finish_recording(&id, "failed", 0, None, None)
-            .await;
-        return Err(e);
-    }
-    Ok((id, now))
-}
-
 /// What a finished recording produced.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -119,10 +76,28 @@ struct ManifestTrack {
     duration_ms: u64,
 }
 
+/// What the recorder needs from the rest of the server (the composition root builds it).
+#[derive(Clone)]
+pub struct RecorderDeps {
+    /// Recording rows.
+    pub store: Store,
+    /// `recording.completed` / `recording.failed` events.
+    pub webhooks: Webhooks,
+    /// The SFU and its media workers, which the recorder joins as a hidden participant.
+    pub sfu: SfuHandle,
+    pub workers: Arc<Vec<WorkerHandle>>,
+    /// `room.max_rooms`: the recorder's join may open a room (placement limit).
+    pub max_rooms: usize,
+    /// Where recording files are written (`<data_dir>/recordings`).
+    pub dir: PathBuf,
+    pub clock: crate::clock::SharedClock,
+}
+
 /// Running recordings by call id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Recorders {
     inner: Arc<Mutex<HashMap<String, Running>>>,
+    deps: Arc<RecorderDeps>,
 }
 
 struct Running {
@@ -133,6 +108,60 @@ struct Running {
 }
 
 impl Recorders {
+    pub fn new(deps: RecorderDeps) -> Self {
+        Recorders {
+            inner: Arc::default(),
+            deps: Arc::new(deps),
+        }
+    }
+
+    /// The recordings directory.
+    pub fn dir(&self) -> &Path {
+        &self.deps.dir
+    }
+
+    /// Start recording `call` for `started_by`: checks the call is live and not already recorded,
+    /// stores the row, joins the recorder. Returns (recording id, start time in unix ms). Used by
+    /// the REST API and by calls created with `"record": true`.
+    pub async fn start_for_call(
+        &self,
+        call: &crate::store::CallRecord,
+        started_by: &str,
+    ) -> Result<(String, i64), RecorderError> {
+        // Only a call someone has joined (media flowing: `active`) is recorded. The recorder is a
+        // hidden participant and never counts for the call's lifecycle, so it must not be what
+        // opens the room.
+        if call.status != "active" {
+            return Err(RecorderError::CallNotActive(call.status.clone()));
+        }
+        let store = &self.deps.store;
+        if self.is_recording(&call.id) || store.active_recording_for_call(&call.id).await?.is_some()
+        {
+            return Err(RecorderError::AlreadyRecording);
+        }
+        let now = self.deps.clock.unix_ms();
+        let id = crate::ids::new_id(&format!("rec_{}_", now / 1000));
+        let rec = crate::store::RecordingRecord {
+            id: id.clone(),
+            call_id: call.id.clone(),
+            conversation_id: call.conversation_id.clone(),
+            call_type: call.call_type.clone(),
+            started_by: started_by.to_string(),
+            started_at: now,
+            ended_at: None,
+            duration_ms: None,
+            status: "recording".into(),
+            file_path: Some(format!("{id}.webm")),
+            size_bytes: None,
+        };
+        store.insert_recording(&rec).await?;
+        if let Err(e) = self.start(&call.id, &id).await {
+            let _ = store.finish_recording(&id, "failed", 0, None, None).await;
+            return Err(e);
+        }
+        Ok((id, now))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -147,15 +176,9 @@ impl Recorders {
     }
 
     /// Start recording room `room` (a call id) as `recording_id` (its row already stored), writing
-    /// into `dir`. Returns once the recorder has joined the room. Whatever ends the recording (a
-    /// stop, the room closing, shutdown), its row gets the outcome.
-    pub async fn start(
-        &self,
-        state: &AppState,
-        room: &str,
-        recording_id: &str,
-        dir: &Path,
-    ) -> Result<(), RecorderError> {
+    /// into the recordings directory. Returns once the recorder has joined the room. Whatever ends
+    /// the recording (a stop, the room closing, shutdown), its row gets the outcome.
+    pub async fn start(&self, room: &str, recording_id: &str) -> Result<(), RecorderError> {
         let stop = CancellationToken::new();
         let (outcome_tx, outcome) = watch::channel(None);
         {
@@ -172,18 +195,15 @@ impl Recorders {
                 },
             );
         }
-        if let Err(e) = self
-            .spawn(state, room, recording_id, dir, stop, outcome_tx)
-            .await
-        {
+        if let Err(e) = self.spawn(room, recording_id, stop, outcome_tx).await {
             self.lock().remove(room);
             return Err(e);
         }
         // Store the outcome, then forget the recording (a stop racing the end still finds it and
         // waits for the same outcome).
         let (store, hooks, rid, room, recorders) = (
-            state.store.clone(),
-            state.webhooks.clone(),
+            self.deps.store.clone(),
+            self.deps.webhooks.clone(),
             recording_id.to_string(),
             room.to_string(),
             self.clone(),
@@ -202,15 +222,13 @@ impl Recorders {
 
     async fn spawn(
         &self,
-        state: &AppState,
         room: &str,
         recording_id: &str,
-        dir: &Path,
         stop: CancellationToken,
         outcome: watch::Sender<Option<Outcome>>,
     ) -> Result<(), RecorderError> {
         // Creating the files is blocking I/O: not on the async runtime.
-        let (d, rid) = (dir.to_path_buf(), recording_id.to_string());
+        let (d, rid) = (self.deps.dir.clone(), recording_id.to_string());
         let pipeline = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&d)?;
             Pipeline::new(&d, &rid)
@@ -218,9 +236,9 @@ impl Recorders {
         .await
         .map_err(|e| RecorderError::Media(format!("file setup task: {e}")))??;
         let participant = LocalParticipant::join(
-            &state.sfu,
-            &state.workers,
-            state.config.room.max_rooms,
+            &self.deps.sfu,
+            &self.deps.workers,
+            self.deps.max_rooms,
             LocalOptions {
                 room: room.to_string(),
                 identity: format!("recorder-{recording_id}"),
@@ -249,6 +267,7 @@ impl Recorders {
     }
 
     /// Stop every running recording (server shutdown) and wait for their files; (id, outcome) each.
+    /// The caller stores each outcome ([`store_outcome`]).
     pub async fn stop_all(&self) -> Vec<(String, Outcome)> {
         let rooms: Vec<String> = self.lock().keys().cloned().collect();
         let mut out = Vec::new();
@@ -640,4 +659,129 @@ fn repair_recording_files(dir: &Path, id: &str) -> Result<(u64, u64), String> {
         }
     }
     Ok(mixed)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The recorder built from its narrow dependencies alone: a real SQLite store, real media
+    //! workers on 127.0.0.1, webhooks off — no HTTP server, no server state.
+    use super::*;
+    use crate::store::CallRecord;
+
+    async fn recorders(dir: &Path, shutdown: &CancellationToken) -> Recorders {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let store = Store::connect(&url, 2).await.expect("store");
+        let clock = crate::clock::system();
+        let sfu = SfuHandle::new();
+        let workers = crate::sfu::worker::spawn_workers(
+            "127.0.0.1:0".parse().expect("addr"),
+            crate::sfu::worker::WorkerConfig {
+                workers: 1,
+                realtime_priority: 0,
+                candidate_ip: [127, 0, 0, 1].into(),
+                tcp_bind: None,
+                tcp_limits: crate::sfu::tcp::TcpLimits {
+                    max_connections: 4,
+                    max_connections_per_ip: 4,
+                    handshake_timeout: Duration::from_secs(1),
+                },
+                max_participants: 8,
+                max_rooms: 4,
+                // Hidden participants do not keep a room open: long enough for the test.
+                empty_timeout: Duration::from_secs(60),
+            },
+            sfu.clone(),
+            Arc::new(crate::metrics::Metrics::default()),
+            clock.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("media workers");
+        let webhooks = Webhooks::new(
+            store.clone(),
+            clock.clone(),
+            &crate::config::WebhooksConfig::default(),
+            String::new(),
+        );
+        assert!(!webhooks.enabled());
+        Recorders::new(RecorderDeps {
+            store,
+            webhooks,
+            sfu,
+            workers: Arc::new(workers),
+            max_rooms: 4,
+            dir: dir.join("recordings"),
+            clock,
+        })
+    }
+
+    fn call(id: &str, now: i64) -> CallRecord {
+        CallRecord {
+            id: id.into(),
+            call_type: "audio".into(),
+            conversation_id: None,
+            created_by: "alice".into(),
+            status: "ringing".into(),
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            duration_ms: None,
+            auto_record: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_a_call_from_narrow_dependencies() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let shutdown = CancellationToken::new();
+        let rec = recorders(tmp.path(), &shutdown).await;
+        let store = rec.deps.store.clone();
+        let now = rec.deps.clock.unix_ms();
+        store
+            .insert_call(&call("call_r1", now))
+            .await
+            .expect("call");
+
+        // A ringing call is refused and leaves no row.
+        let ringing = store.get_call("call_r1").await.expect("get");
+        assert!(matches!(
+            rec.start_for_call(&ringing, "alice").await,
+            Err(RecorderError::CallNotActive(s)) if s == "ringing"
+        ));
+        assert!(store
+            .active_recording_for_call("call_r1")
+            .await
+            .expect("query")
+            .is_none());
+
+        // An active call is recorded: the recorder joins its room (hidden, invisible to the
+        // participants list), a second start is refused, a stop finalizes a playable file.
+        assert!(store.activate_call("call_r1", now).await.expect("activate"));
+        let active = store.get_call("call_r1").await.expect("get");
+        let (id, _) = rec.start_for_call(&active, "alice").await.expect("start");
+        assert!(rec.is_recording("call_r1"));
+        assert_eq!(rec.recording_id("call_r1").as_deref(), Some(id.as_str()));
+        assert_eq!(rec.deps.sfu.rooms(), vec!["call_r1".to_string()]);
+        assert!(rec.deps.sfu.participants("call_r1").is_empty());
+        assert!(matches!(
+            rec.start_for_call(&active, "bob").await,
+            Err(RecorderError::AlreadyRecording)
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (stopped, outcome) = rec.stop("call_r1").await.expect("running");
+        assert_eq!(stopped, id);
+        assert_eq!(outcome.error, None);
+        assert_eq!(outcome.file, format!("{id}.webm"));
+        assert!(outcome.duration_ms > 0, "{outcome:?}");
+        let file = rec.dir().join(&outcome.file);
+        let bytes = std::fs::metadata(&file).expect("mixed file").len();
+        assert_eq!(bytes as i64, outcome.size_bytes);
+        store_outcome(&store, &rec.deps.webhooks, &id, &outcome).await;
+        let row = store.get_recording(&id).await.expect("row");
+        assert_eq!(row.status, "completed");
+        assert_eq!(row.duration_ms, Some(outcome.duration_ms));
+        assert_eq!(row.size_bytes, Some(outcome.size_bytes));
+        assert!(rec.dir().join(format!("{id}.json")).exists());
+        shutdown.cancel();
+    }
 }

@@ -239,6 +239,16 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         crate::realtime::build_providers(&config.realtime, &home.root, clock.clone()),
         clock.clone(),
     ));
+    let workers = Arc::new(workers);
+    let recorders = crate::recorder::Recorders::new(crate::recorder::RecorderDeps {
+        store: store.clone(),
+        webhooks: webhooks.clone(),
+        sfu: sfu.clone(),
+        workers: workers.clone(),
+        max_rooms: config.room.max_rooms,
+        dir: config.storage.data_dir.join("recordings"),
+        clock: clock.clone(),
+    });
     let state = AppState {
         realtime,
         embed: Default::default(),
@@ -253,19 +263,15 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         started: Instant::now(),
         shutdown: shutdown.clone(),
         sfu,
-        workers: Arc::new(workers),
+        workers,
         turn_secrets: Arc::new(turn_secrets),
         turn: Arc::new(std::sync::Mutex::new(turn_server)),
         product: crate::product::Product::default(),
-        recorders: Default::default(),
+        recorders,
         webhooks,
     };
     // Recordings a crash cut short: repair their files and finish their rows before serving.
-    let recovered = crate::recorder::recover_unfinished(
-        &state.store,
-        &state.config.storage.data_dir.join("recordings"),
-    )
-    .await;
+    let recovered = crate::recorder::recover_unfinished(&state.store, state.recorders.dir()).await;
     if recovered > 0 {
         tracing::info!(recovered, "finished recordings left behind by a crash");
     }
@@ -309,7 +315,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         );
     }
     crate::orphans::spawn_heartbeat(&state);
-    crate::product::spawn_event_consumer(state.clone());
+    crate::product::spawn_event_consumer(state.consumer_deps());
     let app = router(state.clone());
     let http_limits = crate::http_serve::HttpLimits {
         max_connections: state.config.limits.http_max_connections.min(budget.http),

@@ -237,6 +237,8 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
     }
     let grant = claims.video();
     let (events_tx, mut events) = mpsc::channel::<Out>(512);
+    // One room model: a stored room (`POST /api/rooms`) opens under its sid and limit.
+    let open_as = crate::api::rooms::open_as(&state.store, &room).await;
     let make_req = || JoinReq {
         room: room.clone(),
         identity: identity.clone(),
@@ -253,6 +255,7 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
         single_pc: connect.v1.is_some(),
         local: None,
         hidden: false,
+        open_as: open_as.clone(),
     };
     let routed = crate::sfu::worker::route_join(
         &state.sfu,
@@ -287,7 +290,7 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
     drop(events_tx);
     let pid = joined.pid;
     let mut join = joined.join;
-    join.ice_servers = crate::ice::ice_servers_proto(&state, &identity);
+    join.ice_servers = state.ice().ice_servers_proto(&identity);
     if !send(&mut ws, Resp::Join(join)).await {
         let _ = worker.tx.send(Cmd::Leave(pid)).await;
         return;

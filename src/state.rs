@@ -1,4 +1,7 @@
-//! Shared application state handed to every handler.
+//! Shared application state handed to every handler of the HTTP/signal edge (`api`, `signal`,
+//! `embed`, `realtime`'s handlers). Domain services (`product`, `recorder`, `auth`, `ice`) never see
+//! it: they are built from the narrow dependencies they use, and this module provides those
+//! (`FromRef` for the auth extractor, [`AppState::ice`], the event consumer's [`CallHooks`]).
 
 use crate::auth::KeyRing;
 use crate::clock::SharedClock;
@@ -6,6 +9,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sfu::SfuHandle;
 use crate::store::Store;
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -44,4 +48,56 @@ pub struct AppState {
     pub embed: Arc<crate::flood::KeyedRateLimit>,
     /// The keys are dev keys generated because none are configured: dev-only endpoints answer.
     pub dev_keys: bool,
+}
+
+impl axum::extract::FromRef<AppState> for crate::auth::TokenVerifier {
+    fn from_ref(s: &AppState) -> Self {
+        crate::auth::TokenVerifier {
+            keys: s.keys.clone(),
+            clock: s.clock.clone(),
+        }
+    }
+}
+
+impl AppState {
+    /// What ICE server lists and TURN credentials are minted from, now.
+    pub fn ice(&self) -> crate::ice::IceInputs<'_> {
+        crate::ice::IceInputs {
+            config: &self.config,
+            turn_secrets: &self.turn_secrets,
+            now_unix: self.clock.unix_secs(),
+        }
+    }
+
+    /// The SFU event consumer's dependencies (`product::spawn_event_consumer`).
+    pub fn consumer_deps(&self) -> crate::product::ConsumerDeps {
+        crate::product::ConsumerDeps {
+            store: self.store.clone(),
+            product: self.product.clone(),
+            recorders: self.recorders.clone(),
+            webhooks: self.webhooks.clone(),
+            clock: self.clock.clone(),
+            sfu: self.sfu.clone(),
+            max_huddle_size: self.config.room.max_huddle_size,
+            hooks: Arc::new(self.clone()),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// The services that need the whole server (the voice assistants, assistant-call finalization),
+/// as the SFU event consumer calls them.
+impl crate::product::CallHooks for AppState {
+    fn participant_joined<'a>(&'a self, call_id: &'a str, identity: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.assistants.participant_joined(self, call_id, identity))
+    }
+    fn participant_left<'a>(&'a self, call_id: &'a str, identity: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.assistants.participant_left(self, call_id, identity))
+    }
+    fn completed_payload<'a>(
+        &'a self,
+        call: &'a crate::store::CallRecord,
+    ) -> BoxFuture<'a, serde_json::Value> {
+        Box::pin(crate::embed::finalize::completed_payload(self, call))
+    }
 }

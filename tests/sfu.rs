@@ -399,6 +399,127 @@ async fn room_limits_and_empty_close() {
     s.stop().await;
 }
 
+/// One room model: the room `POST /api/rooms` creates is the room the SFU runs. Its sid is the sid
+/// clients see in their JoinResponse, its `max_participants` is what the worker enforces (below the
+/// config limit), and when the live room closes the stored room is marked closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_room_is_the_live_room() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMsg;
+    let db = TestDb::sqlite();
+    // The config allows 100 participants per room; the stored room allows 2.
+    let s = TestServer::start_with(&db, |c| c.room.empty_timeout_secs = 1).await;
+    assert!(s.handle.state.config.room.max_participants > 2);
+    let admin = {
+        let mut g = VideoGrant::join("stored");
+        g.room_create = true;
+        s.token("admin", g)
+    };
+    let r = s
+        .client
+        .post(s.url("/api/rooms"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "name": "stored", "max_participants": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let sid = created["room"]["sid"].as_str().unwrap().to_string();
+    assert_eq!(
+        created["room"]["closed_at"],
+        serde_json::Value::Null,
+        "{created}"
+    );
+
+    let a = Client::connect(&s.ws, &s.token("a", VideoGrant::join("stored")), false).await;
+    let b = Client::connect(&s.ws, &s.token("b", VideoGrant::join("stored")), false).await;
+    for c in [&a, &b] {
+        let room = c.join.room.as_ref().unwrap();
+        assert_eq!(room.sid, sid, "the live room is not the stored room");
+        assert_eq!(room.max_participants, 2);
+    }
+    // The third participant is refused the way a full room refuses (a LeaveRequest, DISCONNECT).
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{}/rtc?access_token={}",
+        s.ws,
+        s.token("c", VideoGrant::join("stored"))
+    ))
+    .await
+    .unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    let WsMsg::Binary(bytes) = first else {
+        panic!("expected a binary leave, got {first:?}")
+    };
+    match parlor_signaling::protocol::decode_response(&bytes).unwrap() {
+        Resp::Leave(l) => assert_eq!(l.action, proto::leave_request::Action::Disconnect as i32),
+        other => panic!("third participant was not refused: {other:?}"),
+    }
+    assert_eq!(s.handle.state.sfu.participants("stored").len(), 2);
+
+    // Everyone leaves; after the empty timeout the live room closes and so does the stored one.
+    a.leave().await;
+    b.leave().await;
+    let get = |t: String| {
+        let (c, url) = (s.client.clone(), s.url("/api/rooms/stored"));
+        async move {
+            let r = c.get(url).bearer_auth(t).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let started = std::time::Instant::now();
+    let closed = loop {
+        let v = get(s.user_token("viewer")).await;
+        assert_eq!(v["room"]["sid"], sid.as_str(), "{v}");
+        if !v["room"]["closed_at"].is_null() {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the stored room was never closed: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        closed["room"]["closed_at"].as_i64().unwrap()
+            >= closed["room"]["created_at"].as_i64().unwrap()
+    );
+    eprintln!(
+        "stored room closed {:?} after the last leave",
+        started.elapsed()
+    );
+    // A closed room is out of the open-room list, and its name can be created again (a new sid).
+    let list: serde_json::Value = s
+        .client
+        .get(s.url("/api/rooms"))
+        .bearer_auth(s.user_token("viewer"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["count"], 0, "{list}");
+    let r = s
+        .client
+        .post(s.url("/api/rooms"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "name": "stored" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let again: serde_json::Value = r.json().await.unwrap();
+    assert_ne!(again["room"]["sid"], sid.as_str(), "{again}");
+    assert_eq!(
+        again["room"]["closed_at"],
+        serde_json::Value::Null,
+        "{again}"
+    );
+    s.stop().await;
+}
+
 /// Rooms are spread over the media workers (one thread and UDP port each); each room's media flows
 /// on its own worker, and a room keeps its worker for every later join.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,9 +11,10 @@ use super::util::{
 };
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use crate::product::call_view::call_json;
 use crate::state::AppState;
-use crate::store::{CallMember, CallRecord, StoreError};
-use crate::timefmt::{opt, rfc3339_ms};
+use crate::store::{CallRecord, StoreError};
+use crate::timefmt::rfc3339_ms;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -29,31 +30,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/calls/{call_id}/join", post(join))
         .route("/api/calls/{call_id}/participants", get(participants))
         .route("/api/calls/{call_id}/ice-servers", get(ice_servers))
-}
-
-pub fn call_json(c: &CallRecord, members: &[CallMember]) -> Value {
-    json!({
-        "id": c.id,
-        "type": c.call_type,
-        "conversation_id": c.conversation_id,
-        "created_by": c.created_by,
-        "status": c.status,
-        "created_at": rfc3339_ms(c.created_at),
-        "started_at": opt(c.started_at),
-        "ended_at": opt(c.ended_at),
-        "duration": c.duration_ms.map(crate::timefmt::whole_secs),
-        "duration_ms": c.duration_ms,
-        "record": c.auto_record,
-        "room": c.id,
-        "members": members.iter().map(|m| json!({
-            "user_id": m.user_id,
-            "role": m.role,
-            "invited_by": m.invited_by,
-            "invited_at": rfc3339_ms(m.invited_at),
-            "joined_at": opt(m.joined_at),
-            "left_at": opt(m.left_at),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn call_not_found() -> ApiError {
@@ -316,7 +292,7 @@ async fn ice_servers(
     Ok(Json(json!({
         "success": true,
         "call_id": call.id,
-        "ice_servers": crate::ice::ice_servers(&state, user.id()),
+        "ice_servers": state.ice().ice_servers(user.id()),
         "ttl": state.config.turn.ttl_secs,
     })))
 }

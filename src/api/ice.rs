@@ -17,7 +17,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn ice_config(State(state): State<AppState>, user: AuthUser) -> Json<Value> {
-    let servers = crate::ice::ice_servers(&state, user.id());
+    let servers = state.ice().ice_servers(user.id());
     Json(json!({
         "success": true,
         "config": {
@@ -29,7 +29,7 @@ async fn ice_config(State(state): State<AppState>, user: AuthUser) -> Json<Value
 }
 
 async fn turn_credentials(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Value>> {
-    let creds = crate::ice::turn_credentials(&state, user.id()).ok_or_else(|| {
+    let creds = state.ice().turn_credentials(user.id()).ok_or_else(|| {
         ApiError::unavailable("no TURN secret is configured").with_code("invalid_turn_credentials")
     })?;
     Ok(Json(json!({
@@ -39,7 +39,7 @@ async fn turn_credentials(State(state): State<AppState>, user: AuthUser) -> ApiR
             "credential": creds.credential,
             "ttl": creds.ttl,
             "expires_at": creds.expires_at,
-            "urls": crate::ice::turn_urls(&state),
+            "urls": state.ice().turn_urls(),
         }
     })))
 }

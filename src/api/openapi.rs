@@ -117,7 +117,9 @@ fn schemas() -> Value {
             "success": { "type": "boolean", "enum": [false] },
             "error": obj(json!({ "code": s(), "message": s() }), &["code", "message"]),
         }), &["success", "error"]),
-        "Room": obj(json!({ "name": s(), "sid": s(), "created_at": int(), "max_participants": int() }), &["name", "sid"]),
+        "Room": obj(json!({ "name": s(), "sid": s(), "created_at": int(),
+            "closed_at": { "type": "integer", "nullable": true, "description": "unix ms when its live room closed" },
+            "max_participants": int() }), &["name", "sid"]),
         "CallMember": obj(json!({
             "user_id": s(), "role": { "type": "string", "enum": ["creator", "invitee", "participant"] },
             "invited_by": ns(), "invited_at": dt(), "joined_at": ndt(), "left_at": ndt(),
@@ -271,10 +273,17 @@ pub fn document(server_url: &str) -> Value {
                 query("before", "integer", "created_at (unix ms) of the last room of the previous page"),
                 query("limit", "integer", "1-200, default 50")], None,
                 ("200", "rooms", success_obj(json!({ "count": int(), "rooms": arr(r("Room")) }))), &[], true),
-            "post": op("rooms", "Create a room (needs the roomCreate grant)", vec![],
+            "post": op("rooms", "Create a room (needs the roomCreate grant): the SFU runs it under its sid and \
+                max_participants (absent or 0: the server limit, which also caps it); a closed room's name may be created again", vec![],
                 Some(obj(json!({ "name": s(), "max_participants": int() }), &["name"])),
                 ("201", "created", success_obj(json!({ "room": r("Room") }))),
                 &[("403", "not_authorized: token lacks roomCreate"), ("409", "room_exists")], true),
+        },
+        "/api/rooms/{name}": {
+            "get": op("rooms", "A stored room, open or closed (closed_at is set when its live room closes)",
+                vec![path_param("name", "room name")], None,
+                ("200", "the room", success_obj(json!({ "room": r("Room") }))),
+                &[("404", "room_not_found")], true),
         },
         "/api/calls": {
             "get": op("calls", "Calls the caller belongs to, newest first", vec![

@@ -45,7 +45,7 @@ async fn start(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     use crate::recorder::RecorderError as E;
     let call = super::calls::load_for(&state, &call_id, user.id()).await?;
-    let (id, now) = match crate::recorder::start_for_call(&state, &call, user.id()).await {
+    let (id, now) = match state.recorders.start_for_call(&call, user.id()).await {
         Ok(x) => x,
         Err(E::CallNotActive(status)) => {
             let why = if status == "ringing" {

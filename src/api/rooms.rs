@@ -1,9 +1,17 @@
-//! Room records: `POST /api/rooms` (needs the roomCreate grant), `GET /api/rooms`.
+//! Room records: `POST /api/rooms` (needs the roomCreate grant), `GET /api/rooms`,
+//! `GET /api/rooms/{name}`.
+//!
+//! One room model: a stored room is the room the SFU runs under that name. The signal edge looks it
+//! up before a join ([`open_as`]): the live room opens with the stored sid and `max_participants`.
+//! When the live room closes (its last participant left and `room.empty_timeout_secs` passed), the
+//! stored room is closed (`closed_at`); a later join to the name opens an ad-hoc room (a fresh sid,
+//! the configured limit), and `POST /api/rooms` may create the name again (a new sid).
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::sfu::worker::RoomSpec;
 use crate::state::AppState;
-use crate::store::RoomRecord;
+use crate::store::{RoomRecord, StoreError};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -12,7 +20,24 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/rooms", get(list).post(create))
+    Router::new()
+        .route("/api/rooms", get(list).post(create))
+        .route("/api/rooms/{name}", get(get_one))
+}
+
+/// How a join to `name` opens its live room: as the open stored room of that name, if any.
+pub async fn open_as(store: &crate::store::Store, name: &str) -> Option<RoomSpec> {
+    match store.get_room(name).await {
+        Ok(r) if r.closed_at.is_none() => Some(RoomSpec {
+            sid: r.sid,
+            max_participants: usize::try_from(r.max_participants).unwrap_or(0),
+        }),
+        Ok(_) | Err(crate::store::StoreError::NotFound) => None,
+        Err(e) => {
+            tracing::warn!(room = %name, error = %e, "cannot look up the stored room; opening ad hoc");
+            None
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -45,6 +70,7 @@ fn room_json(r: &RoomRecord) -> Value {
         "name": r.name,
         "sid": r.sid,
         "created_at": r.created_at,
+        "closed_at": r.closed_at,
         "max_participants": r.max_participants,
     })
 }
@@ -58,11 +84,12 @@ async fn create(
         return Err(ApiError::forbidden("token lacks the roomCreate grant"));
     }
     validate_room_name(&body.name)?;
-    let max = body
-        .max_participants
-        .map(|m| m as usize)
-        .unwrap_or(state.config.room.max_participants)
-        .min(state.config.room.max_participants);
+    // Absent or 0: the configured limit, which also caps any value given.
+    let cap = state.config.room.max_participants;
+    let max = match body.max_participants {
+        Some(m) if m > 0 => (m as usize).min(cap),
+        _ => cap,
+    };
     let rec = RoomRecord {
         name: body.name,
         sid: crate::ids::new_id("RM_"),
@@ -70,12 +97,27 @@ async fn create(
         closed_at: None,
         max_participants: max as i64,
     };
-    state.store.insert_room(&rec).await.map_err(|e| match e {
-        crate::store::StoreError::Conflict(_) => {
-            ApiError::conflict("room_exists", "a room with this name already exists")
+    let exists = || ApiError::conflict("room_exists", "a room with this name already exists");
+    match state.store.insert_room(&rec).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            // A closed room's name is free again: its record is replaced.
+            match state.store.get_room(&rec.name).await {
+                Ok(old) if old.closed_at.is_some() => {}
+                Ok(_) | Err(StoreError::NotFound) => return Err(exists()),
+                Err(e) => return Err(e.into()),
+            }
+            match state.store.delete_room(&rec.name).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            state.store.insert_room(&rec).await.map_err(|e| match e {
+                StoreError::Conflict(_) => exists(),
+                e => e.into(),
+            })?;
         }
-        e => e.into(),
-    })?;
+        Err(e) => return Err(e.into()),
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({ "success": true, "room": room_json(&rec) })),
@@ -99,4 +141,21 @@ async fn list(
     Ok(Json(
         json!({ "success": true, "count": rooms.len(), "rooms": rooms }),
     ))
+}
+
+/// `GET /api/rooms/{name}` (any valid token): the stored room, open or closed.
+async fn get_one(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    validate_room_name(&name)?;
+    match state.store.get_room(&name).await {
+        Ok(r) => Ok(Json(json!({ "success": true, "room": room_json(&r) }))),
+        Err(StoreError::NotFound) => Err(ApiError::not_found(
+            "room_not_found",
+            "no room with this name has been created",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -116,7 +116,7 @@ fn end_reason<'a>(ac: &'a AssistantCallRecord, call: &CallRecord) -> &'a str {
 /// assistant call (after finalizing it).
 pub async fn completed_payload(state: &AppState, call: &CallRecord) -> Value {
     let members = state.store.call_members(&call.id).await.unwrap_or_default();
-    let mut body = crate::api::calls::call_json(call, &members);
+    let mut body = crate::product::call_view::call_json(call, &members);
     match finalize(state, call).await {
         Ok(Some(a)) => body["assistant"] = a,
         Ok(None) => {}

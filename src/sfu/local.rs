@@ -90,6 +90,7 @@ impl LocalParticipant {
             single_pc: false,
             local: Some(media_tx.clone()),
             hidden: opts.hidden,
+            open_as: None,
         };
         let (joined, worker) = route_join(sfu, workers, max_rooms, &opts.room, make_req).await?;
         Ok(LocalParticipant {

@@ -293,11 +293,7 @@ async fn recorder_is_not_a_participant(s: &Srv) {
         })
         .await
         .unwrap();
-    state
-        .recorders
-        .start(state, &call, "rec_ring", &dir)
-        .await
-        .unwrap();
+    state.recorders.start(&call, "rec_ring").await.unwrap();
     state.recorders.stop(&call).await.unwrap();
     // Its room closes (rooms.empty_timeout_secs = 1 in tests).
     tokio::time::timeout(std::time::Duration::from_secs(10), async {

@@ -100,6 +100,7 @@ impl FuzzWorker {
             single_pc: false,
             local: None,
             hidden: false,
+            open_as: None,
         };
         let joined = self.w.join(req, now).ok()?;
         let pid = joined.pid;

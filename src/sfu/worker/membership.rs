@@ -82,12 +82,20 @@ impl Worker {
                 self.sfu.release_room(&req.room, self.index);
                 return Err(JoinError::TooManyRooms);
             }
+            // A stored room opens under its sid and limit (never above the configured one).
+            let cap = self.cfg.max_participants;
+            let (sid, max_participants) = match &req.open_as {
+                Some(s) if s.max_participants > 0 => (s.sid.clone(), s.max_participants.min(cap)),
+                Some(s) => (s.sid.clone(), cap),
+                None => (crate::ids::new_id("RM_"), cap),
+            };
             self.rooms.insert(
                 req.room.clone(),
                 Room {
                     name: req.room.clone(),
-                    sid: crate::ids::new_id("RM_"),
+                    sid,
                     created_at_ms: now_ms,
+                    max_participants,
                     participants: Vec::new(),
                     tracks: HashMap::new(),
                     // Empty until the join below completes (if it fails, the room still closes).
@@ -103,13 +111,15 @@ impl Worker {
         }
         // Hidden participants (a recorder) neither count toward the limit nor are refused by it.
         let parts = &self.parts;
-        let count = self.rooms.get(&req.room).map_or(0, |r| {
-            r.participants
-                .iter()
-                .filter(|p| parts.get(p).is_some_and(|q| !q.hidden))
-                .count()
-        });
-        if !req.hidden && count >= self.cfg.max_participants {
+        let (count, max) = self
+            .rooms
+            .get(&req.room)
+            .map_or((0, self.cfg.max_participants), |r| {
+                let visible = r.participants.iter();
+                let visible = visible.filter(|p| parts.get(p).is_some_and(|q| !q.hidden));
+                (visible.count(), r.max_participants)
+            });
+        if !req.hidden && count >= max {
             return Err(JoinError::RoomFull);
         }
         let pid = self.next_id;
@@ -176,7 +186,7 @@ impl Worker {
             sid: room.sid.clone(),
             name: room.name.clone(),
             empty_timeout: self.cfg.empty_timeout.as_secs() as u32,
-            max_participants: self.cfg.max_participants as u32,
+            max_participants: room.max_participants as u32,
             creation_time: room.created_at_ms / 1000,
             creation_time_ms: room.created_at_ms,
             num_participants: room.participants.len() as u32,

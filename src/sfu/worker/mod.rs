@@ -64,6 +64,18 @@ pub struct JoinReq {
     /// Invisible to the room (a recorder): not announced to clients, not in the participants API or
     /// lifecycle events, does not keep the room open, may not publish.
     pub hidden: bool,
+    /// When this join opens the room: open it as this stored room (its sid and participant limit).
+    /// None: a fresh sid and the configured limit. Ignored when the room is already open.
+    pub open_as: Option<RoomSpec>,
+}
+
+/// A stored room (`POST /api/rooms`) the SFU opens under its name: the signal edge looks it up
+/// before the join, so the worker never touches the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSpec {
+    pub sid: String,
+    /// Clamped to `WorkerConfig::max_participants`; 0 means that limit.
+    pub max_participants: usize,
 }
 
 /// What an in-process participant receives, in order, on one bounded channel: media is dropped when

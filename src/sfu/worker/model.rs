@@ -163,6 +163,8 @@ pub(super) struct Room {
     pub(super) name: String,
     pub(super) sid: String,
     pub(super) created_at_ms: i64,
+    /// Visible participants allowed (the stored room's limit, else the configured one).
+    pub(super) max_participants: usize,
     pub(super) participants: Vec<Pid>,
     pub(super) tracks: HashMap<String, TrackIn>,
     pub(super) empty_since: Option<Instant>,

@@ -60,6 +60,7 @@ fn req(
         single_pc: false,
         local,
         hidden: false,
+        open_as: None,
     }
 }
 
