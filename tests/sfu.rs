@@ -201,9 +201,24 @@ async fn bad_input_is_contained() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = s.client.get(s.url("/rtc/v1")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
+    // v1 is served (the SDKs' default): its validate answers like v0's, readable cross-origin.
+    let r = s
+        .client
+        .get(s.url("/rtc/v1/validate?access_token=garbage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let ok = s.token("checker", VideoGrant::join("calm"));
+    let r = s
+        .client
+        .get(s.url(&format!("/rtc/v1/validate?access_token={ok}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "success");
     // A subscriber-only token cannot publish.
     let mut ro = VideoGrant::join("calm");
     ro.can_publish = Some(false);
