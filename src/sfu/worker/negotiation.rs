@@ -8,13 +8,10 @@ use crate::sfu::forwarder::Forwarder;
 use crate::sfu::layers;
 use parlor_signaling::protocol::{proto, subscriber_stream_id, Target};
 use proto::signal_response::Message as Resp;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::time::Instant;
 use tracing::{debug, warn};
 
@@ -220,35 +217,21 @@ impl Worker {
         let Some(p) = self.parts.get_mut(&pid) else {
             return false;
         };
-        if let Some(local) = &p.local {
-            let added = LocalMedia::TrackAdded {
-                track_sid: t.sid.clone(),
-                publisher: owner_identity,
-                kind: t.kind,
-                mime_type: codec.mime_type.clone(),
-                clock_rate: codec.clock_rate,
-            };
-            if !send_local_event(&mut self.overflowed, pid, local, added) {
-                return false;
+        if p.local.is_some() || p.single_pc {
+            if let Some(local) = &p.local {
+                let added = LocalMedia::TrackAdded {
+                    track_sid: t.sid.clone(),
+                    publisher: owner_identity,
+                    kind: t.kind,
+                    mime_type: codec.mime_type.clone(),
+                    clock_rate: codec.clock_rate,
+                };
+                if !send_local_event(&mut self.overflowed, pid, local, added) {
+                    return false;
+                }
             }
-            let mut forwarder = Forwarder::new(t.kind == RtpCodecKind::Video, codec.clock_rate);
-            forwarder.set_target_layer(layers::best_published(&t.layers));
-            p.subs.insert(
-                sid.to_string(),
-                SubOut {
-                    requested_layer: 2,
-                    sender_id: None,
-                    mid: None,
-                    ssrc: 0,
-                    pt: None,
-                    forwarder,
-                },
-            );
-            t.subscribers.push(pid);
-            return true;
-        }
-        if p.single_pc {
-            // v1: the track waits for a receive section of the client's next offer.
+            // In-process subscribers have no sender; a v1 client's track waits for a receive
+            // section of its next offer (`single_pc`).
             let mut forwarder = Forwarder::new(t.kind == RtpCodecKind::Video, codec.clock_rate);
             forwarder.set_target_layer(layers::best_published(&t.layers));
             p.subs.insert(
@@ -269,19 +252,12 @@ impl Worker {
             return false;
         };
         let ssrc: u32 = rand::random();
-        let track = MediaStreamTrack::new(
+        let track = single_pc::track_for(
+            t.kind,
+            &codec,
+            ssrc,
             subscriber_stream_id(&owner_sid, sid),
             sid.to_string(),
-            sid.to_string(),
-            t.kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: codec.clone(),
-                ..Default::default()
-            }],
         );
         let sender_id = match pc.rtc.add_track(track) {
             Ok(id) => id,

@@ -114,7 +114,8 @@ fn transceiver_with_mid(pc: &mut RTCPeerConnection, mid: &str) -> Option<RTCRtpT
     })
 }
 
-fn track_for(
+/// The outgoing track of one subscription: one encoding with our SSRC, the publisher's codec.
+pub(super) fn track_for(
     kind: RtpCodecKind,
     codec: &RTCRtpCodec,
     ssrc: u32,
