@@ -149,6 +149,16 @@ pub fn build(
         // acts on the client's nomination; 25 ms cuts join-to-first-audio by ~150 ms. Only used in
         // the New/Checking states (connected peers tick at the keepalive interval).
         .with_ice_connection_attempts(Some(std::time::Duration::from_millis(25)), None)
+        // Liveness: rtc's agent counts only inbound STUN as proof of life (not media), and a lite
+        // agent sends no checks of its own, so the client's consent checks are the only signal.
+        // Firefox sends them about every 5 s (RFC 7675), exactly rtc's default disconnected
+        // timeout: its connections flapped connected/disconnected all call long. 12 s spans two
+        // missed checks; 12 + 18 s keeps the default 30 s to "failed" (participant removed).
+        .with_ice_timeouts(
+            Some(std::time::Duration::from_secs(12)),
+            Some(std::time::Duration::from_secs(18)),
+            None,
+        )
         .build();
     let mut media_engine = MediaEngine::default();
     register_codecs(&mut media_engine)?;
@@ -193,17 +203,12 @@ pub fn build(
     }
     if publisher {
         // Receive side: NACK generation for lost video, receiver reports, and transport-wide CC
-        // feedback so the browser's bandwidth estimator can adapt its send rate.
+        // feedback so the browser's bandwidth estimator can adapt its send rate (without it the
+        // browser stays near its initial estimate and drops its upper simulcast layers).
         registry = registry
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
-        // Not on a connection that also subscribes (signal v1): with rtc's TWCC receiver on such
-        // a connection Firefox's send-side estimate collapsed and it stopped sending video ~2 s in
-        // (Chromium kept going). There the publisher adapts from receiver reports (loss) alone;
-        // see docs/SIGNALING.md.
-        if !subscriber {
-            registry = configure_twcc_receiver_only(registry, &mut media_engine)?;
-        }
+        registry = configure_twcc_receiver_only(registry, &mut media_engine)?;
     }
     let config = RTCConfigurationBuilder::new().build();
     let mut pc = RTCPeerConnectionBuilder::new()
