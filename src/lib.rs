@@ -32,4 +32,5 @@ pub mod signal;
 pub mod state;
 pub mod store;
 pub mod timefmt;
+pub mod twirp;
 pub mod webhooks;

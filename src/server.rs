@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
     Router::new()
         .merge(crate::api::routes())
+        .merge(crate::twirp::routes())
         .merge(crate::embed::routes())
         .layer(CorsLayer::permissive())
         // After the permissive CORS layer: the embed endpoint answers CORS for allowed origins only.

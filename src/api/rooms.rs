@@ -84,44 +84,68 @@ async fn create(
         return Err(ApiError::forbidden("token lacks the roomCreate grant"));
     }
     validate_room_name(&body.name)?;
-    // Absent or 0: the configured limit, which also caps any value given.
+    let rec = match create_room(&state, body.name, body.max_participants.map(i64::from)).await? {
+        Created::New(rec) => rec,
+        Created::Exists(_) => {
+            return Err(ApiError::conflict(
+                "room_exists",
+                "a room with this name already exists",
+            ))
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "success": true, "room": room_json(&rec) })),
+    ))
+}
+
+/// What [`create_room`] did.
+pub enum Created {
+    New(RoomRecord),
+    /// An open room of that name exists (its record).
+    Exists(RoomRecord),
+}
+
+/// Store a new room `name` (already validated) whose participant limit is `max_participants`
+/// (absent or 0: the configured limit, which also caps any value given). A closed room's name is
+/// free again: its record is replaced. The SFU opens the stored room on its first join.
+pub async fn create_room(
+    state: &AppState,
+    name: String,
+    max_participants: Option<i64>,
+) -> Result<Created, StoreError> {
     let cap = state.config.room.max_participants;
-    let max = match body.max_participants {
+    let max = match max_participants {
         Some(m) if m > 0 => (m as usize).min(cap),
         _ => cap,
     };
     let rec = RoomRecord {
-        name: body.name,
+        name,
         sid: crate::ids::new_id("RM_"),
         created_at: state.clock.unix_ms(),
         closed_at: None,
         max_participants: max as i64,
     };
-    let exists = || ApiError::conflict("room_exists", "a room with this name already exists");
     match state.store.insert_room(&rec).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            // A closed room's name is free again: its record is replaced.
-            match state.store.get_room(&rec.name).await {
-                Ok(old) if old.closed_at.is_some() => {}
-                Ok(_) | Err(StoreError::NotFound) => return Err(exists()),
-                Err(e) => return Err(e.into()),
-            }
-            match state.store.delete_room(&rec.name).await {
-                Ok(()) | Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e.into()),
-            }
-            state.store.insert_room(&rec).await.map_err(|e| match e {
-                StoreError::Conflict(_) => exists(),
-                e => e.into(),
-            })?;
-        }
-        Err(e) => return Err(e.into()),
+        Ok(()) => return Ok(Created::New(rec)),
+        Err(StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e),
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "success": true, "room": room_json(&rec) })),
-    ))
+    match state.store.get_room(&rec.name).await {
+        Ok(old) if old.closed_at.is_some() => {}
+        Ok(old) => return Ok(Created::Exists(old)),
+        Err(e) => return Err(e),
+    }
+    match state.store.delete_room(&rec.name).await {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    match state.store.insert_room(&rec).await {
+        Ok(()) => Ok(Created::New(rec)),
+        // Lost a race with another create of the same name.
+        Err(StoreError::Conflict(_)) => state.store.get_room(&rec.name).await.map(Created::Exists),
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -263,6 +263,41 @@ pub async fn remove_participant(
     rx.await.unwrap_or(false)
 }
 
+/// The live participants of `room` from the worker that owns it (None: the room is not open).
+pub async fn room_participants(
+    sfu: &SfuHandle,
+    workers: &[worker::WorkerHandle],
+    room: &str,
+) -> Option<Vec<parlor_signaling::protocol::proto::ParticipantInfo>> {
+    let w = sfu.room_worker(room).and_then(|i| workers.get(i))?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let cmd = worker::Cmd::Participants {
+        room: room.to_string(),
+        reply,
+    };
+    w.tx.send(cmd).await.ok()?;
+    rx.await.ok().flatten()
+}
+
+/// Close `room` on the worker that owns it: everyone is told why and removed. Returns how many
+/// were removed (None: the room is not open).
+pub async fn close_room(
+    sfu: &SfuHandle,
+    workers: &[worker::WorkerHandle],
+    room: &str,
+    reason: &'static str,
+) -> Option<usize> {
+    let w = sfu.room_worker(room).and_then(|i| workers.get(i))?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let cmd = worker::Cmd::CloseRoom {
+        room: room.to_string(),
+        reason,
+        reply,
+    };
+    w.tx.send(cmd).await.ok()?;
+    rx.await.ok().flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -381,6 +381,38 @@ impl Worker {
         true
     }
 
+    /// Every visible participant of `room`, as clients see them (None: not open on this worker).
+    pub(super) fn room_participant_infos(&self, room: &str) -> Option<Vec<proto::ParticipantInfo>> {
+        let r = self.rooms.get(room)?;
+        Some(
+            r.participants
+                .iter()
+                .filter(|pid| self.parts.get(pid).is_some_and(|p| !p.hidden))
+                .filter_map(|&pid| self.participant_info(pid))
+                .collect(),
+        )
+    }
+
+    /// Remove everyone from `room` (told ROOM_DELETED); the last removal closes the room.
+    pub(super) fn close_room(
+        &mut self,
+        room: &str,
+        reason: &'static str,
+        now: Instant,
+    ) -> Option<usize> {
+        let pids: Vec<Pid> = self.rooms.get(room)?.participants.to_vec();
+        info!(
+            room,
+            participants = pids.len(),
+            reason,
+            "room closed by the server"
+        );
+        for &pid in &pids {
+            self.evict(pid, proto::DisconnectReason::RoomDeleted, reason, now);
+        }
+        Some(pids.len())
+    }
+
     /// Has the participant's session gone without a Leave (its channel's receiver dropped)? For a
     /// client, its signal queue; for an in-process participant, its media channel.
     pub(super) fn session_closed(p: &Participant) -> bool {

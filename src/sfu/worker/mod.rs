@@ -165,6 +165,19 @@ pub enum Cmd {
         reason: &'static str,
         reply: oneshot::Sender<bool>,
     },
+    /// The live `ParticipantInfo` of every visible participant of `room` (None: the room is not
+    /// open on this worker). Server APIs read participants here, not from a copy.
+    Participants {
+        room: String,
+        reply: oneshot::Sender<Option<Vec<proto::ParticipantInfo>>>,
+    },
+    /// Close `room`: every participant is told (LeaveRequest, ROOM_DELETED) and removed, which
+    /// closes the room. Replies how many were removed (None: the room is not open here).
+    CloseRoom {
+        room: String,
+        reason: &'static str,
+        reply: oneshot::Sender<Option<usize>>,
+    },
 }
 
 /// One RTP packet an in-process participant publishes on one of its tracks (`WorkerHandle::media`).

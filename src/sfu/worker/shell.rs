@@ -315,6 +315,16 @@ impl Worker {
             } => {
                 let _ = reply.send(self.remove_identity(&room, &identity, reason, now));
             }
+            Cmd::Participants { room, reply } => {
+                let _ = reply.send(self.room_participant_infos(&room));
+            }
+            Cmd::CloseRoom {
+                room,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.close_room(&room, reason, now));
+            }
         }
     }
 }
