@@ -244,3 +244,37 @@ async fn python_sdk_v1_five_participants_hear_each_other() {
     assert_eq!(counter(&m, "parlor_signal_sessions_v1_total"), 5, "{m}");
     s.stop().await;
 }
+
+/// LiveKit's Python server SDK (`livekit-api`): RoomServiceClient's room and participant methods
+/// against Parlor, each effect checked from a real participant (tests/python/lk_room_service.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_api_room_service() {
+    let Some(py) = test_python() else { return };
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/lk_room_service.py");
+    let mut cmd = tokio::process::Command::new(&py);
+    cmd.arg("-u")
+        .arg(&script)
+        .args([&s.http, &s.ws, KEY, SECRET]);
+    let p = run_peer(cmd).await;
+    println!("livekit-api RoomService: {}", p.json);
+    if p.json["ok"] != true {
+        eprintln!("--- stderr:\n{}", p.stderr);
+    }
+    assert!(
+        p.json["ok"] == true,
+        "RoomService checks failed: {}",
+        p.json
+    );
+    // The server's own view agrees: the room is closed in the store.
+    let stored = s
+        .handle
+        .state
+        .store
+        .get_room("py-room-service")
+        .await
+        .unwrap();
+    assert!(stored.closed_at.is_some());
+    s.stop().await;
+}

@@ -2,8 +2,7 @@
 //! offers, simulcast layer retargeting and active speakers.
 
 use super::*;
-use crate::metrics::Metrics;
-use crate::sfu::{layers, speakers, SfuEvent};
+use crate::sfu::{layers, speakers};
 use parlor_signaling::protocol::proto;
 use proto::signal_response::Message as Resp;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -41,25 +40,8 @@ impl Worker {
             .map(|r| r.name.clone())
             .collect();
         for name in expired {
-            // Hidden participants still in it (a recorder) leave with the room: their media channel
-            // closes, which is their signal to finish.
-            let left: Vec<Pid> = self
-                .rooms
-                .get(&name)
-                .map(|r| r.participants.clone())
-                .unwrap_or_default();
-            for pid in left {
-                self.remove_participant(pid, now);
-            }
-            self.rooms.remove(&name);
-            Metrics::dec(&self.metrics.rooms);
             info!(room = %name, "room closed (empty)");
-            self.sfu.remove_room(&name);
-            self.sfu.release_room(&name, self.index);
-            self.sfu.emit(SfuEvent::RoomClosed {
-                room: name,
-                at_ms: self.now_ms(),
-            });
+            self.shut_room(&name, now);
         }
         // Deliver pending subscriber offers and active speakers.
         let pending: Vec<Pid> = self

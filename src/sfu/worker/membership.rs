@@ -407,10 +407,40 @@ impl Worker {
             reason,
             "room closed by the server"
         );
+        let mut told = 0;
         for &pid in &pids {
-            self.evict(pid, proto::DisconnectReason::RoomDeleted, reason, now);
+            if self.parts.get(&pid).is_some_and(|p| !p.hidden) {
+                self.evict(pid, proto::DisconnectReason::RoomDeleted, reason, now);
+                told += 1;
+            }
         }
-        Some(pids.len())
+        // Closed now, not after the empty-room grace period.
+        self.shut_room(room, now);
+        Some(told)
+    }
+
+    /// Close `room` at once: whoever is still in it (hidden participants such as a recorder) is
+    /// removed (their media channel closes, their signal to finish), then the room goes and
+    /// `RoomClosed` is emitted.
+    pub(super) fn shut_room(&mut self, name: &str, now: Instant) {
+        let left: Vec<Pid> = self
+            .rooms
+            .get(name)
+            .map(|r| r.participants.clone())
+            .unwrap_or_default();
+        for pid in left {
+            self.remove_participant(pid, now);
+        }
+        if self.rooms.remove(name).is_none() {
+            return;
+        }
+        Metrics::dec(&self.metrics.rooms);
+        self.sfu.remove_room(name);
+        self.sfu.release_room(name, self.index);
+        self.sfu.emit(SfuEvent::RoomClosed {
+            room: name.to_string(),
+            at_ms: self.now_ms(),
+        });
     }
 
     /// Has the participant's session gone without a Leave (its channel's receiver dropped)? For a
