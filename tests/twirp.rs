@@ -288,10 +288,19 @@ async fn room_service_rooms_and_participants() {
         (404, Some("not_found")),
         "{err}"
     );
-    // Not built yet: an honest Twirp `unimplemented`.
+    // SendData to a room that is gone: not_found (nothing is queued for later).
     let (st, err) = twirp_json(
         &s,
         "SendData",
+        &admin,
+        serde_json::json!({ "room": "tw-1", "data": "aGk=" }),
+    )
+    .await;
+    assert_eq!((st, err["code"].as_str()), (404, Some("not_found")), "{err}");
+    // Not built yet: an honest Twirp `unimplemented`.
+    let (st, err) = twirp_json(
+        &s,
+        "UpdateRoomMetadata",
         &admin,
         serde_json::json!({ "room": "tw-1" }),
     )

@@ -279,6 +279,30 @@ pub async fn room_participants(
     rx.await.ok().flatten()
 }
 
+/// Send a server data packet to `room` on the worker that owns it (false: the room is not open).
+pub async fn send_server_data(
+    sfu: &SfuHandle,
+    workers: &[worker::WorkerHandle],
+    room: &str,
+    packet: parlor_signaling::protocol::proto::DataPacket,
+    reliable: bool,
+) -> bool {
+    let Some(w) = sfu.room_worker(room).and_then(|i| workers.get(i)) else {
+        return false;
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let cmd = worker::Cmd::ServerData {
+        room: room.to_string(),
+        packet: Box::new(packet),
+        reliable,
+        reply,
+    };
+    if w.tx.send(cmd).await.is_err() {
+        return false;
+    }
+    rx.await.unwrap_or(false)
+}
+
 /// Close `room` on the worker that owns it: everyone is told why and removed. Returns how many
 /// were removed (None: the room is not open).
 pub async fn close_room(

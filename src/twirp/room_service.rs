@@ -1,7 +1,7 @@
 //! `livekit.RoomService`: rooms and participants managed by LiveKit's server SDKs.
 //!
 //! Served: CreateRoom, ListRooms, DeleteRoom (roomCreate / roomList grants), ListParticipants,
-//! GetParticipant, RemoveParticipant (roomAdmin for the room). A room is the stored room of
+//! GetParticipant, RemoveParticipant, SendData (roomAdmin for the room). A room is the stored room of
 //! `POST /api/rooms` (the SFU opens it on its first join with its `max_participants`) or a live room
 //! opened by a join; participants are read from the worker that owns the room. The remaining
 //! methods answer Twirp's `unimplemented` until they are built (issue 19).
@@ -31,10 +31,10 @@ pub(super) async fn call(
             Ok(codec.reply(&participant(state, caller, codec.decode(body)?).await?))
         }
         "RemoveParticipant" => Ok(codec.reply(&remove(state, caller, codec.decode(body)?).await?)),
+        "SendData" => Ok(codec.reply(&send_data(state, caller, codec.decode(body)?).await?)),
         "MutePublishedTrack"
         | "UpdateParticipant"
         | "UpdateSubscriptions"
-        | "SendData"
         | "UpdateRoomMetadata"
         | "ForwardParticipant"
         | "MoveParticipant"
@@ -237,4 +237,43 @@ async fn remove(
         )));
     }
     Ok(proto::RemoveParticipantResponse {})
+}
+
+/// Largest SendData payload (LiveKit's data channel message limit is 64 KiB for a whole packet).
+const MAX_DATA: usize = 60 * 1024;
+
+async fn send_data(
+    state: &AppState,
+    caller: &Caller,
+    req: proto::SendDataRequest,
+) -> Result<proto::SendDataResponse, TwirpError> {
+    caller.require_room_admin(&req.room)?;
+    if req.data.len() > MAX_DATA {
+        return Err(TwirpError::invalid_argument(format!(
+            "data is {} bytes; at most {MAX_DATA}",
+            req.data.len()
+        )));
+    }
+    let reliable = req.kind != proto::data_packet::Kind::Lossy as i32;
+    #[allow(deprecated)]
+    let packet = proto::DataPacket {
+        kind: req.kind,
+        destination_identities: req.destination_identities.clone(),
+        value: Some(proto::data_packet::Value::User(proto::UserPacket {
+            payload: req.data,
+            destination_identities: req.destination_identities,
+            topic: req.topic,
+            nonce: req.nonce,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    if !crate::sfu::send_server_data(&state.sfu, &state.workers, &req.room, packet, reliable).await
+    {
+        return Err(TwirpError::not_found(format!(
+            "room {:?} is not open",
+            req.room
+        )));
+    }
+    Ok(proto::SendDataResponse {})
 }

@@ -4,7 +4,8 @@
 
 Creates a room through RoomService, joins it with a real participant (LiveKit's Python `livekit.rtc`
 SDK), and checks what the server SDK sees and what the participant sees: create_room (idempotent),
-list_rooms, list_participants, get_participant, remove_participant (the participant is disconnected
+list_rooms, list_participants, get_participant, send_data (received by the participant, from no
+participant, on its topic), remove_participant (the participant is disconnected
 with PARTICIPANT_REMOVED), delete_room (the room is gone), and a token without the grant refused with
 Twirp's permission_denied. One JSON line on stdout ({"ok": ..., "steps": {...}}), then exit 0 or 1.
 """
@@ -40,6 +41,13 @@ async def main(http_url, ws_url, key, secret):
             if not disconnected.done():
                 disconnected.set_result(reason)
 
+        got_data = asyncio.get_running_loop().create_future()
+
+        @watcher.on("data_received")
+        def _on_data(pkt):
+            if not got_data.done():
+                got_data.set_result(pkt)
+
         await watcher.connect(ws_url, token)
         steps["joined_sid"] = watcher.name == room_name and (await watcher.sid) == room.sid
 
@@ -58,6 +66,12 @@ async def main(http_url, ws_url, key, secret):
             except api.TwirpError as e:
                 denied = {"code": e.code, "status": e.status}
         steps["denied"] = denied
+
+        await lk.room.send_data(
+            api.SendDataRequest(room=room_name, data=b"from the server", kind=0, topic="srv", destination_identities=["py-watcher"])
+        )
+        pkt = await asyncio.wait_for(got_data, 10)
+        steps["data"] = {"text": pkt.data.decode(), "topic": pkt.topic, "from": pkt.participant.identity if pkt.participant else None}
 
         await lk.room.remove_participant(api.RoomParticipantIdentity(room=room_name, identity="py-watcher"))
         reason = await asyncio.wait_for(disconnected, 10)
@@ -79,6 +93,7 @@ async def main(http_url, ws_url, key, secret):
             and steps["list_rooms"] == [(room_name, 1)]
             and steps["list_participants"] == ["py-watcher"]
             and steps["get_participant"] == "py-watcher"
+            and steps["data"] == {"text": "from the server", "topic": "srv", "from": None}
             and denied is not None
             and denied["code"] == "permission_denied"
             and "PARTICIPANT_REMOVED" in steps["removed_reason"]

@@ -1,4 +1,5 @@
-//! Data relay: LiveKit `DataPacket`s from one participant's data channels to the others'.
+//! Data relay: LiveKit `DataPacket`s from one participant's data channels to the others', and the
+//! server's own packets (RoomService.SendData) to a room.
 
 use super::*;
 use crate::metrics::Metrics;
@@ -39,7 +40,6 @@ impl Worker {
         reliable: bool,
         now: Instant,
     ) {
-        use prost::Message;
         let Some(p) = self.parts.get_mut(&owner) else {
             return;
         };
@@ -56,17 +56,47 @@ impl Worker {
             u.participant_identity = p.identity.clone();
             u.participant_sid = p.sid.clone();
         }
-        let dest: Vec<String> = packet.destination_identities.clone();
-        let bytes = BytesMut::from(&packet.encode_to_vec()[..]);
         let room = p.room.clone();
-        let Some(r) = self.rooms.get(&room) else {
+        self.deliver_data(&room, Some(owner), &packet, reliable, now);
+    }
+
+    /// A data packet from the server itself (RoomService.SendData: no sender identity) to everyone
+    /// in `room` or its destination identities. False when the room is not open here.
+    pub(super) fn server_data(
+        &mut self,
+        room: &str,
+        packet: proto::DataPacket,
+        reliable: bool,
+        now: Instant,
+    ) -> bool {
+        if !self.rooms.contains_key(room) {
+            return false;
+        }
+        self.deliver_data(room, None, &packet, reliable, now);
+        true
+    }
+
+    /// `packet` to the participants of `room` other than `except` (only its destination
+    /// identities when it names some), over their reliable or lossy data channel.
+    fn deliver_data(
+        &mut self,
+        room: &str,
+        except: Option<Pid>,
+        packet: &proto::DataPacket,
+        reliable: bool,
+        now: Instant,
+    ) {
+        use prost::Message;
+        let dest = &packet.destination_identities;
+        let bytes = BytesMut::from(&packet.encode_to_vec()[..]);
+        let Some(r) = self.rooms.get(room) else {
             return;
         };
         let targets: Vec<Pid> = r
             .participants
             .iter()
             .copied()
-            .filter(|&x| x != owner)
+            .filter(|&x| Some(x) != except)
             .filter(|x| {
                 dest.is_empty()
                     || self

@@ -171,6 +171,14 @@ pub enum Cmd {
         room: String,
         reply: oneshot::Sender<Option<Vec<proto::ParticipantInfo>>>,
     },
+    /// A data packet from the server (no sender) to `room` (its destination identities, if any).
+    /// Replies false when the room is not open here.
+    ServerData {
+        room: String,
+        packet: Box<proto::DataPacket>,
+        reliable: bool,
+        reply: oneshot::Sender<bool>,
+    },
     /// Close `room`: every participant is told (LeaveRequest, ROOM_DELETED) and removed, which
     /// closes the room. Replies how many were removed (None: the room is not open here).
     CloseRoom {

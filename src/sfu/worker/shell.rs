@@ -315,6 +315,14 @@ impl Worker {
             } => {
                 let _ = reply.send(self.remove_identity(&room, &identity, reason, now));
             }
+            Cmd::ServerData {
+                room,
+                packet,
+                reliable,
+                reply,
+            } => {
+                let _ = reply.send(self.server_data(&room, *packet, reliable, now));
+            }
             Cmd::Participants { room, reply } => {
                 let _ = reply.send(self.room_participant_infos(&room));
             }
