@@ -225,6 +225,27 @@ async fn room_service_rooms_and_participants() {
     .await;
     assert_eq!((st, err["code"].as_str()), (404, Some("not_found")));
 
+    // UpdateParticipant: alice sees bob's new metadata and name in a ParticipantUpdate.
+    let (st, info) = twirp_json(
+        &s,
+        "UpdateParticipant",
+        &admin,
+        serde_json::json!({ "room": "tw-1", "identity": "bob", "metadata": "m1", "name": "Bob B." }),
+    )
+    .await;
+    assert_eq!(st, 200, "{info}");
+    assert_eq!(info["metadata"], "m1");
+    let seen = a
+        .wait_for(|e| match e {
+            Seen::Signal(proto::signal_response::Message::Update(u)) => u
+                .participants
+                .iter()
+                .find(|p| p.identity == "bob" && p.metadata == "m1")
+                .map(|p| p.name.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen, "Bob B.");
     // RemoveParticipant: bob is told (LeaveRequest, PARTICIPANT_REMOVED) and is gone from the list.
     let _: proto::RemoveParticipantResponse = twirp_pb(
         &s,
@@ -296,7 +317,11 @@ async fn room_service_rooms_and_participants() {
         serde_json::json!({ "room": "tw-1", "data": "aGk=" }),
     )
     .await;
-    assert_eq!((st, err["code"].as_str()), (404, Some("not_found")), "{err}");
+    assert_eq!(
+        (st, err["code"].as_str()),
+        (404, Some("not_found")),
+        "{err}"
+    );
     // Not built yet: an honest Twirp `unimplemented`.
     let (st, err) = twirp_json(
         &s,

@@ -279,6 +279,28 @@ pub async fn room_participants(
     rx.await.ok().flatten()
 }
 
+/// Change a participant's name and/or metadata on the worker that owns `room` (None: not there).
+pub async fn update_participant(
+    sfu: &SfuHandle,
+    workers: &[worker::WorkerHandle],
+    room: &str,
+    identity: &str,
+    name: Option<String>,
+    metadata: Option<String>,
+) -> Option<parlor_signaling::protocol::proto::ParticipantInfo> {
+    let w = sfu.room_worker(room).and_then(|i| workers.get(i))?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let cmd = worker::Cmd::UpdateParticipant {
+        room: room.to_string(),
+        identity: identity.to_string(),
+        name,
+        metadata,
+        reply,
+    };
+    w.tx.send(cmd).await.ok()?;
+    rx.await.ok().flatten()
+}
+
 /// Send a server data packet to `room` on the worker that owns it (false: the room is not open).
 pub async fn send_server_data(
     sfu: &SfuHandle,

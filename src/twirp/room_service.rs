@@ -1,7 +1,8 @@
 //! `livekit.RoomService`: rooms and participants managed by LiveKit's server SDKs.
 //!
 //! Served: CreateRoom, ListRooms, DeleteRoom (roomCreate / roomList grants), ListParticipants,
-//! GetParticipant, RemoveParticipant, SendData (roomAdmin for the room). A room is the stored room of
+//! GetParticipant, RemoveParticipant, SendData, UpdateParticipant (name and metadata; roomAdmin for
+//! the room). A room is the stored room of
 //! `POST /api/rooms` (the SFU opens it on its first join with its `max_participants`) or a live room
 //! opened by a join; participants are read from the worker that owns the room. The remaining
 //! methods answer Twirp's `unimplemented` until they are built (issue 19).
@@ -32,8 +33,8 @@ pub(super) async fn call(
         }
         "RemoveParticipant" => Ok(codec.reply(&remove(state, caller, codec.decode(body)?).await?)),
         "SendData" => Ok(codec.reply(&send_data(state, caller, codec.decode(body)?).await?)),
+        "UpdateParticipant" => Ok(codec.reply(&update(state, caller, codec.decode(body)?).await?)),
         "MutePublishedTrack"
-        | "UpdateParticipant"
         | "UpdateSubscriptions"
         | "UpdateRoomMetadata"
         | "ForwardParticipant"
@@ -276,4 +277,44 @@ async fn send_data(
         )));
     }
     Ok(proto::SendDataResponse {})
+}
+
+/// Largest participant metadata (LiveKit's default limit).
+const MAX_METADATA: usize = 64 * 1024;
+
+async fn update(
+    state: &AppState,
+    caller: &Caller,
+    req: proto::UpdateParticipantRequest,
+) -> Result<proto::ParticipantInfo, TwirpError> {
+    caller.require_room_admin(&req.room)?;
+    if req.permission.is_some() || !req.attributes.is_empty() {
+        return Err(TwirpError::new(
+            "unimplemented",
+            "UpdateParticipant: permission and attributes are not implemented yet (name and metadata are)",
+        ));
+    }
+    if req.metadata.len() > MAX_METADATA || req.name.len() > 1024 {
+        return Err(TwirpError::invalid_argument(
+            "metadata over 64 KiB or name over 1 KiB",
+        ));
+    }
+    // LiveKit: an empty field means "unchanged".
+    let name = (!req.name.is_empty()).then_some(req.name);
+    let metadata = (!req.metadata.is_empty()).then_some(req.metadata);
+    crate::sfu::update_participant(
+        &state.sfu,
+        &state.workers,
+        &req.room,
+        &req.identity,
+        name,
+        metadata,
+    )
+    .await
+    .ok_or_else(|| {
+        TwirpError::not_found(format!(
+            "participant {:?} is not in room {:?}",
+            req.identity, req.room
+        ))
+    })
 }

@@ -4,7 +4,8 @@
 
 Creates a room through RoomService, joins it with a real participant (LiveKit's Python `livekit.rtc`
 SDK), and checks what the server SDK sees and what the participant sees: create_room (idempotent),
-list_rooms, list_participants, get_participant, send_data (received by the participant, from no
+list_rooms, list_participants, get_participant, update_participant (the participant sees its new metadata
+and name), send_data (received by the participant, from no
 participant, on its topic), remove_participant (the participant is disconnected
 with PARTICIPANT_REMOVED), delete_room (the room is gone), and a token without the grant refused with
 Twirp's permission_denied. One JSON line on stdout ({"ok": ..., "steps": {...}}), then exit 0 or 1.
@@ -67,6 +68,19 @@ async def main(http_url, ws_url, key, secret):
                 denied = {"code": e.code, "status": e.status}
         steps["denied"] = denied
 
+        meta_seen = asyncio.get_running_loop().create_future()
+
+        @watcher.on("participant_metadata_changed")
+        def _on_meta(participant, old, new):
+            if participant.identity == "py-watcher" and not meta_seen.done():
+                meta_seen.set_result(new)
+
+        updated = await lk.room.update_participant(
+            api.UpdateParticipantRequest(room=room_name, identity="py-watcher", metadata="vip", name="Watcher")
+        )
+        seen = await asyncio.wait_for(meta_seen, 10)
+        steps["update_participant"] = {"reply": [updated.metadata, updated.name], "seen": seen, "name": watcher.local_participant.name}
+
         await lk.room.send_data(
             api.SendDataRequest(room=room_name, data=b"from the server", kind=0, topic="srv", destination_identities=["py-watcher"])
         )
@@ -93,6 +107,7 @@ async def main(http_url, ws_url, key, secret):
             and steps["list_rooms"] == [(room_name, 1)]
             and steps["list_participants"] == ["py-watcher"]
             and steps["get_participant"] == "py-watcher"
+            and steps["update_participant"] == {"reply": ["vip", "Watcher"], "seen": "vip", "name": "Watcher"}
             and steps["data"] == {"text": "from the server", "topic": "srv", "from": None}
             and denied is not None
             and denied["code"] == "permission_denied"

@@ -393,6 +393,42 @@ impl Worker {
         )
     }
 
+    /// A server-side change of a participant's name/metadata (RoomService.UpdateParticipant).
+    pub(super) fn update_participant(
+        &mut self,
+        room: &str,
+        identity: &str,
+        name: Option<String>,
+        metadata: Option<String>,
+    ) -> Option<proto::ParticipantInfo> {
+        let pid = self
+            .rooms
+            .get(room)?
+            .participants
+            .iter()
+            .copied()
+            .find(|p| self.parts.get(p).is_some_and(|x| x.identity == identity))?;
+        let p = self.parts.get_mut(&pid)?;
+        if let Some(n) = name {
+            p.name = n;
+        }
+        if let Some(m) = metadata {
+            p.metadata = m;
+        }
+        p.version += 1;
+        let info = self.participant_info(pid)?;
+        // The participant itself learns it too (its SDK updates the local participant).
+        self.send_out(
+            pid,
+            sig(Resp::Update(proto::ParticipantUpdate {
+                participants: vec![info.clone()],
+            })),
+        );
+        self.broadcast_participant(pid);
+        self.publish_snapshot(room);
+        Some(info)
+    }
+
     /// Remove everyone from `room` (told ROOM_DELETED); the last removal closes the room.
     pub(super) fn close_room(
         &mut self,

@@ -171,6 +171,15 @@ pub enum Cmd {
         room: String,
         reply: oneshot::Sender<Option<Vec<proto::ParticipantInfo>>>,
     },
+    /// Change `identity`'s name and/or metadata (None: unchanged); everyone in the room, the
+    /// participant included, gets a ParticipantUpdate. Replies its new info (None: not there).
+    UpdateParticipant {
+        room: String,
+        identity: String,
+        name: Option<String>,
+        metadata: Option<String>,
+        reply: oneshot::Sender<Option<proto::ParticipantInfo>>,
+    },
     /// A data packet from the server (no sender) to `room` (its destination identities, if any).
     /// Replies false when the room is not open here.
     ServerData {
