@@ -355,6 +355,24 @@ pub fn document(server_url: &str) -> Value {
                 "401": { "description": "invalid token", "content": { "text/plain": { "schema": s() } } },
                 "403": { "description": "token lacks the roomJoin grant", "content": { "text/plain": { "schema": s() } } } },
         } },
+        "/twirp/{service}/{method}": { "post": {
+            "tags": ["livekit-server-api"],
+            "summary": "LiveKit server APIs over Twirp (livekit.RoomService: CreateRoom, ListRooms, DeleteRoom, ListParticipants, GetParticipant, RemoveParticipant, SendData, UpdateParticipant); see docs/SERVER_API.md",
+            "parameters": [path_param("service", "e.g. livekit.RoomService"), path_param("method", "e.g. CreateRoom")],
+            "requestBody": { "required": true, "content": {
+                "application/protobuf": { "schema": { "type": "string", "format": "binary" } },
+                "application/json": { "schema": { "type": "object", "description": "the request message, proto3 JSON" } } } },
+            "responses": {
+                "200": { "description": "the response message, in the request's codec", "content": {
+                    "application/protobuf": { "schema": { "type": "string", "format": "binary" } },
+                    "application/json": { "schema": { "type": "object" } } } },
+                "400": { "description": "Twirp error: invalid_argument or malformed", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
+                "401": { "description": "Twirp error: unauthenticated", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
+                "403": { "description": "Twirp error: permission_denied (grant missing)", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
+                "404": { "description": "Twirp error: not_found or bad_route", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
+                "500": { "description": "Twirp error: internal", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
+                "501": { "description": "Twirp error: unimplemented", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } } },
+        } },
         "/rtc/validate": { "get": {
             "tags": ["signaling"], "summary": "LiveKit SDK token validation (plain-text answer)", "security": [],
             "parameters": [query("access_token", "string", "join token")],

@@ -159,6 +159,11 @@ async fn fuzz(s: &Srv) {
             if path.starts_with("/api/v1/embed/") {
                 continue;
             }
+            // The Twirp edge answers Twirp's error JSON ({code, msg}), not the product envelope; its
+            // bad bodies are checked in src/twirp (`malformed`) and tests/twirp.rs.
+            if path.starts_with("/twirp/") {
+                continue;
+            }
             let url = path
                 .replace("{call_id}", &call)
                 .replace("{huddle_id}", &huddle)
