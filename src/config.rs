@@ -101,6 +101,9 @@ pub struct RoomConfig {
     pub max_huddle_size: usize,
     /// Lifetime of join tokens issued by the REST API.
     pub token_ttl_secs: u64,
+    /// RoomService.MutePublishedTrack may also unmute a track (LiveKit's option of the same name;
+    /// off: a server can silence a participant, never open its microphone).
+    pub enable_remote_unmute: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -222,6 +225,7 @@ impl Default for Config {
                 max_rooms: 1000,
                 max_huddle_size: 50,
                 token_ttl_secs: 6 * 3600,
+                enable_remote_unmute: false,
             },
             turn: TurnConfig {
                 enabled: true,

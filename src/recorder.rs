@@ -689,6 +689,7 @@ mod tests {
                 max_rooms: 4,
                 // Hidden participants do not keep a room open: long enough for the test.
                 empty_timeout: Duration::from_secs(60),
+                remote_unmute: false,
             },
             sfu.clone(),
             Arc::new(crate::metrics::Metrics::default()),

@@ -180,6 +180,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
             max_participants: config.room.max_participants,
             max_rooms: config.room.max_rooms,
             empty_timeout: Duration::from_secs(config.room.empty_timeout_secs),
+            remote_unmute: config.room.enable_remote_unmute,
         },
         sfu.clone(),
         metrics.clone(),
@@ -316,6 +317,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         );
     }
     crate::orphans::spawn_heartbeat(&state);
+    crate::api::rooms::spawn_unused_room_sweep(&state);
     crate::product::spawn_event_consumer(state.consumer_deps());
     let app = router(state.clone());
     let http_limits = crate::http_serve::HttpLimits {

@@ -12,6 +12,7 @@ async fn suite(store: &Store) {
         created_at: t,
         closed_at: None,
         max_participants: 10,
+        ..Default::default()
     };
     for i in 0..5 {
         store

@@ -357,7 +357,7 @@ pub fn document(server_url: &str) -> Value {
         } },
         "/twirp/{service}/{method}": { "post": {
             "tags": ["livekit-server-api"],
-            "summary": "LiveKit server APIs over Twirp (livekit.RoomService: CreateRoom, ListRooms, DeleteRoom, ListParticipants, GetParticipant, RemoveParticipant, SendData, UpdateParticipant); see docs/SERVER_API.md",
+            "summary": "LiveKit server APIs over Twirp (livekit.RoomService: CreateRoom, ListRooms, DeleteRoom, ListParticipants, GetParticipant, RemoveParticipant, MutePublishedTrack, UpdateParticipant, UpdateSubscriptions, SendData, UpdateRoomMetadata); see docs/SERVER_API.md",
             "parameters": [path_param("service", "e.g. livekit.RoomService"), path_param("method", "e.g. CreateRoom")],
             "requestBody": { "required": true, "content": {
                 "application/protobuf": { "schema": { "type": "string", "format": "binary" } },
@@ -370,6 +370,7 @@ pub fn document(server_url: &str) -> Value {
                 "401": { "description": "Twirp error: unauthenticated", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
                 "403": { "description": "Twirp error: permission_denied (grant missing)", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
                 "404": { "description": "Twirp error: not_found or bad_route", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
+                "412": { "description": "Twirp error: failed_precondition (e.g. remote unmute not enabled)", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
                 "500": { "description": "Twirp error: internal", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } },
                 "501": { "description": "Twirp error: unimplemented", "content": { "application/json": { "schema": obj(json!({ "code": s(), "msg": s() }), &["code", "msg"]) } } } },
         } },

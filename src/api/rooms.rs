@@ -31,6 +31,8 @@ pub async fn open_as(store: &crate::store::Store, name: &str) -> Option<RoomSpec
         Ok(r) if r.closed_at.is_none() => Some(RoomSpec {
             sid: r.sid,
             max_participants: usize::try_from(r.max_participants).unwrap_or(0),
+            departure_timeout_secs: u32::try_from(r.departure_timeout_secs).unwrap_or(0),
+            metadata: r.metadata,
         }),
         Ok(_) | Err(crate::store::StoreError::NotFound) => None,
         Err(e) => {
@@ -84,7 +86,12 @@ async fn create(
         return Err(ApiError::forbidden("token lacks the roomCreate grant"));
     }
     validate_room_name(&body.name)?;
-    let rec = match create_room(&state, body.name, body.max_participants.map(i64::from)).await? {
+    let new = NewRoom {
+        name: body.name,
+        max_participants: body.max_participants.map(i64::from),
+        ..Default::default()
+    };
+    let rec = match create_room(&state, new).await? {
         Created::New(rec) => rec,
         Created::Exists(_) => {
             return Err(ApiError::conflict(
@@ -106,25 +113,37 @@ pub enum Created {
     Exists(RoomRecord),
 }
 
-/// Store a new room `name` (already validated) whose participant limit is `max_participants`
-/// (absent or 0: the configured limit, which also caps any value given). A closed room's name is
-/// free again: its record is replaced. The SFU opens the stored room on its first join.
-pub async fn create_room(
-    state: &AppState,
-    name: String,
-    max_participants: Option<i64>,
-) -> Result<Created, StoreError> {
+/// A room to store (see [`create_room`]).
+#[derive(Debug, Default, Clone)]
+pub struct NewRoom {
+    /// Already validated ([`validate_room_name`]).
+    pub name: String,
+    /// Absent or 0: the configured limit, which also caps any value given.
+    pub max_participants: Option<i64>,
+    /// Seconds the room stays open while nobody joins it (0: until closed).
+    pub empty_timeout_secs: u32,
+    /// Seconds the live room stays open after its last participant left (0: the server default).
+    pub departure_timeout_secs: u32,
+    pub metadata: String,
+}
+
+/// Store a new room. A closed room's name is free again: its record is replaced. The SFU opens the
+/// stored room on its first join.
+pub async fn create_room(state: &AppState, new: NewRoom) -> Result<Created, StoreError> {
     let cap = state.config.room.max_participants;
-    let max = match max_participants {
+    let max = match new.max_participants {
         Some(m) if m > 0 => (m as usize).min(cap),
         _ => cap,
     };
     let rec = RoomRecord {
-        name,
+        name: new.name,
         sid: crate::ids::new_id("RM_"),
         created_at: state.clock.unix_ms(),
         closed_at: None,
         max_participants: max as i64,
+        empty_timeout_secs: i64::from(new.empty_timeout_secs),
+        departure_timeout_secs: i64::from(new.departure_timeout_secs),
+        metadata: new.metadata,
     };
     match state.store.insert_room(&rec).await {
         Ok(()) => return Ok(Created::New(rec)),
@@ -182,4 +201,45 @@ async fn get_one(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// How often stored rooms whose `empty_timeout` ran out are looked for.
+const UNUSED_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Close stored rooms created with an `empty_timeout` (RoomService.CreateRoom) that nobody joined
+/// within it. A room that is live is left to the SFU (its `departure_timeout` applies after the
+/// last participant leaves, and its close closes the stored room).
+pub fn spawn_unused_room_sweep(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UNUSED_SWEEP);
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = state.clock.unix_ms();
+            let expired = match state.store.expired_unused_rooms(now).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read rooms for the empty-timeout sweep");
+                    continue;
+                }
+            };
+            for r in expired {
+                if state.sfu.room_worker(&r.name).is_some() {
+                    continue;
+                }
+                match state.store.close_room(&r.name, now).await {
+                    Ok(()) => tracing::info!(
+                        room = %r.name,
+                        empty_timeout = r.empty_timeout_secs,
+                        "room closed: nobody joined within its empty timeout"
+                    ),
+                    Err(StoreError::NotFound) => {}
+                    Err(e) => tracing::warn!(room = %r.name, error = %e, "cannot close room"),
+                }
+            }
+        }
+    });
 }

@@ -414,6 +414,7 @@ mod tests {
                 created_at: now,
                 closed_at: None,
                 max_participants: 2,
+                ..Default::default()
             })
             .await
             .unwrap();

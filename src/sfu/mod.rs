@@ -279,26 +279,27 @@ pub async fn room_participants(
     rx.await.ok().flatten()
 }
 
-/// Change a participant's name and/or metadata on the worker that owns `room` (None: not there).
-pub async fn update_participant(
+/// Apply a server-side change to `room` on the worker that owns it.
+pub async fn room_admin(
     sfu: &SfuHandle,
     workers: &[worker::WorkerHandle],
     room: &str,
-    identity: &str,
-    name: Option<String>,
-    metadata: Option<String>,
-) -> Option<parlor_signaling::protocol::proto::ParticipantInfo> {
-    let w = sfu.room_worker(room).and_then(|i| workers.get(i))?;
+    op: worker::AdminOp,
+) -> Result<worker::AdminOk, worker::AdminError> {
+    let w = sfu
+        .room_worker(room)
+        .and_then(|i| workers.get(i))
+        .ok_or(worker::AdminError::NoRoom)?;
     let (reply, rx) = tokio::sync::oneshot::channel();
-    let cmd = worker::Cmd::UpdateParticipant {
+    let cmd = worker::Cmd::Admin {
         room: room.to_string(),
-        identity: identity.to_string(),
-        name,
-        metadata,
+        op,
         reply,
     };
-    w.tx.send(cmd).await.ok()?;
-    rx.await.ok().flatten()
+    w.tx.send(cmd)
+        .await
+        .map_err(|_| worker::AdminError::NoRoom)?;
+    rx.await.unwrap_or(Err(worker::AdminError::NoRoom))
 }
 
 /// Send a server data packet to `room` on the worker that owns it (false: the room is not open).

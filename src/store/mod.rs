@@ -88,14 +88,22 @@ pub fn map_conflict(e: sqlx::Error, what: &str) -> StoreError {
     StoreError::Db(e)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoomRecord {
     pub name: String,
     pub sid: String,
     pub created_at: i64,
     pub closed_at: Option<i64>,
     pub max_participants: i64,
+    /// Seconds the room stays open while nobody has joined (0: `room.empty_timeout_secs`).
+    pub empty_timeout_secs: i64,
+    /// Seconds the live room stays open after its last participant left (0: the server default).
+    pub departure_timeout_secs: i64,
+    pub metadata: String,
 }
+
+const ROOM_COLS: &str =
+    "name, sid, created_at, closed_at, max_participants, empty_timeout, departure_timeout, metadata";
 
 impl Store {
     /// Connect (creating the SQLite file and its directory if needed) and apply migrations.
@@ -152,14 +160,17 @@ impl Store {
     }
 
     pub async fn insert_room(&self, r: &RoomRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO rooms (name, sid, created_at, closed_at, max_participants) VALUES ($1, $2, $3, $4, $5)",
-        )
+        sqlx::query(&format!(
+            "INSERT INTO rooms ({ROOM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
         .bind(&r.name)
         .bind(&r.sid)
         .bind(r.created_at)
         .bind(r.closed_at)
         .bind(r.max_participants)
+        .bind(r.empty_timeout_secs)
+        .bind(r.departure_timeout_secs)
+        .bind(&r.metadata)
         .execute(&self.pool)
         .await
         .map_err(|e| map_conflict(e, "room"))?;
@@ -167,13 +178,11 @@ impl Store {
     }
 
     pub async fn get_room(&self, name: &str) -> StoreResult<RoomRecord> {
-        let row = sqlx::query(
-            "SELECT name, sid, created_at, closed_at, max_participants FROM rooms WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!("SELECT {ROOM_COLS} FROM rooms WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         room_from_row(&row)
     }
 
@@ -193,12 +202,36 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<RoomRecord>> {
-        let rows = sqlx::query(
-            "SELECT name, sid, created_at, closed_at, max_participants FROM rooms \
-             WHERE closed_at IS NULL AND created_at < $1 ORDER BY created_at DESC, name LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ROOM_COLS} FROM rooms \
+             WHERE closed_at IS NULL AND created_at < $1 ORDER BY created_at DESC, name LIMIT $2"
+        ))
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(room_from_row).collect()
+    }
+
+    /// Set an open room's metadata (RoomService.UpdateRoomMetadata).
+    pub async fn set_room_metadata(&self, name: &str, metadata: &str) -> StoreResult<()> {
+        let res =
+            sqlx::query("UPDATE rooms SET metadata = $1 WHERE name = $2 AND closed_at IS NULL")
+                .bind(metadata)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        found(res)
+    }
+
+    /// Open rooms created with an `empty_timeout` whose time ran out at `now_ms` (nobody has to
+    /// have joined: the caller skips rooms that are live).
+    pub async fn expired_unused_rooms(&self, now_ms: i64) -> StoreResult<Vec<RoomRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ROOM_COLS} FROM rooms WHERE closed_at IS NULL AND empty_timeout > 0 \
+             AND created_at + empty_timeout * 1000 <= $1 ORDER BY created_at LIMIT 100"
+        ))
+        .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(room_from_row).collect()
@@ -220,6 +253,9 @@ fn room_from_row(row: &AnyRow) -> StoreResult<RoomRecord> {
         created_at: row.try_get("created_at")?,
         closed_at: row.try_get("closed_at")?,
         max_participants: row.try_get("max_participants")?,
+        empty_timeout_secs: row.try_get("empty_timeout")?,
+        departure_timeout_secs: row.try_get("departure_timeout")?,
+        metadata: row.try_get("metadata")?,
     })
 }
 

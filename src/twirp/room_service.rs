@@ -1,18 +1,22 @@
 //! `livekit.RoomService`: rooms and participants managed by LiveKit's server SDKs.
 //!
 //! Served: CreateRoom, ListRooms, DeleteRoom (roomCreate / roomList grants), ListParticipants,
-//! GetParticipant, RemoveParticipant, SendData, UpdateParticipant (name and metadata; roomAdmin for
-//! the room). A room is the stored room of
-//! `POST /api/rooms` (the SFU opens it on its first join with its `max_participants`) or a live room
-//! opened by a join; participants are read from the worker that owns the room. The remaining
-//! methods answer Twirp's `unimplemented` until they are built (issue 19).
+//! GetParticipant, RemoveParticipant, MutePublishedTrack, UpdateParticipant, UpdateSubscriptions,
+//! SendData and UpdateRoomMetadata (roomAdmin for the room). A room is the stored room of
+//! `POST /api/rooms` / CreateRoom (the SFU opens it on its first join with its `max_participants`,
+//! `departure_timeout` and metadata; `empty_timeout` closes it if nobody joins) or a live room
+//! opened by a join; participants are read from, and changed by, the worker that owns the room
+//! (`sfu::room_admin`). ForwardParticipant, MoveParticipant (multi-node) and PerformRpc answer
+//! Twirp's `unimplemented`.
 
 use super::{Caller, Codec, TwirpError};
-use crate::api::rooms::{create_room, validate_room_name, Created};
+use crate::api::rooms::{create_room, validate_room_name, Created, NewRoom};
+use crate::sfu::worker::{AdminError, AdminOk, AdminOp};
 use crate::state::AppState;
 use crate::store::{RoomRecord, StoreError};
 use axum::response::Response;
 use parlor_signaling::protocol::proto;
+use std::collections::HashMap;
 
 pub(super) async fn call(
     state: &AppState,
@@ -34,14 +38,16 @@ pub(super) async fn call(
         "RemoveParticipant" => Ok(codec.reply(&remove(state, caller, codec.decode(body)?).await?)),
         "SendData" => Ok(codec.reply(&send_data(state, caller, codec.decode(body)?).await?)),
         "UpdateParticipant" => Ok(codec.reply(&update(state, caller, codec.decode(body)?).await?)),
-        "MutePublishedTrack"
-        | "UpdateSubscriptions"
-        | "UpdateRoomMetadata"
-        | "ForwardParticipant"
-        | "MoveParticipant"
-        | "PerformRpc" => Err(TwirpError::new(
+        "MutePublishedTrack" => Ok(codec.reply(&mute(state, caller, codec.decode(body)?).await?)),
+        "UpdateSubscriptions" => {
+            Ok(codec.reply(&subscriptions(state, caller, codec.decode(body)?).await?))
+        }
+        "UpdateRoomMetadata" => {
+            Ok(codec.reply(&room_metadata(state, caller, codec.decode(body)?).await?))
+        }
+        "ForwardParticipant" | "MoveParticipant" | "PerformRpc" => Err(TwirpError::new(
             "unimplemented",
-            format!("RoomService.{method} is not implemented yet"),
+            format!("RoomService.{method} is not implemented"),
         )),
         _ => Err(TwirpError::new(
             "bad_route",
@@ -68,6 +74,9 @@ fn room_proto(
         num_participants,
         num_publishers,
         active_recording: false,
+        empty_timeout: rec.map_or(0, |r| u32::try_from(r.empty_timeout_secs).unwrap_or(0)),
+        departure_timeout: rec.map_or(0, |r| u32::try_from(r.departure_timeout_secs).unwrap_or(0)),
+        metadata: rec.map(|r| r.metadata.clone()).unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -87,9 +96,18 @@ async fn create(
             "room name must be 1-128 characters of letters, digits, '_', '-', '.', ':'",
         )
     })?;
-    let max = (req.max_participants > 0).then_some(i64::from(req.max_participants));
+    if req.metadata.len() > MAX_METADATA {
+        return Err(TwirpError::invalid_argument("metadata over 64 KiB"));
+    }
+    let new = NewRoom {
+        name: req.name.clone(),
+        max_participants: (req.max_participants > 0).then_some(i64::from(req.max_participants)),
+        empty_timeout_secs: req.empty_timeout,
+        departure_timeout_secs: req.departure_timeout,
+        metadata: req.metadata,
+    };
     // LiveKit's CreateRoom is idempotent: an open room of that name is returned as it is.
-    let rec = match create_room(state, req.name.clone(), max).await? {
+    let rec = match create_room(state, new).await? {
         Created::New(rec) | Created::Exists(rec) => rec,
     };
     let live = crate::sfu::room_participants(&state.sfu, &state.workers, &rec.name).await;
@@ -282,39 +300,157 @@ async fn send_data(
 /// Largest participant metadata (LiveKit's default limit).
 const MAX_METADATA: usize = 64 * 1024;
 
+/// A worker's refusal as a Twirp error.
+fn admin_error(e: AdminError, room: &str, identity: &str) -> TwirpError {
+    match e {
+        AdminError::NoRoom => TwirpError::not_found(format!("room {room:?} is not open")),
+        AdminError::NoParticipant => {
+            TwirpError::not_found(format!("participant {identity:?} is not in room {room:?}"))
+        }
+        AdminError::NoTrack => {
+            TwirpError::not_found(format!("participant {identity:?} has no such track"))
+        }
+        AdminError::NotAllowed(why) => TwirpError::new("failed_precondition", why),
+    }
+}
+
+async fn admin(
+    state: &AppState,
+    room: &str,
+    identity: &str,
+    op: AdminOp,
+) -> Result<AdminOk, TwirpError> {
+    crate::sfu::room_admin(&state.sfu, &state.workers, room, op)
+        .await
+        .map_err(|e| admin_error(e, room, identity))
+}
+
+/// Most attributes a participant may carry, and their sizes (LiveKit's limits are similar).
+const MAX_ATTRIBUTES: usize = 64;
+const MAX_ATTRIBUTE_KEY: usize = 256;
+
 async fn update(
     state: &AppState,
     caller: &Caller,
     req: proto::UpdateParticipantRequest,
 ) -> Result<proto::ParticipantInfo, TwirpError> {
     caller.require_room_admin(&req.room)?;
-    if req.permission.is_some() || !req.attributes.is_empty() {
-        return Err(TwirpError::new(
-            "unimplemented",
-            "UpdateParticipant: permission and attributes are not implemented yet (name and metadata are)",
-        ));
-    }
     if req.metadata.len() > MAX_METADATA || req.name.len() > 1024 {
         return Err(TwirpError::invalid_argument(
             "metadata over 64 KiB or name over 1 KiB",
         ));
     }
-    // LiveKit: an empty field means "unchanged".
-    let name = (!req.name.is_empty()).then_some(req.name);
-    let metadata = (!req.metadata.is_empty()).then_some(req.metadata);
-    crate::sfu::update_participant(
-        &state.sfu,
-        &state.workers,
-        &req.room,
-        &req.identity,
-        name,
-        metadata,
-    )
-    .await
-    .ok_or_else(|| {
-        TwirpError::not_found(format!(
-            "participant {:?} is not in room {:?}",
-            req.identity, req.room
-        ))
-    })
+    let attr_bytes: usize = req.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if req.attributes.len() > MAX_ATTRIBUTES
+        || req
+            .attributes
+            .keys()
+            .any(|k| k.is_empty() || k.len() > MAX_ATTRIBUTE_KEY)
+        || attr_bytes > MAX_METADATA
+    {
+        return Err(TwirpError::invalid_argument(format!(
+            "at most {MAX_ATTRIBUTES} attributes, keys of 1-{MAX_ATTRIBUTE_KEY} bytes, 64 KiB in all"
+        )));
+    }
+    // LiveKit: an empty field means "unchanged"; an attribute set to "" is deleted.
+    let op = AdminOp::UpdateParticipant {
+        identity: req.identity.clone(),
+        name: (!req.name.is_empty()).then_some(req.name),
+        metadata: (!req.metadata.is_empty()).then_some(req.metadata),
+        attributes: req.attributes.into_iter().collect::<HashMap<_, _>>(),
+        permission: req.permission,
+    };
+    match admin(state, &req.room, &req.identity, op).await? {
+        AdminOk::Participant(p) => Ok(*p),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(other: AdminOk) -> TwirpError {
+    TwirpError::new("internal", format!("unexpected worker answer {other:?}"))
+}
+
+async fn mute(
+    state: &AppState,
+    caller: &Caller,
+    req: proto::MuteRoomTrackRequest,
+) -> Result<proto::MuteRoomTrackResponse, TwirpError> {
+    caller.require_room_admin(&req.room)?;
+    let op = AdminOp::MuteTrack {
+        identity: req.identity.clone(),
+        track_sid: req.track_sid,
+        muted: req.muted,
+    };
+    match admin(state, &req.room, &req.identity, op).await? {
+        AdminOk::Track(t) => Ok(proto::MuteRoomTrackResponse { track: Some(*t) }),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn subscriptions(
+    state: &AppState,
+    caller: &Caller,
+    req: proto::UpdateSubscriptionsRequest,
+) -> Result<proto::UpdateSubscriptionsResponse, TwirpError> {
+    caller.require_room_admin(&req.room)?;
+    let mut track_sids = req.track_sids;
+    for pt in req.participant_tracks {
+        track_sids.extend(pt.track_sids);
+    }
+    if track_sids.len() > 256 {
+        return Err(TwirpError::invalid_argument("at most 256 tracks at once"));
+    }
+    let op = AdminOp::UpdateSubscriptions {
+        identity: req.identity.clone(),
+        track_sids,
+        subscribe: req.subscribe,
+    };
+    admin(state, &req.room, &req.identity, op).await?;
+    Ok(proto::UpdateSubscriptionsResponse {})
+}
+
+async fn room_metadata(
+    state: &AppState,
+    caller: &Caller,
+    req: proto::UpdateRoomMetadataRequest,
+) -> Result<proto::Room, TwirpError> {
+    caller.require_room_admin(&req.room)?;
+    if req.metadata.len() > MAX_METADATA {
+        return Err(TwirpError::invalid_argument("metadata over 64 KiB"));
+    }
+    // The stored room keeps it (a later reopen starts with it); the live room tells its clients.
+    let rec = match state
+        .store
+        .set_room_metadata(&req.room, &req.metadata)
+        .await
+    {
+        Ok(()) => stored(state, &req.room).await?,
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let op = AdminOp::RoomMetadata {
+        metadata: req.metadata,
+    };
+    match crate::sfu::room_admin(&state.sfu, &state.workers, &req.room, op).await {
+        Ok(AdminOk::Room(live)) => {
+            let parts = crate::sfu::room_participants(&state.sfu, &state.workers, &req.room).await;
+            let mut room = room_proto(rec.as_ref(), &req.room, parts.as_deref());
+            room.metadata = live.metadata;
+            if rec.is_none() {
+                room.sid = live.sid;
+                room.creation_time = live.creation_time;
+                room.creation_time_ms = live.creation_time_ms;
+            }
+            Ok(room)
+        }
+        Ok(other) => Err(unexpected(other)),
+        Err(AdminError::NoRoom) => match rec {
+            Some(r) => Ok(room_proto(Some(&r), &req.room, None)),
+            None => Err(TwirpError::not_found(format!(
+                "room {:?} does not exist",
+                req.room
+            ))),
+        },
+        Err(e) => Err(admin_error(e, &req.room, "")),
+    }
 }

@@ -52,6 +52,7 @@ impl FuzzWorker {
                 max_participants: 8,
                 max_rooms: 2,
                 empty_timeout: Duration::from_secs(60),
+                remote_unmute: false,
                 tcp_limits: crate::sfu::tcp::TcpLimits {
                     max_connections: 16,
                     max_connections_per_ip: 16,

@@ -35,7 +35,7 @@ impl Worker {
             .values()
             .filter(|r| {
                 r.empty_since
-                    .is_some_and(|t| now.duration_since(t) >= self.cfg.empty_timeout)
+                    .is_some_and(|t| now.duration_since(t) >= r.departure_timeout)
             })
             .map(|r| r.name.clone())
             .collect();

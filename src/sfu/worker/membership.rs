@@ -89,6 +89,17 @@ impl Worker {
                 Some(s) => (s.sid.clone(), cap),
                 None => (crate::ids::new_id("RM_"), cap),
             };
+            let departure_timeout = match &req.open_as {
+                Some(s) if s.departure_timeout_secs > 0 => {
+                    Duration::from_secs(u64::from(s.departure_timeout_secs))
+                }
+                _ => self.cfg.empty_timeout,
+            };
+            let metadata = req
+                .open_as
+                .as_ref()
+                .map(|s| s.metadata.clone())
+                .unwrap_or_default();
             self.rooms.insert(
                 req.room.clone(),
                 Room {
@@ -100,6 +111,8 @@ impl Worker {
                     tracks: HashMap::new(),
                     // Empty until the join below completes (if it fails, the room still closes).
                     empty_since: Some(now),
+                    departure_timeout,
+                    metadata,
                     last_speakers: Vec::new(),
                 },
             );
@@ -145,6 +158,7 @@ impl Worker {
             identity: req.identity,
             name: req.name,
             metadata: req.metadata,
+            attributes: HashMap::new(),
             room: req.room.clone(),
             perms: req.perms,
             auto_subscribe: req.auto_subscribe,
@@ -182,16 +196,7 @@ impl Worker {
         if !req.hidden {
             room.empty_since = None;
         }
-        let room_info = proto::Room {
-            sid: room.sid.clone(),
-            name: room.name.clone(),
-            empty_timeout: self.cfg.empty_timeout.as_secs() as u32,
-            max_participants: room.max_participants as u32,
-            creation_time: room.created_at_ms / 1000,
-            creation_time_ms: room.created_at_ms,
-            num_participants: room.participants.len() as u32,
-            ..Default::default()
-        };
+        let room_info = room.info(self.cfg.empty_timeout);
         let others: Vec<Pid> = room
             .participants
             .iter()
@@ -393,42 +398,6 @@ impl Worker {
         )
     }
 
-    /// A server-side change of a participant's name/metadata (RoomService.UpdateParticipant).
-    pub(super) fn update_participant(
-        &mut self,
-        room: &str,
-        identity: &str,
-        name: Option<String>,
-        metadata: Option<String>,
-    ) -> Option<proto::ParticipantInfo> {
-        let pid = self
-            .rooms
-            .get(room)?
-            .participants
-            .iter()
-            .copied()
-            .find(|p| self.parts.get(p).is_some_and(|x| x.identity == identity))?;
-        let p = self.parts.get_mut(&pid)?;
-        if let Some(n) = name {
-            p.name = n;
-        }
-        if let Some(m) = metadata {
-            p.metadata = m;
-        }
-        p.version += 1;
-        let info = self.participant_info(pid)?;
-        // The participant itself learns it too (its SDK updates the local participant).
-        self.send_out(
-            pid,
-            sig(Resp::Update(proto::ParticipantUpdate {
-                participants: vec![info.clone()],
-            })),
-        );
-        self.broadcast_participant(pid);
-        self.publish_snapshot(room);
-        Some(info)
-    }
-
     /// Remove everyone from `room` (told ROOM_DELETED); the last removal closes the room.
     pub(super) fn close_room(
         &mut self,
@@ -503,30 +472,11 @@ impl Worker {
         info!(room = %room_name, participant = %p.identity, "participant left");
         // Unpublish its tracks: subscribers drop them and renegotiate.
         let mut affected: Vec<Pid> = Vec::new();
+        for sid in &p.tracks {
+            affected.extend(self.detach_track(&room_name, sid));
+        }
         if let Some(room) = self.rooms.get_mut(&room_name) {
             room.participants.retain(|&x| x != pid);
-            for sid in &p.tracks {
-                if let Some(t) = room.tracks.remove(sid) {
-                    for s in t.subscribers {
-                        affected.push(s);
-                        if let Some(sp) = self.parts.get_mut(&s) {
-                            if let Some(out) = sp.subs.remove(sid) {
-                                if let (Some(pc), Some(sender_id)) =
-                                    (self.pcs.get_mut(&sp.sub_pc), out.sender_id)
-                                {
-                                    let _ = pc.rtc.remove_track(sender_id);
-                                }
-                            }
-                            if let Some(local) = &sp.local {
-                                let ended = LocalMedia::TrackRemoved {
-                                    track_sid: t.sid.clone(),
-                                };
-                                send_local_event(&mut self.overflowed, s, local, ended);
-                            }
-                        }
-                    }
-                }
-            }
             for t in room.tracks.values_mut() {
                 t.subscribers.retain(|&x| x != pid);
             }

@@ -6,8 +6,10 @@
 //! This module holds the worker's interface (commands in, events out, join routing); the worker itself
 //! is split along its seams: [`shell`] (thread and event loop), [`transport`] (socket I/O and peer
 //! connections), [`model`] (room state), [`membership`], [`publishing`], [`forwarding`], [`data`],
-//! [`negotiation`] (with [`single_pc`] for signal protocol v1) and [`housekeeping`].
+//! [`negotiation`] (with [`single_pc`] for signal protocol v1), [`admin`] (server-side changes)
+//! and [`housekeeping`].
 
+mod admin;
 mod data;
 mod forwarding;
 mod housekeeping;
@@ -30,6 +32,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use model::*;
+
+pub use admin::{AdminError, AdminOk, AdminOp};
 
 pub(crate) use negotiation::{answer_offer, extmap_id};
 pub use shell::spawn_workers;
@@ -76,6 +80,9 @@ pub struct RoomSpec {
     pub sid: String,
     /// Clamped to `WorkerConfig::max_participants`; 0 means that limit.
     pub max_participants: usize,
+    /// Seconds the room stays open after its last participant left (0: `WorkerConfig::empty_timeout`).
+    pub departure_timeout_secs: u32,
+    pub metadata: String,
 }
 
 /// What an in-process participant receives, in order, on one bounded channel: media is dropped when
@@ -171,14 +178,12 @@ pub enum Cmd {
         room: String,
         reply: oneshot::Sender<Option<Vec<proto::ParticipantInfo>>>,
     },
-    /// Change `identity`'s name and/or metadata (None: unchanged); everyone in the room, the
-    /// participant included, gets a ParticipantUpdate. Replies its new info (None: not there).
-    UpdateParticipant {
+    /// A server-side change of `room` or one of its participants (RoomService); everyone
+    /// concerned is told as the LiveKit protocol says (see [`admin`]).
+    Admin {
         room: String,
-        identity: String,
-        name: Option<String>,
-        metadata: Option<String>,
-        reply: oneshot::Sender<Option<proto::ParticipantInfo>>,
+        op: AdminOp,
+        reply: oneshot::Sender<Result<AdminOk, AdminError>>,
     },
     /// A data packet from the server (no sender) to `room` (its destination identities, if any).
     /// Replies false when the room is not open here.
@@ -247,6 +252,8 @@ pub struct WorkerConfig {
     pub max_participants: usize,
     pub max_rooms: usize,
     pub empty_timeout: Duration,
+    /// RoomService.MutePublishedTrack may unmute (LiveKit's `room.enable_remote_unmute`).
+    pub remote_unmute: bool,
 }
 
 #[derive(Clone)]

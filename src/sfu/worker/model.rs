@@ -105,6 +105,8 @@ pub(super) struct Participant {
     pub(super) identity: String,
     pub(super) name: String,
     pub(super) metadata: String,
+    /// Participant attributes (RoomService.UpdateParticipant), in its `ParticipantInfo`.
+    pub(super) attributes: HashMap<String, String>,
     pub(super) room: String,
     pub(super) perms: Perms,
     pub(super) auto_subscribe: bool,
@@ -168,7 +170,30 @@ pub(super) struct Room {
     pub(super) participants: Vec<Pid>,
     pub(super) tracks: HashMap<String, TrackIn>,
     pub(super) empty_since: Option<Instant>,
+    /// How long the room stays open once `empty_since` is set (the stored room's
+    /// `departure_timeout`, else `WorkerConfig::empty_timeout`).
+    pub(super) departure_timeout: Duration,
+    /// Room metadata (RoomService.CreateRoom / UpdateRoomMetadata), in every client's `Room`.
+    pub(super) metadata: String,
     pub(super) last_speakers: Vec<String>,
+}
+
+impl Room {
+    /// The room as clients see it (JoinResponse, RoomUpdate).
+    pub(super) fn info(&self, empty_timeout: Duration) -> proto::Room {
+        proto::Room {
+            sid: self.sid.clone(),
+            name: self.name.clone(),
+            empty_timeout: empty_timeout.as_secs() as u32,
+            departure_timeout: self.departure_timeout.as_secs() as u32,
+            max_participants: self.max_participants as u32,
+            creation_time: self.created_at_ms / 1000,
+            creation_time_ms: self.created_at_ms,
+            metadata: self.metadata.clone(),
+            num_participants: self.participants.len() as u32,
+            ..Default::default()
+        }
+    }
 }
 
 pub(crate) struct Worker {
@@ -285,6 +310,7 @@ impl Worker {
             identity: p.identity.clone(),
             name: p.name.clone(),
             metadata: p.metadata.clone(),
+            attributes: p.attributes.clone(),
             state: if p.media_connected_at_ms.is_some() {
                 proto::participant_info::State::Active as i32
             } else {

@@ -323,14 +323,8 @@ impl Worker {
             } => {
                 let _ = reply.send(self.server_data(&room, *packet, reliable, now));
             }
-            Cmd::UpdateParticipant {
-                room,
-                identity,
-                name,
-                metadata,
-                reply,
-            } => {
-                let _ = reply.send(self.update_participant(&room, &identity, name, metadata));
+            Cmd::Admin { room, op, reply } => {
+                let _ = reply.send(self.admin(&room, op, now));
             }
             Cmd::Participants { room, reply } => {
                 let _ = reply.send(self.room_participant_infos(&room));

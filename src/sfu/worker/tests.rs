@@ -25,6 +25,7 @@ async fn worker() -> Worker {
         max_participants: 8,
         max_rooms: 2,
         empty_timeout: Duration::from_secs(60),
+        remote_unmute: false,
     };
     Worker::new(
         0,

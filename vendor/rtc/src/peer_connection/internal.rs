@@ -857,9 +857,14 @@ impl RTCPeerConnection {
                 // left alone on renegotiation, as pion's startRTPReceivers does. Rebuilding it
                 // would forget the SSRCs bound from the mid/rid header extensions, which senders
                 // stop including once the stream is acknowledged: every later packet of a
-                // simulcast track would then be dropped as an unknown SSRC.
+                // simulcast track would then be dropped as an unknown SSRC. Only when the offer
+                // declares no SSRC for it (RID simulcast) or the SSRC already bound: a sender that
+                // now declares another SSRC on the same mid (a re-added track) gets a new receiver.
                 if receiver.track().track_id() == &incoming_track.track_id
                     && receiver.track().ssrcs().next().is_some()
+                    && incoming_track
+                        .ssrc
+                        .is_none_or(|ssrc| receiver.track().ssrcs().any(|s| s == ssrc))
                 {
                     continue;
                 }
