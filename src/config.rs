@@ -147,6 +147,13 @@ pub struct WebhooksConfig {
     pub max_attempts: u32,
     /// Per-attempt timeout.
     pub timeout_secs: u64,
+    /// Endpoints that receive LiveKit-format webhooks (`room_started`, `participant_joined`,
+    /// `track_published`, … as `livekit.WebhookEvent` JSON, signed like LiveKit's: a JWT in
+    /// `Authorization`). Same queue, retries and log as `urls`. Empty: off.
+    pub livekit_urls: Vec<String>,
+    /// The API key (one of `[keys]`) whose secret signs the LiveKit-format webhooks; the
+    /// receiver verifies with that key and secret. Empty: the primary API key.
+    pub livekit_api_key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -259,6 +266,8 @@ impl Default for Config {
                 secret: String::new(),
                 max_attempts: 8,
                 timeout_secs: 5,
+                livekit_urls: Vec::new(),
+                livekit_api_key: String::new(),
             },
             presence: PresenceConfig { rest_ttl_secs: 300 },
             metrics: MetricsConfig {

@@ -703,6 +703,7 @@ mod tests {
             clock.clone(),
             &crate::config::WebhooksConfig::default(),
             String::new(),
+            None,
         );
         assert!(!webhooks.enabled());
         Recorders::new(RecorderDeps {

@@ -32,6 +32,8 @@ pub enum StartError {
     },
     #[error("API keys: {0}")]
     Keys(#[from] crate::auth::KeysError),
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] crate::webhooks::livekit::SignerError),
 }
 
 /// A running server.
@@ -224,13 +226,17 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     } else {
         config.webhooks.secret.clone()
     };
+    let livekit_signer =
+        crate::webhooks::livekit::Signer::from_config(&config.webhooks, &config.keys)?;
     let webhooks = crate::webhooks::Webhooks::new(
         store.clone(),
         clock.clone(),
         &config.webhooks,
         webhook_secret,
+        livekit_signer,
     );
     webhooks.spawn_dispatcher(shutdown.clone());
+    crate::webhooks::livekit::spawn_consumer(webhooks.clone(), &sfu, shutdown.clone());
     let home = crate::home::Home::inspect(config.home_dir());
     for c in home.missing() {
         tracing::warn!(component = c.name, home = %home.root.display(), fix = %home.fix_command(),

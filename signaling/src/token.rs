@@ -183,6 +183,10 @@ pub struct Claims {
     /// The one resource a purpose-bound token opens (e.g. `recording:<id>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub res: Option<String>,
+    /// LiveKit webhooks: base64 (standard, padded) of the SHA-256 of the request body the token
+    /// signs, so a receiver can check the body is the one that was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl Claims {

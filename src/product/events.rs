@@ -110,6 +110,7 @@ impl EventConsumer {
                 room,
                 identity,
                 at_ms,
+                ..
             } => self.joined(room, identity, at_ms).await,
             SfuEvent::MediaConnected { room, at_ms, .. } => {
                 if room.starts_with(CALL_PREFIX) {
@@ -127,8 +128,11 @@ impl EventConsumer {
                 room,
                 identity,
                 at_ms,
+                ..
             } => self.left(room, identity, at_ms).await,
-            SfuEvent::RoomClosed { room, at_ms } => self.closed(room, at_ms).await,
+            SfuEvent::RoomClosed { room, at_ms, .. } => self.closed(room, at_ms).await,
+            // Tracks are LiveKit webhook material (`crate::webhooks::livekit`), not call status.
+            SfuEvent::TrackPublished { .. } | SfuEvent::TrackUnpublished { .. } => Ok(()),
         };
         if let Err(e) = res {
             tracing::error!(error = %e, "handling SFU event failed");
@@ -382,6 +386,7 @@ mod tests {
             clock.clone(),
             &crate::config::WebhooksConfig::default(),
             String::new(),
+            None,
         );
         let recorders = Recorders::new(crate::recorder::RecorderDeps {
             store: store.clone(),
@@ -440,11 +445,13 @@ mod tests {
         ev(SfuEvent::RoomCreated {
             room: room.clone(),
             at_ms: now,
+            info: Default::default(),
         });
         ev(SfuEvent::ParticipantJoined {
             room: room.clone(),
             identity: "bob".into(),
             at_ms: now,
+            info: Default::default(),
         });
         eventually("bob online", || async {
             product.presence("bob", now).rooms == 1
@@ -454,10 +461,12 @@ mod tests {
             room: room.clone(),
             identity: "bob".into(),
             at_ms: now + 5,
+            info: Default::default(),
         });
         ev(SfuEvent::RoomClosed {
             room: room.clone(),
             at_ms: now + 10,
+            info: Default::default(),
         });
         eventually("stored room closed", || async {
             store.get_room("lobby").await.unwrap().closed_at == Some(now + 10)
@@ -470,11 +479,13 @@ mod tests {
         ev(SfuEvent::RoomCreated {
             room: call.clone(),
             at_ms: now,
+            info: Default::default(),
         });
         ev(SfuEvent::ParticipantJoined {
             room: call.clone(),
             identity: "alice".into(),
             at_ms: now,
+            info: Default::default(),
         });
         let media = SfuEvent::MediaConnected {
             room: call.clone(),
@@ -490,6 +501,7 @@ mod tests {
             room: call.clone(),
             identity: "alice".into(),
             at_ms: now + 2_001,
+            info: Default::default(),
         });
         eventually("call completed", || async {
             store.get_call("call_t1").await.unwrap().status == "completed"

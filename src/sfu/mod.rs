@@ -13,8 +13,14 @@ pub mod stun_check;
 pub mod tcp;
 pub mod worker;
 
+use parlor_signaling::protocol::proto;
 use serde::Serialize;
 use tokio::sync::broadcast;
+
+/// Events the broadcast channel holds for a receiver that has not read them yet; one that falls
+/// further behind loses the oldest (`RecvError::Lagged`). A join or leave is a handful of events,
+/// so this covers hundreds of participants coming and going at once.
+pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
 
 /// Live state of one participant, as the product APIs see it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -32,17 +38,22 @@ pub struct ParticipantSnapshot {
     pub video: bool,
 }
 
-/// Room lifecycle events (broadcast; slow receivers may lag and miss events).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Room lifecycle events (broadcast; slow receivers may lag and miss events). Emitted by the media
+/// worker on control transitions only (never per packet); each but `MediaConnected` carries
+/// [`EventInfo`], LiveKit's view of what it is about (what LiveKit's webhooks send). Hidden
+/// participants (a recorder) produce none of the participant or track events.
+#[derive(Debug, Clone, PartialEq)]
 pub enum SfuEvent {
     RoomCreated {
         room: String,
         at_ms: i64,
+        info: Box<EventInfo>,
     },
     ParticipantJoined {
         room: String,
         identity: String,
         at_ms: i64,
+        info: Box<EventInfo>,
     },
     /// The participant's media transport connected (first time).
     MediaConnected {
@@ -50,15 +61,44 @@ pub enum SfuEvent {
         identity: String,
         at_ms: i64,
     },
+    /// After the `TrackUnpublished` of each of its tracks.
     ParticipantLeft {
         room: String,
         identity: String,
         at_ms: i64,
+        info: Box<EventInfo>,
     },
     RoomClosed {
         room: String,
         at_ms: i64,
+        info: Box<EventInfo>,
     },
+    /// A track of `identity` is published: its media arrived (or an in-process participant
+    /// published it) and the room was told.
+    TrackPublished {
+        room: String,
+        identity: String,
+        at_ms: i64,
+        info: Box<EventInfo>,
+    },
+    /// A published track of `identity` is gone (unpublished, or its publisher is leaving).
+    TrackUnpublished {
+        room: String,
+        identity: String,
+        at_ms: i64,
+        info: Box<EventInfo>,
+    },
+}
+
+/// LiveKit's view of what an [`SfuEvent`] is about, as of the event: the room (`sid`, name,
+/// creation time, counts of visible participants), the participant (its full info for joins and
+/// leaves, `sid` + identity for track events) and the track. Protobuf types of `livekit-protocol`,
+/// so a consumer can put them straight into a `livekit.WebhookEvent`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventInfo {
+    pub room: proto::Room,
+    pub participant: Option<proto::ParticipantInfo>,
+    pub track: Option<proto::TrackInfo>,
 }
 
 /// Handle to the SFU, cloneable, held in `AppState`.
@@ -109,7 +149,7 @@ impl Default for SfuHandle {
 
 impl SfuHandle {
     pub fn new() -> Self {
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         SfuHandle {
             events,
             inner: Default::default(),

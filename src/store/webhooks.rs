@@ -1,5 +1,6 @@
 //! Webhook deliveries: a persisted queue (so a restart does not lose pending events) that doubles as
-//! the delivery log.
+//! the delivery log. The queue's order is `seq` (strictly increasing, assigned by the caller);
+//! deliveries sharing a url and a non-empty `ordering_key` go out one at a time in that order.
 
 use super::{map_conflict, Store, StoreResult};
 use sqlx::any::AnyRow;
@@ -22,10 +23,22 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub delivered_at: Option<i64>,
+    /// How an attempt is signed and sent: `parlor` (X-Parlor-* HMAC) or `livekit` (JWT).
+    pub format: String,
+    /// Deliveries with the same url and this key (non-empty) are attempted in `seq` order, a later
+    /// one only once no earlier one is pending. Empty: no ordering constraint.
+    pub ordering_key: String,
+    /// Position in the queue: strictly increasing in insertion order.
+    pub seq: i64,
 }
 
 const COLS: &str = "id, event_id, event, url, payload, status, attempts, next_attempt_at, \
-     last_status, last_error, created_at, delivered_at";
+     last_status, last_error, created_at, delivered_at, format, ordering_key, seq";
+
+/// A pending delivery `d` that no earlier pending delivery of its url and ordering key holds back.
+const UNBLOCKED: &str = "(d.ordering_key = '' OR NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+     WHERE e.status = 'pending' AND e.url = d.url AND e.ordering_key = d.ordering_key \
+     AND e.seq < d.seq))";
 
 fn from_row(r: &AnyRow) -> StoreResult<Delivery> {
     Ok(Delivery {
@@ -41,6 +54,9 @@ fn from_row(r: &AnyRow) -> StoreResult<Delivery> {
         last_error: r.try_get("last_error")?,
         created_at: r.try_get("created_at")?,
         delivered_at: r.try_get("delivered_at")?,
+        format: r.try_get("format")?,
+        ordering_key: r.try_get("ordering_key")?,
+        seq: r.try_get("seq")?,
     })
 }
 
@@ -48,7 +64,7 @@ impl Store {
     pub async fn insert_delivery(&self, d: &Delivery) -> StoreResult<()> {
         sqlx::query(&format!(
             "INSERT INTO webhook_deliveries ({COLS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(&d.id)
         .bind(&d.event_id)
@@ -62,17 +78,21 @@ impl Store {
         .bind(&d.last_error)
         .bind(d.created_at)
         .bind(d.delivered_at)
+        .bind(&d.format)
+        .bind(&d.ordering_key)
+        .bind(d.seq)
         .execute(&self.pool)
         .await
         .map_err(|e| map_conflict(e, "webhook delivery"))?;
         Ok(())
     }
 
-    /// Pending deliveries due at `now`, oldest first.
+    /// Pending deliveries due at `now` and not held back by an earlier one of their url and
+    /// ordering key, in queue order (`seq`: ties on times never reorder them).
     pub async fn due_deliveries(&self, now: i64, limit: i64) -> StoreResult<Vec<Delivery>> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, id LIMIT $2"
+            "SELECT {COLS} FROM webhook_deliveries d WHERE d.status = 'pending' \
+             AND d.next_attempt_at <= $1 AND {UNBLOCKED} ORDER BY d.seq LIMIT $2"
         ))
         .bind(now)
         .bind(limit)
@@ -81,12 +101,12 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// When the next pending delivery is due.
+    /// When the next pending delivery that is not held back is due.
     pub async fn next_delivery_at(&self) -> StoreResult<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT next_attempt_at FROM webhook_deliveries WHERE status = 'pending' \
-             ORDER BY next_attempt_at LIMIT 1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT d.next_attempt_at FROM webhook_deliveries d WHERE d.status = 'pending' \
+             AND {UNBLOCKED} ORDER BY d.next_attempt_at LIMIT 1"
+        ))
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
@@ -123,10 +143,18 @@ impl Store {
         Ok(())
     }
 
+    /// The highest `seq` in the queue (0 when it is empty): where a new process continues from.
+    pub async fn max_delivery_seq(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM webhook_deliveries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("m")?)
+    }
+
     /// The delivery log, newest first.
     pub async fn list_deliveries(&self, limit: i64) -> StoreResult<Vec<Delivery>> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM webhook_deliveries ORDER BY created_at DESC, id DESC LIMIT $1"
+            "SELECT {COLS} FROM webhook_deliveries ORDER BY seq DESC LIMIT $1"
         ))
         .bind(limit)
         .fetch_all(&self.pool)

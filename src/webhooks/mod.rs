@@ -1,11 +1,19 @@
 //! Outgoing webhooks: every event is stored as one delivery per configured URL (a persisted queue,
-//! so a restart does not lose them), POSTed as JSON signed with HMAC-SHA256, retried with
-//! exponential backoff on failure, and logged (`webhook_deliveries`).
+//! so a restart does not lose them), POSTed, retried with exponential backoff on failure, and
+//! logged (`webhook_deliveries`). Two formats share the queue:
 //!
-//! Headers: `X-Parlor-Event`, `X-Parlor-Delivery` (same on every attempt of a delivery),
-//! `X-Parlor-Timestamp` (unix seconds of the attempt) and `X-Parlor-Signature: sha256=<hex>` over
-//! `"{timestamp}.{body}"`, so a receiver can reject stale replays. Body:
-//! `{"id": "evt_…", "event": "recording.completed", "created_at": "…Z", "data": {…}}`.
+//! - Parlor's product events (`[webhooks] urls`): headers `X-Parlor-Event`, `X-Parlor-Delivery`
+//!   (same on every attempt of a delivery), `X-Parlor-Timestamp` (unix seconds of the attempt) and
+//!   `X-Parlor-Signature: sha256=<hex>` over `"{timestamp}.{body}"`, so a receiver can reject stale
+//!   replays. Body: `{"id": "evt_…", "event": "recording.completed", "created_at": "…Z", "data": {…}}`.
+//! - LiveKit's room events (`[webhooks] livekit_urls`, [`livekit`]): a `livekit.WebhookEvent` in
+//!   proto3 JSON, signed as LiveKit signs them (a JWT in `Authorization`, minted per attempt).
+//!   Deliveries of one room to one URL go out in the order the events happened, one at a time.
+//!
+//! The queue's order is a sequence number this module assigns under one lock, strictly increasing
+//! across restarts (it continues from the highest stored one).
+
+pub mod livekit;
 
 use crate::clock::SharedClock;
 use crate::store::{Delivery, Store};
@@ -14,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -56,17 +64,32 @@ struct Inner {
     clock: SharedClock,
     urls: Vec<String>,
     secret: String,
+    /// Receivers of the LiveKit-format events.
+    livekit_urls: Vec<String>,
+    /// The API key LiveKit-format deliveries are signed with (None: no key configured).
+    livekit_signer: Option<livekit::Signer>,
     max_attempts: i64,
     client: reqwest::Client,
     notify: Notify,
+    /// The last `seq` given to a delivery (None: not read from the store yet). Held while a batch
+    /// of deliveries is inserted, so queue order is insertion order.
+    last_seq: Mutex<Option<i64>>,
 }
 
+/// How an attempt of a delivery is signed and sent (`webhook_deliveries.format`).
+pub const FORMAT_PARLOR: &str = "parlor";
+/// See [`livekit`].
+pub const FORMAT_LIVEKIT: &str = "livekit";
+
 impl Webhooks {
+    /// `secret` signs Parlor's events; `livekit_signer` ([`livekit::Signer::from_config`]) the
+    /// LiveKit-format ones.
     pub fn new(
         store: Store,
         clock: SharedClock,
         cfg: &crate::config::WebhooksConfig,
         secret: String,
+        livekit_signer: Option<livekit::Signer>,
     ) -> Webhooks {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_secs.max(1)))
@@ -79,15 +102,24 @@ impl Webhooks {
                 clock,
                 urls: cfg.urls.clone(),
                 secret,
+                livekit_urls: cfg.livekit_urls.clone(),
+                livekit_signer,
                 max_attempts: i64::from(cfg.max_attempts.max(1)),
                 client,
                 notify: Notify::new(),
+                last_seq: Mutex::new(None),
             }),
         }
     }
 
+    /// Parlor's product events are on (`[webhooks] urls`).
     pub fn enabled(&self) -> bool {
         !self.inner.urls.is_empty()
+    }
+
+    /// LiveKit-format events are on (`[webhooks] livekit_urls`).
+    pub fn livekit_enabled(&self) -> bool {
+        !self.inner.livekit_urls.is_empty()
     }
 
     /// Queue `event` with `data` for every configured URL. Never fails the caller: a storage error
@@ -105,13 +137,56 @@ impl Webhooks {
             "data": data,
         })
         .to_string();
-        for url in &self.inner.urls {
+        let q = Queued {
+            format: FORMAT_PARLOR,
+            ordering_key: "",
+            event,
+            event_id: &event_id,
+            payload,
+        };
+        self.enqueue(&self.inner.urls, q).await;
+    }
+
+    /// Queue a LiveKit-format event (its JSON body made by [`livekit`]) for every LiveKit URL,
+    /// ordered after every earlier event of `room`.
+    pub(crate) async fn emit_livekit(&self, room: &str, event: &str, event_id: &str, body: String) {
+        if !self.livekit_enabled() {
+            return;
+        }
+        let q = Queued {
+            format: FORMAT_LIVEKIT,
+            ordering_key: room,
+            event,
+            event_id,
+            payload: body,
+        };
+        self.enqueue(&self.inner.livekit_urls, q).await;
+    }
+
+    /// One delivery of `q` per URL, at the end of the queue. A storage error is logged.
+    async fn enqueue(&self, urls: &[String], q: Queued<'_>) {
+        let i = &self.inner;
+        let mut last = i.last_seq.lock().await;
+        let mut seq = match *last {
+            Some(s) => s,
+            None => match i.store.max_delivery_seq().await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(event = q.event, error = %e, "cannot read the webhook queue: event dropped");
+                    return;
+                }
+            },
+        };
+        let now = i.clock.unix_ms();
+        for url in urls {
+            // Microseconds-like from the clock, but always after the previous one.
+            seq = (now.saturating_mul(1000)).max(seq + 1);
             let d = Delivery {
                 id: crate::ids::new_id("whd_"),
-                event_id: event_id.clone(),
-                event: event.to_string(),
+                event_id: q.event_id.to_string(),
+                event: q.event.to_string(),
                 url: url.clone(),
-                payload: payload.clone(),
+                payload: q.payload.clone(),
                 status: "pending".into(),
                 attempts: 0,
                 next_attempt_at: now,
@@ -119,12 +194,17 @@ impl Webhooks {
                 last_error: None,
                 created_at: now,
                 delivered_at: None,
+                format: q.format.to_string(),
+                ordering_key: q.ordering_key.to_string(),
+                seq,
             };
-            if let Err(e) = self.inner.store.insert_delivery(&d).await {
-                warn!(event, url = %url, error = %e, "cannot queue webhook");
+            if let Err(e) = i.store.insert_delivery(&d).await {
+                warn!(event = q.event, url = %url, error = %e, "cannot queue webhook");
             }
         }
-        self.inner.notify.notify_one();
+        *last = Some(seq);
+        drop(last);
+        i.notify.notify_one();
     }
 
     /// Run the dispatcher until `shutdown`: attempts due deliveries, then sleeps until the next one
@@ -132,7 +212,7 @@ impl Webhooks {
     pub fn spawn_dispatcher(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            if !this.enabled() {
+            if !this.enabled() && !this.livekit_enabled() {
                 return;
             }
             loop {
@@ -164,24 +244,43 @@ impl Webhooks {
         })
     }
 
-    async fn attempt(&self, d: Delivery) {
+    /// The request of one attempt of `d`, signed for its format at `ts` (unix seconds).
+    fn request(&self, d: &Delivery, ts: u64) -> Result<reqwest::RequestBuilder, String> {
         let i = &self.inner;
-        let ts = i.clock.unix_secs() as i64;
-        let res = i
+        let rb = i
             .client
             .post(&d.url)
-            .header("Content-Type", "application/json")
-            .header("User-Agent", concat!("parlor/", env!("CARGO_PKG_VERSION")))
-            .header("X-Parlor-Event", &d.event)
-            .header("X-Parlor-Delivery", &d.id)
-            .header("X-Parlor-Timestamp", ts.to_string())
-            .header(
-                "X-Parlor-Signature",
-                sign(&i.secret, ts, d.payload.as_bytes()),
-            )
-            .body(d.payload.clone())
-            .send()
-            .await;
+            .header("User-Agent", concat!("parlor/", env!("CARGO_PKG_VERSION")));
+        let rb = match d.format.as_str() {
+            FORMAT_PARLOR => rb
+                .header("Content-Type", "application/json")
+                .header("X-Parlor-Event", &d.event)
+                .header("X-Parlor-Delivery", &d.id)
+                .header("X-Parlor-Timestamp", ts.to_string())
+                .header(
+                    "X-Parlor-Signature",
+                    sign(&i.secret, ts as i64, d.payload.as_bytes()),
+                ),
+            FORMAT_LIVEKIT => {
+                let signer = i
+                    .livekit_signer
+                    .as_ref()
+                    .ok_or("no API key to sign LiveKit webhooks with")?;
+                rb.header("Content-Type", livekit::CONTENT_TYPE)
+                    .header("Authorization", signer.token(d.payload.as_bytes(), ts))
+            }
+            other => return Err(format!("unknown webhook format {other:?}")),
+        };
+        Ok(rb.body(d.payload.clone()))
+    }
+
+    async fn attempt(&self, d: Delivery) {
+        let i = &self.inner;
+        let ts = i.clock.unix_secs();
+        let res = match self.request(&d, ts) {
+            Ok(rb) => rb.send().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
         let attempts = d.attempts + 1;
         let now = i.clock.unix_ms();
         let (code, error) = match res {
@@ -201,7 +300,7 @@ impl Webhooks {
                 Some(i64::from(r.status().as_u16())),
                 format!("HTTP {}", r.status()),
             ),
-            Err(e) => (None, e.to_string()),
+            Err(e) => (None, e),
         };
         let (status, next) = if attempts >= i.max_attempts {
             warn!(event = %d.event, url = %d.url, attempts, error = %error, "webhook failed");
@@ -218,6 +317,15 @@ impl Webhooks {
             warn!(error = %e, "recording webhook attempt");
         }
     }
+}
+
+/// What `enqueue` stores once per URL.
+struct Queued<'a> {
+    format: &'static str,
+    ordering_key: &'a str,
+    event: &'a str,
+    event_id: &'a str,
+    payload: String,
 }
 
 #[cfg(test)]

@@ -316,16 +316,19 @@ async fn status_from_sfu_events(s: &Srv) {
     sfu.emit(SfuEvent::RoomCreated {
         room: id.clone(),
         at_ms: t0,
+        info: Default::default(),
     });
     sfu.emit(SfuEvent::ParticipantJoined {
         room: id.clone(),
         identity: "alice".into(),
         at_ms: t0 + 10,
+        info: Default::default(),
     });
     sfu.emit(SfuEvent::ParticipantJoined {
         room: id.clone(),
         identity: "bob".into(),
         at_ms: t0 + 20,
+        info: Default::default(),
     });
     // Joining alone does not make it active: media must connect.
     let path = format!("/api/calls/{id}");
@@ -383,12 +386,14 @@ async fn status_from_sfu_events(s: &Srv) {
         room: id.clone(),
         identity: "bob".into(),
         at_ms: started + 30_000,
+        info: Default::default(),
     });
     let ended = started + 61_234;
     sfu.emit(SfuEvent::ParticipantLeft {
         room: id.clone(),
         identity: "alice".into(),
         at_ms: ended,
+        info: Default::default(),
     });
     s.eventually("completed", || async {
         let v = s.get(&path, "alice").await.1;
@@ -448,10 +453,12 @@ async fn status_from_sfu_events(s: &Srv) {
         room: id2.clone(),
         identity: "alice".into(),
         at_ms: t0,
+        info: Default::default(),
     });
     sfu.emit(SfuEvent::RoomClosed {
         room: id2.clone(),
         at_ms: t0 + 5_000,
+        info: Default::default(),
     });
     let path2 = format!("/api/calls/{id2}");
     s.eventually("missed", || async {
@@ -472,6 +479,7 @@ async fn status_from_sfu_events(s: &Srv) {
         room: id3.clone(),
         identity: "alice".into(),
         at_ms: t0,
+        info: Default::default(),
     });
     assert_eq!(s.delete(&format!("/api/calls/{id3}"), "alice").await.0, 200);
     sfu.emit(SfuEvent::MediaConnected {
@@ -483,6 +491,7 @@ async fn status_from_sfu_events(s: &Srv) {
         room: id3.clone(),
         identity: "alice".into(),
         at_ms: t0 + 2,
+        info: Default::default(),
     });
     // The consumer is still alive and processing events after that.
     let id4 = create_call(s, "alice", json!({})).await;
@@ -490,6 +499,7 @@ async fn status_from_sfu_events(s: &Srv) {
         room: id4.clone(),
         identity: "alice".into(),
         at_ms: t0,
+        info: Default::default(),
     });
     sfu.emit(SfuEvent::MediaConnected {
         room: id4.clone(),
@@ -588,6 +598,7 @@ async fn unanswered_calls_are_missed(s: &Srv) {
         room: waiting.clone(),
         identity: "alice".into(),
         at_ms: s.now_ms(),
+        info: Default::default(),
     });
     // Still ringing just before the timeout (the sweep runs every second).
     s.clock.advance_ms(parlor::product::RING_TIMEOUT_MS - 5_000);

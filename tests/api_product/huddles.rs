@@ -189,6 +189,7 @@ async fn huddles(s: &Srv) {
         room: id.clone(),
         identity: "erin".into(),
         at_ms: t,
+        info: Default::default(),
     });
     s.eventually("erin in huddle", || async {
         let v = s.get(&base, "alice").await.1;
@@ -214,6 +215,7 @@ async fn huddles(s: &Srv) {
         room: id.clone(),
         identity: "erin".into(),
         at_ms: t + 10,
+        info: Default::default(),
     });
     s.eventually("erin left", || async {
         let v = s.get(&base, "alice").await.1;

@@ -314,6 +314,7 @@ async fn recorder_is_not_a_participant(s: &Srv) {
         room: other.clone(),
         identity: "carol".into(),
         at_ms: s.now_ms(),
+        info: Default::default(),
     });
     s.eventually("the barrier event", || async {
         let m = state.store.call_member(&other, "carol").await.unwrap();

@@ -73,6 +73,7 @@ async fn recording_stop_duration(s: &Srv) {
             room: call.clone(),
             identity: "alice".into(),
             at_ms: s.now_ms(),
+            info: Default::default(),
         },
         parlor::sfu::SfuEvent::MediaConnected {
             room: call.clone(),

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::metrics::Metrics;
-use crate::sfu::SfuEvent;
 use parlor_signaling::protocol::{leave_response, proto};
 use proto::signal_response::Message as Resp;
 use std::collections::HashMap;
@@ -117,10 +116,7 @@ impl Worker {
                 },
             );
             Metrics::inc(&self.metrics.rooms);
-            self.sfu.emit(SfuEvent::RoomCreated {
-                room: req.room.clone(),
-                at_ms: now_ms,
-            });
+            self.emit_room_created(&req.room);
         }
         // Hidden participants (a recorder) neither count toward the limit nor are refused by it.
         let parts = &self.parts;
@@ -184,7 +180,6 @@ impl Worker {
             hidden: req.hidden,
         };
         info!(room = %req.room, participant = %p.identity, sid = %p.sid, "participant joined");
-        let identity = p.identity.clone();
         self.parts.insert(pid, p);
         Metrics::inc(&self.metrics.participants);
         self.sfu.worker_participants(self.index, 1);
@@ -233,13 +228,7 @@ impl Worker {
         };
         // Announce the newcomer, then subscribe it to what is already published.
         self.broadcast_participant(pid);
-        if !req.hidden {
-            self.sfu.emit(SfuEvent::ParticipantJoined {
-                room: req.room.clone(),
-                identity,
-                at_ms: now_ms,
-            });
-        }
+        self.emit_participant_joined(pid);
         let auto = self
             .parts
             .get(&pid)
@@ -436,16 +425,13 @@ impl Worker {
         for pid in left {
             self.remove_participant(pid, now);
         }
-        if self.rooms.remove(name).is_none() {
+        let Some(room) = self.rooms.remove(name) else {
             return;
-        }
+        };
         Metrics::dec(&self.metrics.rooms);
         self.sfu.remove_room(name);
         self.sfu.release_room(name, self.index);
-        self.sfu.emit(SfuEvent::RoomClosed {
-            room: name.to_string(),
-            at_ms: self.now_ms(),
-        });
+        self.emit_room_closed(&room);
     }
 
     /// Has the participant's session gone without a Leave (its channel's receiver dropped)? For a
@@ -458,6 +444,8 @@ impl Worker {
     }
 
     pub(super) fn remove_participant(&mut self, pid: Pid, now: Instant) {
+        // Its tracks' TrackUnpublished go out while they are still here; its info is for ParticipantLeft.
+        let left_info = self.departing(pid);
         let Some(mut p) = self.parts.remove(&pid) else {
             return;
         };
@@ -501,11 +489,7 @@ impl Worker {
             }
             return;
         }
-        self.sfu.emit(SfuEvent::ParticipantLeft {
-            room: room_name.clone(),
-            identity: p.identity.clone(),
-            at_ms: now_ms,
-        });
+        self.emit_participant_left(&room_name, &p.identity, left_info, now_ms);
         // Tell the others it left (state DISCONNECTED).
         p.version += 1;
         let info = proto::ParticipantInfo {

@@ -6,13 +6,14 @@
 //! This module holds the worker's interface (commands in, events out, join routing); the worker itself
 //! is split along its seams: [`shell`] (thread and event loop), [`transport`] (socket I/O and peer
 //! connections), [`model`] (room state), [`membership`], [`publishing`], [`forwarding`], [`data`],
-//! [`negotiation`] (with [`single_pc`] for signal protocol v1), [`admin`] (server-side changes)
-//! and [`housekeeping`].
+//! [`negotiation`] (with [`single_pc`] for signal protocol v1), [`admin`] (server-side changes),
+//! [`housekeeping`] and [`lifecycle`] (the `SfuEvent`s it emits).
 
 mod admin;
 mod data;
 mod forwarding;
 mod housekeeping;
+mod lifecycle;
 mod membership;
 mod model;
 mod negotiation;

@@ -144,6 +144,7 @@ impl Worker {
         // Tell everyone about the new track, then subscribe those who auto-subscribe.
         self.publish_snapshot(room_name);
         self.broadcast_participant(owner);
+        self.emit_track_published(owner, &sid);
         for other in others {
             let auto = self
                 .parts
