@@ -3,9 +3,11 @@
 //! request with livekit-api's `WebhookReceiver(TokenVerifier(key, secret))`. Two real WebRTC
 //! participants (webrtc-rs `rtc` clients, tests/common/lk.rs) join one room one after the other,
 //! each publishes audio, then both leave; the receiver must have accepted, in order, room_started,
-//! participant_joined / track_published of each, track_unpublished + participant_left of each and
-//! room_finished, all of one room, with LiveKit's Content-Type. A copy of a real request with its
-//! body altered must be refused by the same receiver (so its check can fail).
+//! participant_joined / track_published of each, a track_unpublished when RoomService revokes
+//! bob's canPublish (the server-side unpublish), track_unpublished + participant_left of alice as
+//! she leaves, participant_left of bob and room_finished, all of one room, with LiveKit's
+//! Content-Type. A copy of a real request with its body altered must be refused by the same
+//! receiver (so its check can fail).
 //!
 //! The interpreter: env `PARLOR_TEST_PYTHON`, else the venv that .ci/run step 2 makes at
 //! `${PARLOR_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/parlor}/test-venv`. Without livekit-api
@@ -14,6 +16,8 @@
 mod common;
 #[path = "common/lk.rs"]
 mod lk;
+#[path = "common/twirp.rs"]
+mod twirp;
 
 use common::*;
 use lk::{Client, Seen};
@@ -216,6 +220,17 @@ async fn livekit_webhooks_verified_by_livekit_api() {
 
     let (a, a_track) = join_and_publish(&s, &mut hooks, "alice").await;
     let (b, b_track) = join_and_publish(&s, &mut hooks, "bob").await;
+    // The server unpublishes bob's track (RoomService.UpdateParticipant revokes canPublish).
+    let (st, info) = twirp::twirp_json(
+        &s,
+        "UpdateParticipant",
+        &twirp::admin_token(twirp::admin_grant(ROOM)),
+        serde_json::json!({ "room": ROOM, "identity": "bob",
+            "permission": { "canSubscribe": true, "canPublish": false } }),
+    )
+    .await;
+    assert_eq!(st, 200, "{info}");
+    hooks.until("track_unpublished", Some("bob")).await;
     a.leave().await;
     hooks.until("participant_left", Some("alice")).await;
     b.leave().await;
@@ -244,9 +259,9 @@ async fn livekit_webhooks_verified_by_livekit_api() {
             "track_published alice",
             "participant_joined bob",
             "track_published bob",
+            "track_unpublished bob",
             "track_unpublished alice",
             "participant_left alice",
-            "track_unpublished bob",
             "participant_left bob",
             "room_finished",
         ]
@@ -275,8 +290,8 @@ async fn livekit_webhooks_verified_by_livekit_api() {
     for (e, track, who) in [
         (events[2], &a_track, "alice"),
         (events[4], &b_track, "bob"),
-        (events[5], &a_track, "alice"),
-        (events[7], &b_track, "bob"),
+        (events[5], &b_track, "bob"),
+        (events[6], &a_track, "alice"),
     ] {
         assert_eq!(e["track"]["sid"], track.as_str(), "{e:#}");
         assert_eq!(e["track"]["source"], "MICROPHONE", "{e:#}");
@@ -287,7 +302,7 @@ async fn livekit_webhooks_verified_by_livekit_api() {
         events[2]["participant"]["sid"],
         joined_a["participant"]["sid"]
     );
-    for left in [events[6], events[8]] {
+    for left in [events[7], events[8]] {
         assert_eq!(left["participant"]["state"], "DISCONNECTED", "{left:#}");
     }
 

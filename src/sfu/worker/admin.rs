@@ -283,6 +283,7 @@ impl Worker {
             pc.inbound.retain(|_, s| &**s != sid);
         }
         info!(room = %room, participant = %p.identity, track = %sid, "track unpublished by the server");
+        self.emit_track_unpublished(pid, sid);
         let mut affected = self.detach_track(&room, sid);
         affected.sort_unstable();
         affected.dedup();

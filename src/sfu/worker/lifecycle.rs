@@ -9,7 +9,8 @@ use crate::sfu::{EventInfo, SfuEvent};
 use parlor_signaling::protocol::proto;
 
 impl Worker {
-    /// LiveKit's `Room` for `room` as it is now: visible participants only in the counts.
+    /// LiveKit's `Room` for `room` as it is now (as clients see it), with visible participants
+    /// only in the counts.
     fn room_proto(&self, room: &Room) -> proto::Room {
         let visible: Vec<&Participant> = room
             .participants
@@ -18,15 +19,9 @@ impl Worker {
             .filter(|p| !p.hidden)
             .collect();
         proto::Room {
-            sid: room.sid.clone(),
-            name: room.name.clone(),
-            empty_timeout: self.cfg.empty_timeout.as_secs() as u32,
-            max_participants: room.max_participants as u32,
-            creation_time: room.created_at_ms / 1000,
-            creation_time_ms: room.created_at_ms,
             num_participants: visible.len() as u32,
             num_publishers: visible.iter().filter(|p| !p.tracks.is_empty()).count() as u32,
-            ..Default::default()
+            ..room.info(self.cfg.empty_timeout)
         }
     }
 
