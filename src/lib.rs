@@ -3,6 +3,7 @@
 //! The server crate assembles the member crates (`parlor-media`, `parlor-signaling`, `parlor-turn`)
 //! into one binary: REST API, signaling WebSocket, SFU media workers, embedded TURN, storage.
 
+pub mod agents;
 pub mod api;
 pub mod assistant;
 pub mod auth;

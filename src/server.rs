@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::api::routes())
         .merge(crate::twirp::routes())
+        .merge(crate::agents::worker_ws::routes())
         .merge(crate::embed::routes())
         .layer(CorsLayer::permissive())
         // After the permissive CORS layer: the embed endpoint answers CORS for allowed origins only.
@@ -263,6 +264,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         assistants: Default::default(),
         home: Arc::new(home),
         dev_keys: dev_key.is_some(),
+        agents: Default::default(),
         keys: Arc::new(KeyRing::new(config.keys.clone())),
         config: Arc::new(config),
         store,
@@ -324,6 +326,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     }
     crate::orphans::spawn_heartbeat(&state);
     crate::api::rooms::spawn_unused_room_sweep(&state);
+    crate::agents::spawn_event_consumer(&state);
     crate::product::spawn_event_consumer(state.consumer_deps());
     let app = router(state.clone());
     let http_limits = crate::http_serve::HttpLimits {

@@ -239,11 +239,23 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
     let (events_tx, mut events) = mpsc::channel::<Out>(512);
     // One room model: a stored room (`POST /api/rooms`) opens under its sid and limit.
     let open_as = crate::api::rooms::open_as(&state.store, &room).await;
+    let kind = participant_kind(&claims);
+    // LiveKit: a token's `roomConfig.agents` are dispatched when its join opens the room.
+    if let Some(agents) = room_config_agents(&claims) {
+        if state.sfu.room_worker(&room).is_none() {
+            state.agents.room_config(&room, agents);
+        }
+    }
     let make_req = || JoinReq {
         room: room.clone(),
         identity: identity.clone(),
         name: claims.name.clone().unwrap_or_default(),
         metadata: claims.metadata.clone().unwrap_or_default(),
+        attributes: claims
+            .attributes
+            .clone()
+            .map(|a| a.into_iter().collect())
+            .unwrap_or_default(),
         perms: Perms {
             can_publish: grant.can_publish(),
             can_subscribe: grant.can_subscribe(),
@@ -251,7 +263,7 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
         },
         auto_subscribe: connect.auto_subscribe(),
         events: events_tx.clone(),
-        kind: proto::participant_info::Kind::Standard,
+        kind,
         single_pc: connect.v1.is_some(),
         local: None,
         hidden: false,
@@ -435,5 +447,32 @@ pub(crate) fn incoming(req: Req) -> Incoming {
         Req::Ping(_) => Incoming::Ping,
         Req::PingReq(p) => Incoming::PingReq(p),
         _ => Incoming::Ignore,
+    }
+}
+
+/// The participant kind a token names (LiveKit's lower-case `kind` claim, or the `agent` grant).
+fn participant_kind(claims: &Claims) -> proto::participant_info::Kind {
+    use proto::participant_info::Kind;
+    match claims.kind.as_deref() {
+        Some("agent") => Kind::Agent,
+        Some("egress") => Kind::Egress,
+        Some("ingress") => Kind::Ingress,
+        Some("sip") => Kind::Sip,
+        _ if claims.video().agent => Kind::Agent,
+        _ => Kind::Standard,
+    }
+}
+
+/// The `roomConfig.agents` of a token, if it has any (a malformed `roomConfig` is ignored with a
+/// warning: the join itself is not refused for it).
+fn room_config_agents(claims: &Claims) -> Option<Vec<proto::RoomAgentDispatch>> {
+    let v = claims.room_config.as_ref()?;
+    match serde_json::from_value::<proto::RoomConfiguration>(v.clone()) {
+        Ok(c) if !c.agents.is_empty() => Some(c.agents),
+        Ok(_) => None,
+        Err(e) => {
+            warn!(participant = %claims.sub, error = %e, "token roomConfig ignored: not a RoomConfiguration");
+            None
+        }
     }
 }

@@ -48,6 +48,8 @@ pub struct AppState {
     pub embed: Arc<crate::flood::KeyedRateLimit>,
     /// The keys are dev keys generated because none are configured: dev-only endpoints answer.
     pub dev_keys: bool,
+    /// LiveKit Agents workers, dispatches and jobs.
+    pub agents: crate::agents::Agents,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::TokenVerifier {

@@ -33,43 +33,7 @@ use tokio::sync::mpsc;
 const ROOM: &str = "lk-hooks";
 
 fn test_python() -> Option<PathBuf> {
-    let py = match std::env::var_os("PARLOR_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("PARLOR_HOME")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    let data = std::env::var_os("XDG_DATA_HOME")
-                        .map(PathBuf::from)
-                        .or_else(|| {
-                            std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share"))
-                        })?;
-                    Some(data.join("parlor"))
-                });
-            home.unwrap_or_default().join("test-venv/bin/python")
-        }
-    };
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import livekit.api"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    match ok {
-        true => Some(py),
-        false if std::env::var_os("CI").is_some() => panic!(
-            "LiveKit webhook test needs {} with livekit-api (.ci/run step 2 installs \
-             tests/python/requirements.txt there; or set PARLOR_TEST_PYTHON)",
-            py.display()
-        ),
-        false => {
-            eprintln!(
-                "SKIP LiveKit webhook test: {} cannot import livekit.api (pip install -r \
-                 tests/python/requirements.txt into a venv there, or set PARLOR_TEST_PYTHON)",
-                py.display()
-            );
-            None
-        }
-    }
+    common::python::test_python("livekit.api", "LiveKit webhook test")
 }
 
 /// The running receiver: its URL and the requests it reported, in arrival order.

@@ -23,43 +23,7 @@ const TONE_B: f64 = 740.0;
 const TOLERANCE_HZ: f64 = 15.0;
 
 fn test_python() -> Option<PathBuf> {
-    let py = match std::env::var_os("PARLOR_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("PARLOR_HOME")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    let data = std::env::var_os("XDG_DATA_HOME")
-                        .map(PathBuf::from)
-                        .or_else(|| {
-                            std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share"))
-                        })?;
-                    Some(data.join("parlor"))
-                });
-            home.unwrap_or_default().join("test-venv/bin/python")
-        }
-    };
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import livekit.rtc, numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    match ok {
-        true => Some(py),
-        false if std::env::var_os("CI").is_some() => panic!(
-            "python SDK test needs {} with livekit + numpy (.ci/run step 2 installs \
-             tests/python/requirements.txt there; or set PARLOR_TEST_PYTHON)",
-            py.display()
-        ),
-        false => {
-            eprintln!(
-                "SKIP python SDK test: {} cannot import livekit.rtc + numpy (pip install -r \
-                 tests/python/requirements.txt into a venv there, or set PARLOR_TEST_PYTHON)",
-                py.display()
-            );
-            None
-        }
-    }
+    common::python::test_python("livekit.rtc, numpy", "python SDK test")
 }
 
 /// One peer's JSON line, its stderr (the SDK's log), and whether it exited 0.

@@ -131,6 +131,9 @@ pub struct VideoGrant {
     pub can_publish_data: Option<bool>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub hidden: bool,
+    /// A LiveKit Agents participant (its join) or worker (`/agent`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub agent: bool,
 }
 
 impl VideoGrant {
@@ -187,6 +190,16 @@ pub struct Claims {
     /// signs, so a receiver can check the body is the one that was signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// LiveKit participant kind, lower case (`"agent"`, `"standard"`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// LiveKit participant attributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<std::collections::BTreeMap<String, String>>,
+    /// LiveKit `roomConfig` (a `RoomConfiguration` in proto3 JSON, e.g. `{"agents": [...]}`),
+    /// applied when this participant's join opens the room.
+    #[serde(rename = "roomConfig", skip_serializing_if = "Option::is_none")]
+    pub room_config: Option<serde_json::Value>,
 }
 
 impl Claims {

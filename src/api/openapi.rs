@@ -339,6 +339,13 @@ pub fn document(server_url: &str) -> Value {
                 "401": { "description": "invalid token", "content": { "text/plain": { "schema": s() } } },
                 "403": { "description": "token lacks the roomJoin grant", "content": { "text/plain": { "schema": s() } } } },
         } },
+        "/agent": { "get": {
+            "tags": ["livekit-server-api"], "summary": "LiveKit Agents worker WebSocket (binary protobuf WorkerMessage in, ServerMessage out: register, availability, job assignment, job status, load, pings); see docs/SERVER_API.md", "security": [],
+            "parameters": [query("access_token", "string", "access token with the agent grant (or Authorization: Bearer)")],
+            "responses": { "101": { "description": "switching protocols" },
+                "401": { "description": "missing or invalid token, or no agent grant", "content": { "text/plain": { "schema": s() } } },
+                "404": { "description": "not a WebSocket upgrade request", "content": { "text/plain": { "schema": s() } } } },
+        } },
         "/rtc/v1": { "get": {
             "tags": ["signaling"], "summary": "LiveKit signal protocol v1: one peer connection that publishes and subscribes; the client offers every negotiation", "security": [],
             "parameters": [query("join_request", "string", "URL-safe base64 WrappedJoinRequest (JoinRequest, plain or gzip; may carry the first offer)"),
@@ -357,7 +364,7 @@ pub fn document(server_url: &str) -> Value {
         } },
         "/twirp/{service}/{method}": { "post": {
             "tags": ["livekit-server-api"],
-            "summary": "LiveKit server APIs over Twirp (livekit.RoomService: CreateRoom, ListRooms, DeleteRoom, ListParticipants, GetParticipant, RemoveParticipant, MutePublishedTrack, UpdateParticipant, UpdateSubscriptions, SendData, UpdateRoomMetadata); see docs/SERVER_API.md",
+            "summary": "LiveKit server APIs over Twirp (livekit.RoomService: CreateRoom, ListRooms, DeleteRoom, ListParticipants, GetParticipant, RemoveParticipant, MutePublishedTrack, UpdateParticipant, UpdateSubscriptions, SendData, UpdateRoomMetadata; livekit.AgentDispatchService: CreateDispatch, ListDispatch, DeleteDispatch); see docs/SERVER_API.md",
             "parameters": [path_param("service", "e.g. livekit.RoomService"), path_param("method", "e.g. CreateRoom")],
             "requestBody": { "required": true, "content": {
                 "application/protobuf": { "schema": { "type": "string", "format": "binary" } },

@@ -79,6 +79,7 @@ impl LocalParticipant {
             identity: opts.identity.clone(),
             name: opts.name.clone(),
             metadata: String::new(),
+            attributes: Default::default(),
             perms: Perms {
                 can_publish: opts.publish,
                 can_subscribe: opts.subscribe,

@@ -4,9 +4,10 @@
 //! Owns the Twirp edge: routing by service and method, both body codecs (protobuf,
 //! `application/protobuf`; proto3 JSON, `application/json`, answered in the codec asked in), the
 //! bearer access token and its grants, and Twirp's error JSON (`{"code", "msg"}`) with Twirp's HTTP
-//! status per code. The methods live per service ([`room_service`]); they act on the live rooms
+//! status per code. The methods live per service ([`room_service`], [`agent_dispatch`]); they act on the live rooms
 //! through the SFU's commands and on the stored rooms through the store.
 
+mod agent_dispatch;
 mod room_service;
 
 use crate::state::AppState;
@@ -209,6 +210,9 @@ async fn dispatch(
         match service.as_str() {
             "livekit.RoomService" => {
                 room_service::call(&state, &caller, &method, codec, &body).await
+            }
+            "livekit.AgentDispatchService" => {
+                agent_dispatch::call(&state, &caller, &method, codec, &body).await
             }
             _ => Err(TwirpError::new(
                 "bad_route",

@@ -99,6 +99,10 @@ async fn create(
     if req.metadata.len() > MAX_METADATA {
         return Err(TwirpError::invalid_argument("metadata over 64 KiB"));
     }
+    for a in &req.agents {
+        super::agent_dispatch::validate(a)?;
+    }
+    let agents = req.agents;
     let new = NewRoom {
         name: req.name.clone(),
         max_participants: (req.max_participants > 0).then_some(i64::from(req.max_participants)),
@@ -108,7 +112,17 @@ async fn create(
     };
     // LiveKit's CreateRoom is idempotent: an open room of that name is returned as it is.
     let rec = match create_room(state, new).await? {
-        Created::New(rec) | Created::Exists(rec) => rec,
+        // CreateRoom's agents are dispatched when the room is created (LiveKit: at creation,
+        // before anyone joins); an existing room keeps its dispatches.
+        Created::New(rec) => {
+            for a in agents {
+                if let Err(e) = state.agents.create_dispatch(state, &rec.name, &rec.sid, a) {
+                    return Err(TwirpError::new("resource_exhausted", e));
+                }
+            }
+            rec
+        }
+        Created::Exists(rec) => rec,
     };
     let live = crate::sfu::room_participants(&state.sfu, &state.workers, &rec.name).await;
     Ok(room_proto(Some(&rec), &rec.name, live.as_deref()))

@@ -3,6 +3,7 @@
 
 pub mod openai_fake;
 pub mod pages;
+pub mod python;
 pub mod webhooks;
 
 use parlor::config::Config;

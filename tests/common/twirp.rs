@@ -13,15 +13,27 @@ pub fn admin_token(grant: VideoGrant) -> String {
     parlor_signaling::AccessToken::for_join(KEY, SECRET, "", grant, now_unix(), 600)
 }
 
+/// A RoomService call in protobuf: the reply, or the status and Twirp error JSON.
 pub async fn twirp_pb<Req: Message, Res: Message + Default>(
     s: &TestServer,
     method: &str,
     token: &str,
     req: &Req,
 ) -> Result<Res, (u16, serde_json::Value)> {
+    twirp_pb_at(s, "livekit.RoomService", method, token, req).await
+}
+
+/// A call of `service`'s `method` in protobuf.
+pub async fn twirp_pb_at<Req: Message, Res: Message + Default>(
+    s: &TestServer,
+    service: &str,
+    method: &str,
+    token: &str,
+    req: &Req,
+) -> Result<Res, (u16, serde_json::Value)> {
     let r = s
         .client
-        .post(s.url(&format!("/twirp/livekit.RoomService/{method}")))
+        .post(s.url(&format!("/twirp/{service}/{method}")))
         .bearer_auth(token)
         .header("content-type", "application/protobuf")
         .body(req.encode_to_vec())

@@ -39,6 +39,8 @@ pub enum AdminOp {
     RoomMetadata {
         metadata: String,
     },
+    /// Read the room as clients see it (no change).
+    Info,
 }
 
 /// What an [`AdminOp`] answers.
@@ -106,6 +108,10 @@ impl Worker {
                 self.participant_info(pid)
                     .map(|i| AdminOk::Participant(Box::new(i)))
                     .ok_or(AdminError::NoParticipant)
+            }
+            AdminOp::Info => {
+                let r = self.rooms.get(room).ok_or(AdminError::NoRoom)?;
+                Ok(AdminOk::Room(Box::new(r.info(self.cfg.empty_timeout))))
             }
             AdminOp::RoomMetadata { metadata } => {
                 let r = self.rooms.get_mut(room).ok_or(AdminError::NoRoom)?;

@@ -90,6 +90,7 @@ impl FuzzWorker {
             identity: "fuzzer".into(),
             name: "Fuzzer".into(),
             metadata: String::new(),
+            attributes: Default::default(),
             perms: Perms {
                 can_publish: true,
                 can_subscribe: true,

@@ -154,7 +154,7 @@ impl Worker {
             identity: req.identity,
             name: req.name,
             metadata: req.metadata,
-            attributes: HashMap::new(),
+            attributes: req.attributes,
             room: req.room.clone(),
             perms: req.perms,
             auto_subscribe: req.auto_subscribe,

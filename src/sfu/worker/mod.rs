@@ -55,6 +55,8 @@ pub struct JoinReq {
     pub identity: String,
     pub name: String,
     pub metadata: String,
+    /// LiveKit participant attributes (from the token).
+    pub attributes: std::collections::HashMap<String, String>,
     pub perms: Perms,
     pub auto_subscribe: bool,
     pub events: mpsc::Sender<Out>,

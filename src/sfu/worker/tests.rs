@@ -50,6 +50,7 @@ fn req(
         identity: identity.into(),
         name: identity.into(),
         metadata: String::new(),
+        attributes: Default::default(),
         perms: Perms {
             can_publish: true,
             can_subscribe: true,

@@ -1,0 +1,323 @@
+//! LiveKit Agents against Parlor: a real `livekit-agents` worker (tests/python/lk_agent.py, run with
+//! the agents CLI) registers on `/agent` and is dispatched into rooms both ways — by
+//! AgentDispatchService.CreateDispatch and by the `roomConfig.agents` of the token whose join opens
+//! the room; a participant (LiveKit's Python SDK, tests/python/lk_agent_listener.py) hears the
+//! agent's 440 Hz tone and gets its data echo. A second worker of the same name that registers first
+//! and never answers availability requests (a raw protobuf client here) does not block the dispatch:
+//! after the availability timeout the job goes to the real worker. Stopping the worker (SIGINT, as
+//! Ctrl+C) mid-job ends its jobs cleanly: the agents leave, the jobs are marked ended, the worker is
+//! unregistered.
+
+mod common;
+#[path = "common/lk.rs"]
+mod lk;
+#[path = "common/twirp.rs"]
+mod twirp;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use parlor_signaling::protocol::proto;
+use parlor_signaling::{AccessToken, Claims, VideoGrant};
+use prost::Message as _;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use twirp::*;
+
+const AGENT: &str = "tone-agent";
+const DISPATCH: &str = "livekit.AgentDispatchService";
+
+fn test_python() -> Option<PathBuf> {
+    common::python::test_python("livekit.agents, livekit.rtc, numpy", "LiveKit Agents test")
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// A worker token, as the agents SDK mints it: the `agent` grant, no identity.
+fn worker_token(agent: bool) -> String {
+    let grant = VideoGrant {
+        agent,
+        ..Default::default()
+    };
+    AccessToken::for_join(KEY, SECRET, "", grant, now_unix(), 600)
+}
+
+/// A worker that registers under `AGENT` and then says nothing: it reports each availability request
+/// it gets on the channel; aborting the task closes its socket.
+async fn silent_worker(s: &TestServer) -> (mpsc::Receiver<String>, tokio::task::JoinHandle<()>) {
+    let mut req = format!("{}/agent", s.ws).into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", worker_token(true)).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let register = proto::WorkerMessage {
+        message: Some(proto::worker_message::Message::Register(
+            proto::RegisterWorkerRequest {
+                agent_name: AGENT.into(),
+                version: "silent".into(),
+                ..Default::default()
+            },
+        )),
+    };
+    ws.send(WsMessage::Binary(register.encode_to_vec().into()))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let task = tokio::spawn(async move {
+        while let Some(Ok(m)) = ws.next().await {
+            let WsMessage::Binary(b) = m else { continue };
+            match proto::ServerMessage::decode(b.as_ref()).map(|m| m.message) {
+                Ok(Some(proto::server_message::Message::Availability(a))) => {
+                    let _ = tx.send(a.job.map(|j| j.id).unwrap_or_default()).await;
+                }
+                Ok(Some(proto::server_message::Message::Register(r))) => {
+                    let _ = tx.send(format!("registered {}", r.worker_id)).await;
+                }
+                _ => {}
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// A listener participant: its JSON lines, and its stdin (dropping it lets the script finish).
+struct Listener {
+    lines: mpsc::Receiver<Value>,
+    _stdin: tokio::process::ChildStdin,
+    _child: tokio::process::Child,
+}
+
+impl Listener {
+    fn start(py: &Path, s: &TestServer, token: &str) -> Listener {
+        let mut child = tokio::process::Command::new(py)
+            .arg("-u")
+            .arg(script("lk_agent_listener.py"))
+            .args([&s.ws, token])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python did not start");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, lines) = mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut r = BufReader::new(stdout).lines();
+            while let Ok(Some(l)) = r.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                    let _ = tx.send(v).await;
+                }
+            }
+        });
+        Listener {
+            lines,
+            _stdin: stdin,
+            _child: child,
+        }
+    }
+
+    async fn next(&mut self, what: &str, secs: u64) -> Value {
+        tokio::time::timeout(Duration::from_secs(secs), self.lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("listener: no {what} within {secs} s"))
+            .unwrap_or_else(|| panic!("listener ended before {what}"))
+    }
+}
+
+/// The listener heard the agent's tone and got its echo.
+fn assert_heard(v: &Value) {
+    let h = &v["heard"];
+    assert!(
+        h["agent"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("agent-AJ_")),
+        "{v}"
+    );
+    assert_eq!(
+        h["kind"],
+        proto::participant_info::Kind::Agent as i32,
+        "{v}"
+    );
+    assert!(
+        h["loud_frames"].as_u64().unwrap_or(0) > 50,
+        "tone not heard: {v}"
+    );
+    let f = h["freq"].as_f64().unwrap_or(0.0);
+    assert!((f - 440.0).abs() < 15.0, "not the 440 Hz tone: {v}");
+    assert_eq!(
+        (h["echo"].as_str(), h["topic"].as_str()),
+        (Some("echo:ping"), Some("t1"))
+    );
+    assert_eq!(h["attributes"]["lk.agent_name"], AGENT, "{v}");
+}
+
+async fn wait_workers(s: &TestServer, n: usize, secs: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while s.handle.state.agents.workers().len() != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} agent workers registered, expected {n}: {:?}",
+            s.handle.state.agents.workers().len(),
+            s.handle.state.agents.workers()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn list(s: &TestServer, room: &str) -> proto::ListAgentDispatchResponse {
+    let admin = admin_token(admin_grant(room));
+    let req = proto::ListAgentDispatchRequest {
+        room: room.into(),
+        ..Default::default()
+    };
+    twirp_pb_at(s, DISPATCH, "ListDispatch", &admin, &req)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_worker_dispatched_both_ways_and_stopped_mid_job() {
+    let Some(py) = test_python() else { return };
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+
+    // /agent wants the agent grant.
+    let r = s
+        .client
+        .get(s.url("/agent"))
+        .bearer_auth(worker_token(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // The silent worker registers first (ties of load go to the earlier worker), then the real one.
+    let (mut silent, silent_task) = silent_worker(&s).await;
+    let reg = tokio::time::timeout(Duration::from_secs(5), silent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reg.starts_with("registered AW_"), "{reg}");
+    let mut worker = tokio::process::Command::new(&py)
+        .arg(script("lk_agent.py"))
+        .args(["dev", "--no-reload", "--log-level", "info"])
+        .env("LIVEKIT_URL", &s.ws)
+        .env("LIVEKIT_API_KEY", KEY)
+        .env("LIVEKIT_API_SECRET", SECRET)
+        .env("AGENT_NAME", AGENT)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("agent worker did not start");
+    wait_workers(&s, 2, 90).await;
+
+    // 1. CreateDispatch: offered to the silent worker first, then (after its timeout) to the real one.
+    let admin = admin_token(admin_grant("ag-1"));
+    let create = proto::CreateAgentDispatchRequest {
+        agent_name: AGENT.into(),
+        room: "ag-1".into(),
+        metadata: "job-meta".into(),
+        ..Default::default()
+    };
+    let d: proto::AgentDispatch = twirp_pb_at(&s, DISPATCH, "CreateDispatch", &admin, &create)
+        .await
+        .unwrap();
+    assert!(d.id.starts_with("AD_"), "{d:?}");
+    let offered = tokio::time::timeout(Duration::from_secs(5), silent.recv())
+        .await
+        .expect("the silent worker was not offered the job first")
+        .unwrap();
+    assert!(offered.starts_with("AJ_"), "{offered}");
+    let mut a = Listener::start(&py, &s, &s.token("alice", VideoGrant::join("ag-1")));
+    let heard = a.next("tone and echo", 60).await;
+    println!("CreateDispatch: {heard}");
+    assert_heard(&heard);
+    let l = list(&s, "ag-1").await;
+    let job = &l.agent_dispatches[0].state.as_ref().unwrap().jobs[0];
+    assert_eq!(job.id, offered, "the job the silent worker did not answer");
+    let js = job.state.as_ref().unwrap();
+    assert_eq!(js.participant_identity, format!("agent-{}", job.id));
+    assert_eq!(js.ended_at, 0);
+    assert_eq!(job.metadata, "job-meta");
+    // A wrong room's admin may not read them; an unknown dispatch is not_found.
+    let other = admin_token(admin_grant("elsewhere"));
+    let req = proto::ListAgentDispatchRequest {
+        room: "ag-1".into(),
+        ..Default::default()
+    };
+    let err: Result<proto::ListAgentDispatchResponse, _> =
+        twirp_pb_at(&s, DISPATCH, "ListDispatch", &other, &req).await;
+    assert_eq!(err.unwrap_err().1["code"], "permission_denied");
+    let del = proto::DeleteAgentDispatchRequest {
+        dispatch_id: "AD_nope".into(),
+        room: "ag-1".into(),
+    };
+    let err: Result<proto::AgentDispatch, _> =
+        twirp_pb_at(&s, DISPATCH, "DeleteDispatch", &admin, &del).await;
+    assert_eq!(err.unwrap_err().1["code"], "not_found");
+    // A worker whose socket closes is unregistered.
+    silent_task.abort();
+    drop(silent);
+    wait_workers(&s, 1, 10).await;
+
+    // 2. The token's roomConfig: bob's join opens ag-2 and dispatches the agent into it.
+    let claims = Claims {
+        iss: KEY.into(),
+        sub: "bob".into(),
+        nbf: now_unix(),
+        exp: now_unix() + 600,
+        video: Some(VideoGrant::join("ag-2")),
+        room_config: Some(serde_json::json!({ "agents": [{ "agentName": AGENT }] })),
+        ..Default::default()
+    };
+    let mut b = Listener::start(&py, &s, &AccessToken::encode(&claims, SECRET));
+    let heard = b.next("tone and echo", 60).await;
+    println!("roomConfig: {heard}");
+    assert_heard(&heard);
+    assert_eq!(list(&s, "ag-2").await.agent_dispatches.len(), 1);
+
+    // 3. Ctrl+C on the worker mid-job: both agents leave, their jobs end, the worker is gone.
+    let pid = worker.id().expect("worker pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    assert!(kill.is_ok_and(|s| s.success()), "kill -INT {pid}");
+    for (l, room) in [(&mut a, "ag-1"), (&mut b, "ag-2")] {
+        let left = l.next("the agent's leave", 30).await;
+        assert!(left["agent_left"].as_str().is_some(), "{room}: {left}");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("agent worker still running 30 s after SIGINT")
+        .unwrap();
+    println!("agent worker exited: {status}");
+    wait_workers(&s, 0, 10).await;
+    // The listeners are still in their rooms (they wait for stdin), so the rooms and their
+    // dispatches are still there: each job is marked ended.
+    for room in ["ag-1", "ag-2"] {
+        let l = list(&s, room).await;
+        assert_eq!(l.agent_dispatches.len(), 1, "{room}");
+        let jobs = &l.agent_dispatches[0].state.as_ref().unwrap().jobs;
+        assert_eq!(jobs.len(), 1, "{room}");
+        let js = jobs[0].state.as_ref().unwrap();
+        assert!(
+            js.ended_at > 0,
+            "{room}: job {} not ended: {js:?}",
+            jobs[0].id
+        );
+    }
+    drop((a, b));
+    s.stop().await;
+}
