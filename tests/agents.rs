@@ -93,7 +93,7 @@ async fn silent_worker(s: &TestServer) -> (mpsc::Receiver<String>, tokio::task::
 /// A listener participant: its JSON lines, and its stdin (dropping it lets the script finish).
 struct Listener {
     lines: mpsc::Receiver<Value>,
-    _stdin: tokio::process::ChildStdin,
+    stdin: Option<tokio::process::ChildStdin>,
     _child: tokio::process::Child,
 }
 
@@ -122,9 +122,14 @@ impl Listener {
         });
         Listener {
             lines,
-            _stdin: stdin,
+            stdin: Some(stdin),
             _child: child,
         }
+    }
+
+    /// The listener leaves its room.
+    fn leave(&mut self) {
+        self.stdin = None;
     }
 
     async fn next(&mut self, what: &str, secs: u64) -> Value {
@@ -160,6 +165,36 @@ fn assert_heard(v: &Value) {
         (Some("echo:ping"), Some("t1"))
     );
     assert_eq!(h["attributes"]["lk.agent_name"], AGENT, "{v}");
+}
+
+/// The real worker: lk_agent.py under the agents CLI (`dev`, no reload).
+fn start_worker(py: &Path, s: &TestServer) -> tokio::process::Child {
+    tokio::process::Command::new(py)
+        .arg(script("lk_agent.py"))
+        .args(["dev", "--no-reload", "--log-level", "info"])
+        .env("LIVEKIT_URL", &s.ws)
+        .env("LIVEKIT_API_KEY", KEY)
+        .env("LIVEKIT_API_SECRET", SECRET)
+        .env("AGENT_NAME", AGENT)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("agent worker did not start")
+}
+
+/// Ctrl+C to the worker; it exits within 30 s.
+async fn stop_worker(mut worker: tokio::process::Child) {
+    let pid = worker.id().expect("worker pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    assert!(kill.is_ok_and(|s| s.success()), "kill -INT {pid}");
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("agent worker still running 30 s after SIGINT")
+        .unwrap();
+    println!("agent worker exited: {status}");
 }
 
 async fn wait_workers(s: &TestServer, n: usize, secs: u64) {
@@ -209,18 +244,7 @@ async fn agents_worker_dispatched_both_ways_and_stopped_mid_job() {
         .unwrap()
         .unwrap();
     assert!(reg.starts_with("registered AW_"), "{reg}");
-    let mut worker = tokio::process::Command::new(&py)
-        .arg(script("lk_agent.py"))
-        .args(["dev", "--no-reload", "--log-level", "info"])
-        .env("LIVEKIT_URL", &s.ws)
-        .env("LIVEKIT_API_KEY", KEY)
-        .env("LIVEKIT_API_SECRET", SECRET)
-        .env("AGENT_NAME", AGENT)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("agent worker did not start");
+    let worker = start_worker(&py, &s);
     wait_workers(&s, 2, 90).await;
 
     // 1. CreateDispatch: offered to the silent worker first, then (after its timeout) to the real one.
@@ -289,20 +313,12 @@ async fn agents_worker_dispatched_both_ways_and_stopped_mid_job() {
     assert_eq!(list(&s, "ag-2").await.agent_dispatches.len(), 1);
 
     // 3. Ctrl+C on the worker mid-job: both agents leave, their jobs end, the worker is gone.
-    let pid = worker.id().expect("worker pid").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status();
-    assert!(kill.is_ok_and(|s| s.success()), "kill -INT {pid}");
+    let stopped = tokio::spawn(stop_worker(worker));
     for (l, room) in [(&mut a, "ag-1"), (&mut b, "ag-2")] {
         let left = l.next("the agent's leave", 30).await;
         assert!(left["agent_left"].as_str().is_some(), "{room}: {left}");
     }
-    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
-        .await
-        .expect("agent worker still running 30 s after SIGINT")
-        .unwrap();
-    println!("agent worker exited: {status}");
+    stopped.await.unwrap();
     wait_workers(&s, 0, 10).await;
     // The listeners are still in their rooms (they wait for stdin), so the rooms and their
     // dispatches are still there: each job is marked ended.
@@ -319,5 +335,118 @@ async fn agents_worker_dispatched_both_ways_and_stopped_mid_job() {
         );
     }
     drop((a, b));
+    s.stop().await;
+}
+
+/// A token for the product APIs (accounts, assistants, calls) of API key KEY.
+fn ops_token() -> String {
+    let claims = Claims {
+        iss: KEY.into(),
+        sub: "ops".into(),
+        nbf: now_unix() - 1,
+        exp: now_unix() + 3600,
+        video: Some(VideoGrant {
+            room_admin: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    AccessToken::encode(&claims, SECRET)
+}
+
+/// POST `body` to `path`: the status and the JSON answer.
+async fn post(s: &TestServer, path: &str, bearer: &str, body: Value) -> (u16, Value) {
+    let r = s
+        .client
+        .post(s.url(path))
+        .bearer_auth(bearer)
+        .header("origin", "https://shop.example")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// A voice assistant whose model is a LiveKit agent: its embedded caller is answered by the team's
+/// own agent (the tone and the echo), not a built-in model; while no worker of that name is
+/// registered its embed tokens are refused (503 MODEL_NOT_AVAILABLE); the caller hanging up ends
+/// the agent's job and completes the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assistant_can_be_a_livekit_agent() {
+    let Some(py) = test_python() else { return };
+    let db = TestDb::sqlite();
+    let s = TestServer::start_with(&db, |c| {
+        c.realtime
+            .models
+            .push(parlor::realtime::config::ModelConfig {
+                id: "support-agent".into(),
+                name: "Support agent (LiveKit Agents)".into(),
+                provider: "livekit-agent".into(),
+                provider_model: AGENT.into(),
+                ..Default::default()
+            });
+    })
+    .await;
+    let ops = ops_token();
+    let (st, a) = post(
+        &s,
+        "/api/v1/assistants",
+        &ops,
+        serde_json::json!({ "name": "Support", "model": "support-agent" }),
+    )
+    .await;
+    assert_eq!(st, 201, "{a}");
+    let (st, k) = post(
+        &s,
+        "/api/v1/public-keys",
+        &ops,
+        serde_json::json!({ "allowedOrigins": ["https://shop.example"] }),
+    )
+    .await;
+    assert!(st < 300, "{k}");
+    let key = k["data"]["key"].as_str().unwrap().to_string();
+    let body = serde_json::json!({ "assistantId": a["data"]["id"] });
+    let (st, err) = post(&s, "/api/v1/embed/token", &key, body.clone()).await;
+    assert_eq!(st, 503, "{err}");
+    assert_eq!(err["error"]["code"], "MODEL_NOT_AVAILABLE", "{err}");
+
+    let worker = start_worker(&py, &s);
+    wait_workers(&s, 1, 90).await;
+    let (st, t) = post(&s, "/api/v1/embed/token", &key, body).await;
+    assert_eq!(st, 200, "{t}");
+    let call = t["data"]["callId"].as_str().unwrap().to_string();
+    let mut caller = Listener::start(&py, &s, t["data"]["token"].as_str().unwrap());
+    let heard = caller.next("tone and echo", 60).await;
+    println!("assistant as a LiveKit agent: {heard}");
+    assert_heard(&heard);
+    assert_eq!(s.handle.state.agents.list(&call, "").len(), 1);
+
+    // The caller hangs up: the dispatch goes, the agent leaves, the call completes.
+    caller.leave();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: Value = s
+            .client
+            .get(s.url(&format!("/api/v1/calls/{call}")))
+            .bearer_auth(&ops)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["data"]["status"] == "completed" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call not completed 20 s after the caller left: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(s.handle.state.sfu.participants(&call).is_empty());
+    assert_eq!(s.handle.state.agents.workers().len(), 1, "the worker stays");
+    stop_worker(worker).await;
     s.stop().await;
 }

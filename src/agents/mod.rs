@@ -23,6 +23,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+/// The model-catalogue provider of a voice assistant that is a LiveKit agent: an assistant call on
+/// such a model dispatches the agent named by the model's `provider_model` into the call's room
+/// instead of running a built-in model.
+pub const PROVIDER: &str = "livekit-agent";
+
 /// How long a worker has to answer an AvailabilityRequest before the job is offered to the next.
 pub const AVAILABILITY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Agent join tokens are valid this long (LiveKit: 1 h).
@@ -99,6 +104,13 @@ impl Agents {
             .collect();
         v.sort_by_key(|(o, _)| *o);
         v.into_iter().map(|(_, w)| w).collect()
+    }
+
+    /// Whether an available worker is registered for `agent_name`.
+    pub fn has_worker(&self, agent_name: &str) -> bool {
+        self.lock().workers.values().any(|w| {
+            w.agent_name == agent_name && w.status == proto::WorkerStatus::WsAvailable as i32
+        })
     }
 
     /// Register a worker; None when the registry is full.

@@ -5,6 +5,10 @@
 //! (`bridge`). When the caller leaves, the assistant leaves, the room empties and the call is
 //! finalized (`embed::finalize`).
 //!
+//! An assistant whose model is a LiveKit agent (catalogue provider `livekit-agent`) runs the team's
+//! own agent instead: the caller's join dispatches that agent into the room (`crate::agents`), and the
+//! caller's leave deletes the dispatch (the agent leaves).
+//!
 //! Owns: the registry of running assistants (one per call), their metrics (`metrics`), the reply
 //! audio pacing (`pacer`).
 
@@ -74,9 +78,13 @@ impl Assistants {
         let m = &self.inner.metrics;
         m.started.fetch_add(1, Relaxed);
         m.active.fetch_add(1, Relaxed);
+        let agent = livekit_agent(state, &ac.assistant_id).await;
         let (this, state, call) = (self.clone(), state.clone(), call_id.to_string());
         tokio::spawn(async move {
-            bridge::run(&state, &this, ac, stop).await;
+            match agent {
+                Some(name) => run_livekit_agent(&state, &ac, &name, stop).await,
+                None => bridge::run(&state, &this, ac, stop).await,
+            }
             this.running().remove(&call);
             let _ = this
                 .inner
@@ -108,4 +116,54 @@ impl Assistants {
             stop.cancel();
         }
     }
+}
+
+/// The LiveKit agent name of assistant `assistant_id`, if its model is a LiveKit agent.
+async fn livekit_agent(state: &AppState, assistant_id: &str) -> Option<String> {
+    let a = match state.store.get_assistant(assistant_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(assistant = %assistant_id, error = %e, "cannot load the assistant");
+            return None;
+        }
+    };
+    let m = state
+        .config
+        .realtime
+        .models
+        .iter()
+        .find(|m| m.id == a.model)?;
+    (m.provider == crate::agents::PROVIDER).then(|| m.provider_model().to_string())
+}
+
+/// The call's assistant is LiveKit agent `name`: dispatch it into the call's room (with the call's
+/// metadata) until `stop` (the caller left), then delete the dispatch (the agent is told to end
+/// its job, and removed if it stays).
+async fn run_livekit_agent(
+    state: &AppState,
+    ac: &crate::store::AssistantCallRecord,
+    name: &str,
+    stop: CancellationToken,
+) {
+    let room = ac.call_id.as_str();
+    let sid = crate::agents::room_sid(state, room).await;
+    let req = parlor_signaling::protocol::proto::RoomAgentDispatch {
+        agent_name: name.to_string(),
+        metadata: ac.metadata.clone(),
+        ..Default::default()
+    };
+    let d = match state.agents.create_dispatch(state, room, &sid, req) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(call = %room, agent = name, error = e, "cannot dispatch the LiveKit agent");
+            return;
+        }
+    };
+    tracing::info!(call = %room, agent = name, dispatch = %d.id, "assistant call answered by a LiveKit agent");
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = state.shutdown.cancelled() => {}
+    }
+    state.agents.delete_dispatch(state, room, &d.id);
 }

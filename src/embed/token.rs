@@ -219,6 +219,16 @@ fn model_available(state: &AppState, model: &str) -> Result<(), ApiError> {
     let Some(m) = state.config.realtime.models.iter().find(|m| m.id == model) else {
         return Err(unavailable("it is not in the catalogue".into()));
     };
+    // A LiveKit agent answers calls when a worker of its name is registered.
+    if m.provider == crate::agents::PROVIDER {
+        return match state.agents.has_worker(m.provider_model()) {
+            true => Ok(()),
+            false => Err(unavailable(format!(
+                "no LiveKit Agents worker named `{}` is registered",
+                m.provider_model()
+            ))),
+        };
+    }
     // A call needs audio both ways (the local model without its speech models only does text).
     match state.realtime.providers.audio_availability(&m.provider) {
         crate::realtime::provider::Availability::Available => Ok(()),

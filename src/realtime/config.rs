@@ -39,7 +39,8 @@ pub struct ModelConfig {
     /// The id clients pass as `model`.
     pub id: String,
     pub name: String,
-    /// `local` or `openai`.
+    /// `local`, `openai`, or `livekit-agent` (voice-assistant calls only: the call's room gets a
+    /// LiveKit Agents dispatch for the agent named `provider_model`, see `crate::agents`).
     pub provider: String,
     /// The provider's own model name (empty: `id`).
     pub provider_model: String,

@@ -4,7 +4,7 @@
 
 Joins, waits for a participant of kind AGENT, listens to its tone (counts loud 10 ms frames over 1 s
 and the dominant frequency), sends it a data message and waits for the echo, then stays until the
-agent leaves (or 60 s pass), and leaves the room when stdin closes. Prints JSON lines: {"heard": ...}
+agent leaves (or stdin closes, or 60 s pass), and leaves the room when stdin closes. Prints JSON lines: {"heard": ...}
 once measured, {"agent_left": ...} when the agent leaves.
 """
 
@@ -63,7 +63,7 @@ async def main(ws_url, token):
     emit({"heard": {"agent": agent.identity, "kind": int(agent.kind), "loud_frames": loud, "freq": freq,
                     "echo": text, "topic": topic, "attributes": dict(agent.attributes)}})
     stdin_closed = loop.run_in_executor(None, sys.stdin.read)
-    await asyncio.wait([left], timeout=60)
+    await asyncio.wait([left, stdin_closed], timeout=60, return_when=asyncio.FIRST_COMPLETED)
     emit({"agent_left": left.result() if left.done() else None})
     await stdin_closed
     await room.disconnect()
