@@ -110,6 +110,7 @@ impl Worker {
                     tracks: HashMap::new(),
                     // Empty until the join below completes (if it fails, the room still closes).
                     empty_since: Some(now),
+                    had_member: false,
                     departure_timeout,
                     metadata,
                     last_speakers: Vec::new(),
@@ -118,17 +119,19 @@ impl Worker {
             Metrics::inc(&self.metrics.rooms);
             self.emit_room_created(&req.room);
         }
-        // Hidden participants (a recorder) neither count toward the limit nor are refused by it.
+        // Hidden participants (a recorder) and agents neither count toward the limit nor are
+        // refused by it (LiveKit's dependent participants).
         let parts = &self.parts;
         let (count, max) = self
             .rooms
             .get(&req.room)
             .map_or((0, self.cfg.max_participants), |r| {
-                let visible = r.participants.iter();
-                let visible = visible.filter(|p| parts.get(p).is_some_and(|q| !q.hidden));
-                (visible.count(), r.max_participants)
+                let members = r.participants.iter();
+                let members = members.filter(|p| parts.get(p).is_some_and(|q| !q.dependent()));
+                (members.count(), r.max_participants)
             });
-        if !req.hidden && count >= max {
+        let agent = req.kind == proto::participant_info::Kind::Agent;
+        if !req.hidden && !agent && count >= max {
             return Err(JoinError::RoomFull);
         }
         let pid = self.next_id;
@@ -188,8 +191,13 @@ impl Worker {
             .get_mut(&req.room)
             .ok_or(JoinError::ShuttingDown)?;
         room.participants.push(pid);
-        if !req.hidden {
+        // An agent keeps a room open while it waits for its first member; once members came and
+        // all left, agents alone do not.
+        if !req.hidden && (!agent || !room.had_member) {
             room.empty_since = None;
+        }
+        if !req.hidden && !agent {
+            room.had_member = true;
         }
         let room_info = room.info(self.cfg.empty_timeout);
         let others: Vec<Pid> = room
@@ -468,13 +476,15 @@ impl Worker {
             for t in room.tracks.values_mut() {
                 t.subscribers.retain(|&x| x != pid);
             }
-            // Hidden participants (a recorder) do not keep a room open.
+            // Hidden participants (a recorder) do not keep a room open, nor do agents once its
+            // members have left.
             let parts = &self.parts;
-            if room
-                .participants
-                .iter()
-                .all(|x| parts.get(x).is_none_or(|q| q.hidden))
-            {
+            let had_member = room.had_member;
+            if room.participants.iter().all(|x| {
+                parts
+                    .get(x)
+                    .is_none_or(|q| q.hidden || (had_member && q.dependent()))
+            }) {
                 room.empty_since.get_or_insert(now);
             }
         }

@@ -142,6 +142,14 @@ pub(super) struct Participant {
     pub(super) hidden: bool,
 }
 
+impl Participant {
+    /// Hidden (a recorder) or an agent: does not count toward the room's limit, and does not keep
+    /// the room open once its members left (LiveKit's dependent participants).
+    pub(super) fn dependent(&self) -> bool {
+        self.hidden || self.kind == proto::participant_info::Kind::Agent
+    }
+}
+
 pub(super) struct TrackIn {
     /// Shared (inbound map, in-process subscribers' packets) without allocating.
     pub(super) sid: Arc<str>,
@@ -170,6 +178,8 @@ pub(super) struct Room {
     pub(super) participants: Vec<Pid>,
     pub(super) tracks: HashMap<String, TrackIn>,
     pub(super) empty_since: Option<Instant>,
+    /// A member (a participant neither hidden nor an agent) has joined.
+    pub(super) had_member: bool,
     /// How long the room stays open once `empty_since` is set (the stored room's
     /// `departure_timeout`, else `WorkerConfig::empty_timeout`).
     pub(super) departure_timeout: Duration,

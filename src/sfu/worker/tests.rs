@@ -205,3 +205,49 @@ async fn an_in_process_subscriber_never_silently_misses_a_track_event() {
         "the subscriber missed the end of the track and is still in the room: {events:?}"
     );
 }
+
+/// Agents are LiveKit's dependent participants: they do not count toward the room's limit, keep a
+/// room open while they wait for its first member, and do not keep it open once its members left.
+#[tokio::test]
+async fn agents_do_not_fill_a_room_nor_keep_it_open_after_its_members() {
+    let mut w = worker().await;
+    let now = w.wake();
+    let agent_req = |id: &str| {
+        let (tx, rx) = mpsc::channel(64);
+        let mut r = req(id, tx, None);
+        r.kind = proto::participant_info::Kind::Agent;
+        r.open_as = Some(RoomSpec {
+            sid: "RM_r".into(),
+            max_participants: 1,
+            departure_timeout_secs: 1,
+            metadata: String::new(),
+        });
+        (r, rx)
+    };
+    let (r, _a_rx) = agent_req("agent-1");
+    w.join(r, now).expect("agent opens the room");
+    assert!(
+        w.rooms["r"].empty_since.is_none(),
+        "an agent waiting for its first member keeps the room open"
+    );
+    let (tx, _m_rx) = mpsc::channel(64);
+    let member = w.join(req("alice", tx, None), now).expect("member").pid;
+    let (tx, _full_rx) = mpsc::channel(64);
+    assert!(matches!(
+        w.join(req("bob", tx, None), now),
+        Err(JoinError::RoomFull)
+    ));
+    let (r, _b_rx) = agent_req("agent-2");
+    w.join(r, now)
+        .expect("a second agent is not refused by the limit");
+    w.remove_participant(member, now);
+    assert!(
+        w.rooms["r"].empty_since.is_some(),
+        "agents alone keep a room open after its member left"
+    );
+    w.housekeeping(now + Duration::from_secs(2));
+    assert!(
+        !w.rooms.contains_key("r"),
+        "room not closed after its departure timeout"
+    );
+}
