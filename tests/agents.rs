@@ -99,10 +99,16 @@ struct Listener {
 
 impl Listener {
     fn start(py: &Path, s: &TestServer, token: &str) -> Listener {
+        Self::start_with(py, s, token, false)
+    }
+
+    /// With `publish`, the listener publishes a tone of its own.
+    fn start_with(py: &Path, s: &TestServer, token: &str, publish: bool) -> Listener {
         let mut child = tokio::process::Command::new(py)
             .arg("-u")
             .arg(script("lk_agent_listener.py"))
             .args([&s.ws, token])
+            .args(publish.then_some("publish"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -142,6 +148,11 @@ impl Listener {
 
 /// The listener heard the agent's tone and got its echo.
 fn assert_heard(v: &Value) {
+    assert_heard_from(v, AGENT)
+}
+
+/// The listener heard the tone of an agent named `name` and got its echo.
+fn assert_heard_from(v: &Value, name: &str) {
     let h = &v["heard"];
     assert!(
         h["agent"]
@@ -164,18 +175,24 @@ fn assert_heard(v: &Value) {
         (h["echo"].as_str(), h["topic"].as_str()),
         (Some("echo:ping"), Some("t1"))
     );
-    assert_eq!(h["attributes"]["lk.agent_name"], AGENT, "{v}");
+    assert_eq!(h["attributes"]["lk.agent_name"], name, "{v}");
 }
 
-/// The real worker: lk_agent.py under the agents CLI (`dev`, no reload).
+/// The real worker: lk_agent.py under the agents CLI (`dev`, no reload), for room jobs.
 fn start_worker(py: &Path, s: &TestServer) -> tokio::process::Child {
+    start_worker_as(py, s, AGENT, "room")
+}
+
+/// The real worker registered as agent `name` for jobs of `job_type` (`room` or `publisher`).
+fn start_worker_as(py: &Path, s: &TestServer, name: &str, job_type: &str) -> tokio::process::Child {
     tokio::process::Command::new(py)
         .arg(script("lk_agent.py"))
         .args(["dev", "--no-reload", "--log-level", "info"])
         .env("LIVEKIT_URL", &s.ws)
         .env("LIVEKIT_API_KEY", KEY)
         .env("LIVEKIT_API_SECRET", SECRET)
-        .env("AGENT_NAME", AGENT)
+        .env("AGENT_NAME", name)
+        .env("AGENT_TYPE", job_type)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -447,6 +464,70 @@ async fn an_assistant_can_be_a_livekit_agent() {
     }
     assert!(s.handle.state.sfu.participants(&call).is_empty());
     assert_eq!(s.handle.state.agents.workers().len(), 1, "the worker stays");
+    stop_worker(worker).await;
+    s.stop().await;
+}
+
+/// Publisher jobs: a worker registered for `JT_PUBLISHER` gets one job per publishing member of a
+/// room whose dispatch (here CreateRoom's `agents`) names it, with that member as the job's
+/// participant; a member who only listens gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_jobs_follow_each_publishing_member() {
+    let Some(py) = test_python() else { return };
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db).await;
+    let worker = start_worker_as(&py, &s, "pub-agent", "publisher");
+    wait_workers(&s, 1, 90).await;
+    let creator = admin_token(create_grant());
+    let room: proto::Room = twirp_pb(
+        &s,
+        "CreateRoom",
+        &creator,
+        &proto::CreateRoomRequest {
+            name: "ag-pub".into(),
+            agents: vec![proto::RoomAgentDispatch {
+                agent_name: "pub-agent".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(room.sid.starts_with("RM_"));
+    // Nobody publishes yet: no job.
+    let mut quiet = Listener::start(&py, &s, &s.token("quiet", VideoGrant::join("ag-pub")));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let l = list(&s, "ag-pub").await;
+    assert_eq!(l.agent_dispatches.len(), 1);
+    assert!(
+        l.agent_dispatches[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .jobs
+            .is_empty(),
+        "{l:?}"
+    );
+    // carol publishes: a publisher job for her; both listeners hear the agent.
+    let mut carol =
+        Listener::start_with(&py, &s, &s.token("carol", VideoGrant::join("ag-pub")), true);
+    for l in [&mut carol, &mut quiet] {
+        let heard = l.next("tone and echo", 60).await;
+        println!("publisher job: {heard}");
+        assert_heard_from(&heard, "pub-agent");
+        assert_eq!(
+            heard["heard"]["attributes"]["for_identity"], "carol",
+            "{heard}"
+        );
+    }
+    let l = list(&s, "ag-pub").await;
+    let jobs = &l.agent_dispatches[0].state.as_ref().unwrap().jobs;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].r#type, proto::JobType::JtPublisher as i32);
+    assert_eq!(jobs[0].participant.as_ref().unwrap().identity, "carol");
+    quiet.leave();
+    carol.leave();
     stop_worker(worker).await;
     s.stop().await;
 }

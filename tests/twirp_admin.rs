@@ -247,6 +247,24 @@ async fn room_service_changes_reach_participants() {
     .await;
     assert_eq!(info["attributes"], serde_json::json!({ "role": "host" }));
 
+    // A participant may change its own attributes only with canUpdateOwnMetadata (LiveKit):
+    // alice's token lacks it, so her request is answered NOT_ALLOWED.
+    a.send(proto::signal_request::Message::UpdateMetadata(
+        proto::UpdateParticipantMetadata {
+            attributes: [("self".to_string(), "set".to_string())].into(),
+            request_id: 7,
+            ..Default::default()
+        },
+    ))
+    .await;
+    let answer = a
+        .wait_for(|e| match e {
+            Seen::Signal(Resp::RequestResponse(r)) if r.request_id == 7 => Some(r.reason),
+            _ => None,
+        })
+        .await;
+    assert_eq!(answer, proto::request_response::Reason::NotAllowed as i32);
+
     // Revoking canPublish unpublishes alice's track: she is told, bob sees her without it and
     // stops receiving it; a new AddTrack is refused.
     let (st, info) = twirp_json(

@@ -131,6 +131,9 @@ pub struct VideoGrant {
     pub can_publish_data: Option<bool>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub hidden: bool,
+    /// May change its own name, metadata and attributes (LiveKit: absent means not allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_update_own_metadata: Option<bool>,
     /// A LiveKit Agents participant (its join) or worker (`/agent`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub agent: bool,

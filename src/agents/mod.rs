@@ -6,9 +6,11 @@
 //! Dispatches come from AgentDispatchService.CreateDispatch, from CreateRoom's `agents`, from the
 //! `roomConfig.agents` of the token whose join opens a room, or, for a room opened with none of
 //! those while a worker without an agent name is registered, one automatic dispatch (LiveKit's
-//! default). Only room jobs (`JT_ROOM`) are dispatched; workers of publisher/participant job types
-//! register but get no jobs. Control-path state only (one mutex, never held across an await); the
-//! SFU's lifecycle events tell it when rooms open and close and when agent participants leave.
+//! default). Each dispatch gets a room job (`JT_ROOM`) at once, a participant job (`JT_PARTICIPANT`)
+//! for every member who joins and a publisher job (`JT_PUBLISHER`) for every member's first
+//! published track — each only when a worker of that agent name and job type is registered.
+//! Control-path state only (one mutex, never held across an await); the SFU's lifecycle events tell
+//! it when rooms open and close, members join and publish, and agent participants leave.
 
 pub mod worker_ws;
 
@@ -53,6 +55,8 @@ struct Registry {
     rooms: HashMap<String, Vec<proto::AgentDispatch>>,
     /// `roomConfig.agents` of a token whose join is about to open the room.
     pending: HashMap<String, Vec<proto::RoomAgentDispatch>>,
+    /// (dispatch, member identity, job type) of the participant/publisher jobs launched.
+    member_jobs: HashSet<(String, String, i32)>,
 }
 
 struct Worker {
@@ -104,6 +108,60 @@ impl Agents {
             .collect();
         v.sort_by_key(|(o, _)| *o);
         v.into_iter().map(|(_, w)| w).collect()
+    }
+
+    /// Whether a worker of `agent_name` takes jobs of type `t`.
+    fn has_worker_of(&self, agent_name: &str, t: proto::JobType) -> bool {
+        self.lock()
+            .workers
+            .values()
+            .any(|w| w.agent_name == agent_name && w.job_type == t as i32)
+    }
+
+    /// Participant (and, when it publishes, publisher) jobs of dispatch `d` for member `p` (not an
+    /// agent), each once and only when a worker of that type is registered.
+    fn member_jobs(
+        &self,
+        state: &AppState,
+        room_sid: &str,
+        d: &proto::AgentDispatch,
+        p: &proto::ParticipantInfo,
+        publishes: bool,
+    ) {
+        if p.kind == proto::participant_info::Kind::Agent as i32 {
+            return;
+        }
+        let mut types = vec![proto::JobType::JtParticipant];
+        if publishes {
+            types.push(proto::JobType::JtPublisher);
+        }
+        for t in types {
+            if !self.has_worker_of(&d.agent_name, t) {
+                continue;
+            }
+            let key = (d.id.clone(), p.identity.clone(), t as i32);
+            if !self.lock().member_jobs.insert(key) {
+                continue;
+            }
+            let mut d = d.clone();
+            d.state = None;
+            tokio::spawn(launch(
+                state.clone(),
+                room_sid.to_string(),
+                d,
+                Some((t, p.clone())),
+            ));
+        }
+    }
+
+    /// Member `identity` of `room` joined (`publishes: false`) or published its first track.
+    pub fn member_event(&self, state: &AppState, info: &crate::sfu::EventInfo, publishes: bool) {
+        let Some(p) = &info.participant else { return };
+        let room = info.room.name.as_str();
+        let dispatches = self.list(room, "");
+        for d in &dispatches {
+            self.member_jobs(state, &info.room.sid, d, p, publishes);
+        }
     }
 
     /// Whether an available worker is registered for `agent_name`.
@@ -269,7 +327,20 @@ impl Agents {
             list.push(d.clone());
         }
         info!(room, dispatch = %d.id, agent = %d.agent_name, "agent dispatch created");
-        tokio::spawn(launch(state.clone(), room_sid.to_string(), d.clone()));
+        let (state, sid, dispatch) = (state.clone(), room_sid.to_string(), d.clone());
+        tokio::spawn(async move {
+            let agents = state.agents.clone();
+            if agents.has_worker_of(&dispatch.agent_name, proto::JobType::JtRoom) {
+                launch(state.clone(), sid.clone(), dispatch.clone(), None).await;
+            }
+            // Members already in the room get their participant/publisher jobs too.
+            let members = crate::sfu::room_participants(&state.sfu, &state.workers, &dispatch.room)
+                .await
+                .unwrap_or_default();
+            for p in members {
+                agents.member_jobs(&state, &sid, &dispatch, &p, !p.tracks.is_empty());
+            }
+        });
         Ok(d)
     }
 
@@ -353,7 +424,13 @@ impl Agents {
 
     /// A room closed: its running jobs are terminated and its dispatches forgotten.
     pub fn room_closed(&self, state: &AppState, room: &str) {
-        let gone = self.lock().rooms.remove(room).unwrap_or_default();
+        let gone = {
+            let mut r = self.lock();
+            let gone = r.rooms.remove(room).unwrap_or_default();
+            r.member_jobs
+                .retain(|(d, _, _)| !gone.iter().any(|g| &g.id == d));
+            gone
+        };
         for d in &gone {
             self.terminate_jobs(state, room, d, false);
         }
@@ -415,6 +492,7 @@ impl Agents {
     fn pick(
         &self,
         agent_name: &str,
+        job_type: proto::JobType,
         tried: &HashSet<String>,
         job_id: &str,
     ) -> Option<(
@@ -428,7 +506,7 @@ impl Agents {
             .iter()
             .filter(|(id, w)| {
                 w.agent_name == agent_name
-                    && w.job_type == proto::JobType::JtRoom as i32
+                    && w.job_type == job_type as i32
                     && w.status == proto::WorkerStatus::WsAvailable as i32
                     && !tried.contains(*id)
             })
@@ -478,6 +556,7 @@ impl Agents {
                 can_subscribe: Some(perms.can_subscribe),
                 can_publish_data: Some(perms.can_publish_data),
                 hidden: perms.hidden,
+                can_update_own_metadata: Some(perms.can_update_metadata),
                 agent: true,
                 ..Default::default()
             }),
@@ -493,14 +572,22 @@ fn is_final(status: i32) -> bool {
     status == proto::JobStatus::JsSuccess as i32 || status == proto::JobStatus::JsFailed as i32
 }
 
-/// Offer dispatch `d`'s room job to workers, least loaded first, until one takes it.
-async fn launch(state: AppState, room_sid: String, d: proto::AgentDispatch) {
+/// Offer a job of dispatch `d` to workers, least loaded first, until one takes it: its room job, or
+/// (`member`) a participant or publisher job for that member.
+async fn launch(
+    state: AppState,
+    room_sid: String,
+    d: proto::AgentDispatch,
+    member: Option<(proto::JobType, proto::ParticipantInfo)>,
+) {
     let agents = state.agents.clone();
     let room = d.room.clone();
+    let job_type = member.as_ref().map_or(proto::JobType::JtRoom, |m| m.0);
     let mut job = proto::Job {
         id: crate::ids::new_id("AJ_"),
         dispatch_id: d.id.clone(),
-        r#type: proto::JobType::JtRoom as i32,
+        r#type: job_type as i32,
+        participant: member.map(|m| m.1),
         room: Some(proto::Room {
             sid: room_sid,
             name: room.clone(),
@@ -514,7 +601,8 @@ async fn launch(state: AppState, room_sid: String, d: proto::AgentDispatch) {
     };
     let mut tried = HashSet::new();
     loop {
-        let Some((worker, tx, answer)) = agents.pick(&d.agent_name, &tried, &job.id) else {
+        let Some((worker, tx, answer)) = agents.pick(&d.agent_name, job_type, &tried, &job.id)
+        else {
             warn!(room = %room, agent = %d.agent_name, job = %job.id, tried = tried.len(),
                 "no agent worker took the job");
             return;
@@ -596,9 +684,14 @@ pub fn spawn_event_consumer(state: &AppState) {
                 ev = events.recv() => ev,
             };
             match ev {
-                Ok(SfuEvent::RoomCreated { room, .. }) => {
-                    let sid = room_sid(&state, &room).await;
-                    state.agents.room_opened(&state, &room, &sid);
+                Ok(SfuEvent::RoomCreated { room, info, .. }) => {
+                    state.agents.room_opened(&state, &room, &info.room.sid);
+                }
+                Ok(SfuEvent::ParticipantJoined { info, .. }) => {
+                    state.agents.member_event(&state, &info, false)
+                }
+                Ok(SfuEvent::TrackPublished { info, .. }) => {
+                    state.agents.member_event(&state, &info, true)
                 }
                 Ok(SfuEvent::RoomClosed { room, .. }) => state.agents.room_closed(&state, &room),
                 Ok(SfuEvent::ParticipantLeft { room, identity, .. }) => {
@@ -647,25 +740,44 @@ mod tests {
         let other = a.register(&reg("y"), "k".into(), tx).unwrap();
         let none = HashSet::new();
         // Equal load: the earlier registered.
-        assert_eq!(a.pick("x", &none, "j1").unwrap().0, w1);
+        assert_eq!(
+            a.pick("x", proto::JobType::JtRoom, &none, "j1").unwrap().0,
+            w1
+        );
         let load = |l: f32, status: Option<i32>| proto::UpdateWorkerStatus {
             status,
             load: l,
             ..Default::default()
         };
         a.update_worker(&w1, &load(0.5, None));
-        assert_eq!(a.pick("x", &none, "j2").unwrap().0, w2);
+        assert_eq!(
+            a.pick("x", proto::JobType::JtRoom, &none, "j2").unwrap().0,
+            w2
+        );
         // A full (draining) worker gets nothing; an absent status leaves it as it was.
         a.update_worker(&w2, &load(0.1, Some(proto::WorkerStatus::WsFull as i32)));
         a.update_worker(&w2, &load(0.1, None));
-        assert_eq!(a.pick("x", &none, "j3").unwrap().0, w1);
+        assert_eq!(
+            a.pick("x", proto::JobType::JtRoom, &none, "j3").unwrap().0,
+            w1
+        );
         // Tried workers are skipped; names match exactly; a NaN load is ignored.
         a.update_worker(&w1, &load(f32::NAN, None));
-        assert!(a.pick("x", &HashSet::from([w1.clone()]), "j4").is_none());
-        assert_eq!(a.pick("y", &none, "j5").unwrap().0, other);
-        assert!(a.pick("", &none, "j6").is_none());
+        assert!(a
+            .pick(
+                "x",
+                proto::JobType::JtRoom,
+                &HashSet::from([w1.clone()]),
+                "j4"
+            )
+            .is_none());
+        assert_eq!(
+            a.pick("y", proto::JobType::JtRoom, &none, "j5").unwrap().0,
+            other
+        );
+        assert!(a.pick("", proto::JobType::JtRoom, &none, "j6").is_none());
         a.unregister(&w1);
-        assert!(a.pick("x", &none, "j7").is_none());
+        assert!(a.pick("x", proto::JobType::JtRoom, &none, "j7").is_none());
         assert_eq!(a.workers().len(), 2);
     }
 
@@ -674,7 +786,9 @@ mod tests {
         let a = Agents::default();
         let (tx, _rx) = mpsc::channel(4);
         let w = a.register(&reg(""), "k".into(), tx).unwrap();
-        let (_, _, mut answer) = a.pick("", &HashSet::new(), "AJ_1").unwrap();
+        let (_, _, mut answer) = a
+            .pick("", proto::JobType::JtRoom, &HashSet::new(), "AJ_1")
+            .unwrap();
         // An answer for another job, or from another worker, is dropped.
         let resp = |job: &str| proto::AvailabilityResponse {
             job_id: job.into(),

@@ -84,6 +84,7 @@ impl LocalParticipant {
                 can_publish: opts.publish,
                 can_subscribe: opts.subscribe,
                 can_publish_data: opts.publish_data && !opts.hidden,
+                can_update_metadata: false,
             },
             auto_subscribe: opts.subscribe,
             events: events_tx.clone(),

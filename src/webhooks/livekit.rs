@@ -121,10 +121,23 @@ pub fn webhook_event(ev: &SfuEvent, id: String) -> Option<proto::WebhookEvent> {
         SfuEvent::TrackUnpublished { at_ms, info, .. } => ("track_unpublished", *at_ms, info),
         SfuEvent::MediaConnected { .. } => return None,
     };
+    let track_event = matches!(
+        ev,
+        SfuEvent::TrackPublished { .. } | SfuEvent::TrackUnpublished { .. }
+    );
+    // Track webhooks name the publisher by sid and identity only, as LiveKit's do.
+    let participant = match &info.participant {
+        Some(p) if track_event => Some(proto::ParticipantInfo {
+            sid: p.sid.clone(),
+            identity: p.identity.clone(),
+            ..Default::default()
+        }),
+        other => other.clone(),
+    };
     Some(proto::WebhookEvent {
         event: name.to_string(),
         room: Some(info.room.clone()),
-        participant: info.participant.clone(),
+        participant,
         track: info.track.clone(),
         id,
         created_at: at_ms.div_euclid(1000),

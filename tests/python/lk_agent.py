@@ -5,7 +5,7 @@
         lk_agent.py dev --no-reload
 
 Run the way a team runs its agent (the agents CLI, which registers on the server's /agent socket).
-`dev` mode: no load threshold (a busy test machine must not make the worker report itself full),
+AGENT_TYPE=publisher registers it for publisher jobs. `dev` mode: no load threshold (a busy test machine must not make the worker report itself full),
 and stopping it (SIGINT/SIGTERM) shuts its jobs down at once: each agent leaves its room.
 """
 
@@ -16,15 +16,26 @@ import os
 import numpy as np
 from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, cli
+from livekit.agents.worker import ServerType
 
 SR, SPF = 48000, 480
 
 server = AgentServer(load_fnc=lambda: 0.0)
 
 
-@server.rtc_session(agent_name=os.environ.get("AGENT_NAME", ""))
+# AGENT_TYPE=publisher: one job per publishing participant (its identity in the agent's
+# `for_identity` attribute), else one job per room.
+PUBLISHER = os.environ.get("AGENT_TYPE") == "publisher"
+
+
+@server.rtc_session(
+    agent_name=os.environ.get("AGENT_NAME", ""),
+    type=ServerType.PUBLISHER if PUBLISHER else ServerType.ROOM,
+)
 async def entrypoint(ctx: JobContext):
     await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+    if ctx.job.participant.identity:
+        await ctx.room.local_participant.set_attributes({"for_identity": ctx.job.participant.identity})
     source = rtc.AudioSource(SR, 1)
     track = rtc.LocalAudioTrack.create_audio_track("tone", source)
     await ctx.room.local_participant.publish_track(

@@ -1,8 +1,8 @@
 """A participant of an agent's room for tests/agents.rs (LiveKit's Python SDK):
 
-    lk_agent_listener.py WS_URL TOKEN
+    lk_agent_listener.py WS_URL TOKEN [publish]
 
-Joins, waits for a participant of kind AGENT, listens to its tone (counts loud 10 ms frames over 1 s
+Joins (with `publish`: publishes a 660 Hz tone), waits for a participant of kind AGENT, listens to its tone (counts loud 10 ms frames over 1 s
 and the dominant frequency), sends it a data message and waits for the echo, then stays until the
 agent leaves (or stdin closes, or 60 s pass), and leaves the room when stdin closes. Prints JSON lines: {"heard": ...}
 once measured, {"agent_left": ...} when the agent leaves.
@@ -20,7 +20,7 @@ def emit(obj):
     print(json.dumps(obj), flush=True)
 
 
-async def main(ws_url, token):
+async def main(ws_url, token, publish=False):
     room = rtc.Room()
     loop = asyncio.get_running_loop()
     agent_track, echo, left = loop.create_future(), loop.create_future(), loop.create_future()
@@ -32,7 +32,8 @@ async def main(ws_url, token):
 
     @room.on("data_received")
     def _on_data(pkt):
-        if not echo.done():
+        from_agent = pkt.participant and pkt.participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+        if from_agent and not echo.done():
             echo.set_result((pkt.data.decode(errors="replace"), pkt.topic))
 
     @room.on("participant_disconnected")
@@ -41,6 +42,21 @@ async def main(ws_url, token):
             left.set_result(p.identity)
 
     await room.connect(ws_url, token)
+    if publish:
+        source = rtc.AudioSource(48000, 1)
+        mic = rtc.LocalAudioTrack.create_audio_track("mic", source)
+        await room.local_participant.publish_track(mic, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+
+        async def pump():
+            t = 0
+            while True:
+                frame = rtc.AudioFrame.create(48000, 1, 480)
+                buf = np.frombuffer(frame.data, dtype=np.int16)
+                buf[:] = (np.sin(2 * np.pi * 660 * (np.arange(480) + t) / 48000) * 8000).astype(np.int16)
+                t += 480
+                await source.capture_frame(frame)
+
+        pumping = asyncio.create_task(pump())  # noqa: F841 (runs until the script ends)
     agent, track = await asyncio.wait_for(agent_track, 30)
     stream = rtc.AudioStream(track, sample_rate=48000, num_channels=1)
     loud, samples = 0, []
@@ -70,4 +86,4 @@ async def main(ws_url, token):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "publish"))

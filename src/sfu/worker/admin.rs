@@ -131,6 +131,49 @@ impl Worker {
         }
     }
 
+    /// A participant changes its own name, metadata or attributes (`UpdateParticipantMetadata`;
+    /// empty name/metadata: unchanged, as LiveKit): allowed with `canUpdateOwnMetadata`; answered
+    /// with a `RequestResponse` for its request id, and seen by everyone as a ParticipantUpdate.
+    pub(super) fn on_update_metadata(
+        &mut self,
+        pid: Pid,
+        m: proto::UpdateParticipantMetadata,
+        now: Instant,
+    ) {
+        use proto::request_response::Reason;
+        let Some(p) = self.parts.get(&pid) else {
+            return;
+        };
+        let attr_bytes: usize = m.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let (reason, message) = if !p.perms.can_update_metadata {
+            (Reason::NotAllowed, "token does not allow updating metadata")
+        } else if m.metadata.len() > 64 * 1024
+            || m.name.len() > 1024
+            || m.attributes.len() > 64
+            || attr_bytes > 64 * 1024
+        {
+            (
+                Reason::LimitExceeded,
+                "metadata, name or attributes too large",
+            )
+        } else {
+            let name = (!m.name.is_empty()).then_some(m.name);
+            let metadata = (!m.metadata.is_empty()).then_some(m.metadata);
+            let attributes = m.attributes.into_iter().collect();
+            let _ = self.update_participant(pid, name, metadata, attributes, None, now);
+            (Reason::Ok, "")
+        };
+        self.send_out(
+            pid,
+            sig(Resp::RequestResponse(proto::RequestResponse {
+                request_id: m.request_id,
+                reason: reason as i32,
+                message: message.into(),
+                ..Default::default()
+            })),
+        );
+    }
+
     /// The visible participant `identity` of `room`.
     fn visible_pid(&self, room: &str, identity: &str) -> Result<Pid, AdminError> {
         let r = self.rooms.get(room).ok_or(AdminError::NoRoom)?;
@@ -180,6 +223,7 @@ impl Worker {
                 can_publish: perm.can_publish,
                 can_subscribe: perm.can_subscribe,
                 can_publish_data: perm.can_publish_data,
+                can_update_metadata: perm.can_update_metadata,
             };
             info!(
                 room = %room,

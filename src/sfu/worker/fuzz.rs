@@ -95,6 +95,7 @@ impl FuzzWorker {
                 can_publish: true,
                 can_subscribe: true,
                 can_publish_data: true,
+                can_update_metadata: false,
             },
             auto_subscribe: true,
             events: tx,

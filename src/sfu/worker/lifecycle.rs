@@ -99,10 +99,12 @@ impl Worker {
         };
         let info = Box::new(EventInfo {
             room: self.room_proto(room),
-            // What LiveKit's track webhooks say of the publisher.
+            // What LiveKit's track webhooks say of the publisher, and its kind (the agents
+            // dispatcher gives no publisher job for an agent's own tracks).
             participant: Some(proto::ParticipantInfo {
                 sid: p.sid.clone(),
                 identity: p.identity.clone(),
+                kind: p.kind as i32,
                 ..Default::default()
             }),
             track: Some(track.info.clone()),

@@ -48,6 +48,8 @@ pub struct Perms {
     pub can_publish: bool,
     pub can_subscribe: bool,
     pub can_publish_data: bool,
+    /// May change its own name, metadata and attributes (`UpdateParticipantMetadata`).
+    pub can_update_metadata: bool,
 }
 
 pub struct JoinReq {
@@ -227,6 +229,7 @@ pub enum SignalIn {
     Mute(proto::MuteTrackRequest),
     Subscription(proto::UpdateSubscription),
     TrackSetting(proto::UpdateTrackSettings),
+    UpdateMetadata(proto::UpdateParticipantMetadata),
 }
 
 /// Worker → session.

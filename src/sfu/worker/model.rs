@@ -334,6 +334,7 @@ impl Worker {
                 can_subscribe: p.perms.can_subscribe,
                 can_publish: p.perms.can_publish,
                 can_publish_data: p.perms.can_publish_data,
+                can_update_metadata: p.perms.can_update_metadata,
                 ..Default::default()
             }),
             is_publisher: !p.tracks.is_empty(),

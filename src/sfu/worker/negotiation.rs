@@ -64,6 +64,7 @@ impl Worker {
                     }
                 }
             }
+            SignalIn::UpdateMetadata(m) => self.on_update_metadata(pid, m, now),
             SignalIn::TrackSetting(s) => {
                 let room = self
                     .parts

@@ -55,6 +55,7 @@ fn req(
             can_publish: true,
             can_subscribe: true,
             can_publish_data: true,
+            can_update_metadata: false,
         },
         auto_subscribe: true,
         events,
