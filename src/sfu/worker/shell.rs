@@ -176,8 +176,12 @@ impl Worker {
         let mut media_open = true;
         let mut now = self.wake();
         loop {
-            // With no peer-connection deadline, look again a second after this wake-up.
-            let sleep_until = self.earliest.unwrap_or(now + Duration::from_secs(1));
+            // With no peer-connection deadline, look again a second after this wake-up. A deadline
+            // is met up to TIMER_SLACK late, so that deadlines close together share one wake-up
+            // (the timers are RTCP reports, NACK scans, ICE checks: a millisecond does not matter).
+            let sleep_until = self
+                .earliest
+                .map_or(now + Duration::from_secs(1), |t| t + TIMER_SLACK);
             let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
             let wake = tokio::select! {
                 biased;
@@ -251,8 +255,14 @@ impl Worker {
                 Wake::Cmd(cmd) => self.on_cmd(cmd, now),
                 Wake::Media(Some(pkt)) => self.on_local_rtp(pkt, now),
                 Wake::Media(None) => media_open = false,
-                Wake::Timer => self.on_timers(now),
+                Wake::Timer => {}
                 Wake::Housekeeping => self.housekeeping(now),
+            }
+            // Due timers run on whatever woke the worker: under a steady packet stream the UDP arm
+            // (polled first) would otherwise starve the timer arm, and a timer due meanwhile costs
+            // no wake-up of its own.
+            if self.earliest.is_some_and(|t| t <= now) {
+                self.on_timers(now);
             }
             self.disconnect_overflowed(now);
             self.send_batch();
@@ -339,6 +349,9 @@ impl Worker {
         }
     }
 }
+
+/// How late a peer-connection deadline may be met (see the loop's sleep).
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// What woke the worker's loop up.
 enum Wake {
