@@ -286,6 +286,12 @@ async fn the_widget_talks_to_the_local_model_and_the_answer_is_heard_in_the_page
         ok && v["ok"] == true,
         "assistant run failed (recording elided above)"
     );
+    if v["checks"]["hangClicks"].as_u64().unwrap_or(0) > 1 {
+        eprintln!(
+            "WARNING: the widget needed {} hang-up presses (see tests/browser/assistant.mjs)",
+            v["checks"]["hangClicks"]
+        );
+    }
     // What the page played, transcribed by whisper.
     use base64::Engine;
     let webm = base64::engine::general_purpose::STANDARD

@@ -61,6 +61,8 @@ struct Registry {
 
 struct Worker {
     agent_name: String,
+    /// LiveKit's deployment (1.3+ workers; empty otherwise): matched exactly, like the name.
+    deployment: String,
     job_type: i32,
     status: i32,
     load: f32,
@@ -110,12 +112,11 @@ impl Agents {
         v.into_iter().map(|(_, w)| w).collect()
     }
 
-    /// Whether a worker of `agent_name` takes jobs of type `t`.
-    fn has_worker_of(&self, agent_name: &str, t: proto::JobType) -> bool {
-        self.lock()
-            .workers
-            .values()
-            .any(|w| w.agent_name == agent_name && w.job_type == t as i32)
+    /// Whether a worker of dispatch `d`'s agent (name and deployment) takes jobs of type `t`.
+    fn has_worker_of(&self, d: &proto::AgentDispatch, t: proto::JobType) -> bool {
+        self.lock().workers.values().any(|w| {
+            w.agent_name == d.agent_name && w.deployment == d.deployment && w.job_type == t as i32
+        })
     }
 
     /// Participant (and, when it publishes, publisher) jobs of dispatch `d` for member `p` (not an
@@ -136,7 +137,7 @@ impl Agents {
             types.push(proto::JobType::JtPublisher);
         }
         for t in types {
-            if !self.has_worker_of(&d.agent_name, t) {
+            if !self.has_worker_of(d, t) {
                 continue;
             }
             let key = (d.id.clone(), p.identity.clone(), t as i32);
@@ -199,6 +200,7 @@ impl Agents {
             id.clone(),
             Worker {
                 agent_name: req.agent_name.clone(),
+                deployment: req.deployment.clone(),
                 job_type: req.r#type,
                 status: proto::WorkerStatus::WsAvailable as i32,
                 load: 0.0,
@@ -330,7 +332,7 @@ impl Agents {
         let (state, sid, dispatch) = (state.clone(), room_sid.to_string(), d.clone());
         tokio::spawn(async move {
             let agents = state.agents.clone();
-            if agents.has_worker_of(&dispatch.agent_name, proto::JobType::JtRoom) {
+            if agents.has_worker_of(&dispatch, proto::JobType::JtRoom) {
                 launch(state.clone(), sid.clone(), dispatch.clone(), None).await;
             }
             // Members already in the room get their participant/publisher jobs too.
@@ -487,11 +489,11 @@ impl Agents {
         }
     }
 
-    /// The least-loaded available worker for `agent_name` not in `tried` (earliest on ties), with
+    /// The least-loaded available worker for `agent_name` and `deployment` not in `tried` (earliest on ties), with
     /// a channel for its availability answer to `job_id`.
     fn pick(
         &self,
-        agent_name: &str,
+        (agent_name, deployment): (&str, &str),
         job_type: proto::JobType,
         tried: &HashSet<String>,
         job_id: &str,
@@ -506,6 +508,7 @@ impl Agents {
             .iter()
             .filter(|(id, w)| {
                 w.agent_name == agent_name
+                    && w.deployment == deployment
                     && w.job_type == job_type as i32
                     && w.status == proto::WorkerStatus::WsAvailable as i32
                     && !tried.contains(*id)
@@ -601,7 +604,8 @@ async fn launch(
     };
     let mut tried = HashSet::new();
     loop {
-        let Some((worker, tx, answer)) = agents.pick(&d.agent_name, job_type, &tried, &job.id)
+        let Some((worker, tx, answer)) =
+            agents.pick((&d.agent_name, &d.deployment), job_type, &tried, &job.id)
         else {
             warn!(room = %room, agent = %d.agent_name, job = %job.id, tried = tried.len(),
                 "no agent worker took the job");
@@ -741,7 +745,9 @@ mod tests {
         let none = HashSet::new();
         // Equal load: the earlier registered.
         assert_eq!(
-            a.pick("x", proto::JobType::JtRoom, &none, "j1").unwrap().0,
+            a.pick(("x", ""), proto::JobType::JtRoom, &none, "j1")
+                .unwrap()
+                .0,
             w1
         );
         let load = |l: f32, status: Option<i32>| proto::UpdateWorkerStatus {
@@ -751,34 +757,59 @@ mod tests {
         };
         a.update_worker(&w1, &load(0.5, None));
         assert_eq!(
-            a.pick("x", proto::JobType::JtRoom, &none, "j2").unwrap().0,
+            a.pick(("x", ""), proto::JobType::JtRoom, &none, "j2")
+                .unwrap()
+                .0,
             w2
         );
         // A full (draining) worker gets nothing; an absent status leaves it as it was.
         a.update_worker(&w2, &load(0.1, Some(proto::WorkerStatus::WsFull as i32)));
         a.update_worker(&w2, &load(0.1, None));
         assert_eq!(
-            a.pick("x", proto::JobType::JtRoom, &none, "j3").unwrap().0,
+            a.pick(("x", ""), proto::JobType::JtRoom, &none, "j3")
+                .unwrap()
+                .0,
             w1
         );
         // Tried workers are skipped; names match exactly; a NaN load is ignored.
         a.update_worker(&w1, &load(f32::NAN, None));
         assert!(a
             .pick(
-                "x",
+                ("x", ""),
                 proto::JobType::JtRoom,
                 &HashSet::from([w1.clone()]),
                 "j4"
             )
             .is_none());
         assert_eq!(
-            a.pick("y", proto::JobType::JtRoom, &none, "j5").unwrap().0,
+            a.pick(("y", ""), proto::JobType::JtRoom, &none, "j5")
+                .unwrap()
+                .0,
             other
         );
-        assert!(a.pick("", proto::JobType::JtRoom, &none, "j6").is_none());
+        assert!(a
+            .pick(("", ""), proto::JobType::JtRoom, &none, "j6")
+            .is_none());
         a.unregister(&w1);
-        assert!(a.pick("x", proto::JobType::JtRoom, &none, "j7").is_none());
+        assert!(a
+            .pick(("x", ""), proto::JobType::JtRoom, &none, "j7")
+            .is_none());
         assert_eq!(a.workers().len(), 2);
+    }
+
+    #[test]
+    fn deployments_match_exactly() {
+        let a = Agents::default();
+        let (tx, _rx) = mpsc::channel(4);
+        let plain = a.register(&reg("x"), "k".into(), tx.clone()).unwrap();
+        let mut blue = reg("x");
+        blue.deployment = "blue".into();
+        let blue = a.register(&blue, "k".into(), tx).unwrap();
+        let none = HashSet::new();
+        let t = proto::JobType::JtRoom;
+        assert_eq!(a.pick(("x", "blue"), t, &none, "j1").unwrap().0, blue);
+        assert_eq!(a.pick(("x", ""), t, &none, "j2").unwrap().0, plain);
+        assert!(a.pick(("x", "green"), t, &none, "j3").is_none());
     }
 
     #[test]
@@ -787,7 +818,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel(4);
         let w = a.register(&reg(""), "k".into(), tx).unwrap();
         let (_, _, mut answer) = a
-            .pick("", proto::JobType::JtRoom, &HashSet::new(), "AJ_1")
+            .pick(("", ""), proto::JobType::JtRoom, &HashSet::new(), "AJ_1")
             .unwrap();
         // An answer for another job, or from another worker, is dropped.
         let resp = |job: &str| proto::AvailabilityResponse {

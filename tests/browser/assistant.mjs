@@ -73,8 +73,21 @@ try {
     await page.evaluate(() => window.parlorStopRecording());
     result.recording = await page.evaluate(() => window.parlorRecording);
   }
-  await page.click('.parlor-widget >> button.hang');
-  await until(() => document.querySelector('.parlor-widget').dataset.state === 'disconnected', null, 15000, 'hung up');
+  // Hang up. One CI run (2026-12-02) saw the first press not reach room.disconnect() (livekit-client
+  // never logged 'disconnect from room'; cause not found): a second press is allowed, and counted in
+  // checks.hangClicks so the Rust side reports it; a second miss fails the run.
+  c.hangClicks = 0;
+  for (;;) {
+    await page.click('.parlor-widget >> button.hang');
+    c.hangClicks += 1;
+    try {
+      await until(() => document.querySelector('.parlor-widget').dataset.state === 'disconnected', null, 10000, 'hung up');
+      break;
+    } catch (e) {
+      if (c.hangClicks >= 2) throw e;
+      logs.push('warning: hang-up press ' + c.hangClicks + ' did not disconnect within 10 s; pressing again');
+    }
+  }
   c.error = await page.evaluate(() => document.querySelector('.parlor-widget').dataset.error || null);
   result.ok = !!c.callId && c.assistantLevel > 5 && c.captions.some((t) => t.includes(expect)) && !c.error
     && result.blocked.length === 0;
