@@ -4,7 +4,8 @@
 # runs parlor-load against it (loopback), and prints forwarded streams, loss, server CPU, streams per
 # server CPU-second, p99 latency, the generator's CPU and the media threads' voluntary context
 # switches (read at the end of the run). Usage:
-#   benches/ab_load.sh A=/path/to/parlor-before B=/path/to/parlor-after [A B A B ...]
+#   benches/ab_load.sh A=/path/to/parlor-before B=/path/to/parlor-after [A B ...]
+# (each X=bin argument names side X and runs it once; each bare X runs it again, in order).
 # Knobs (env): ROOMS (25) PUBS (2) SUBS (10) DURATION (30) PARLOR_LOAD_BIN (target/release/parlor-load)
 # Needs release builds: cargo build --release -p parlor -p parlor-load (copy the binary aside per side).
 set -euo pipefail
