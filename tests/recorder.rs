@@ -138,6 +138,7 @@ async fn call_recording_mixed_and_per_participant() {
         })
         .await;
     }
+    wait_call_active(&s.http, &call, "alice").await;
 
     let (code, v) = api(&s, reqwest::Method::POST, &start_path, "alice", None).await;
     assert_eq!(code, 201, "{v}");
@@ -372,6 +373,7 @@ async fn call_being_recorded(http: &str) -> (String, Client, String) {
         matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
     })
     .await;
+    wait_call_active(http, &call, "alice").await;
     let (code, v) = api_call(
         http,
         reqwest::Method::POST,

@@ -65,6 +65,26 @@ pub async fn api_call(
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// Wait (up to 10 s) until the call `call` reads `active` for `user` at `http`. A client's publisher
+/// connection reaching `Connected` does not mean the server has already marked the call active: that
+/// follows from the SFU's media-connected event, handled asynchronously.
+#[allow(dead_code)]
+pub async fn wait_call_active(http: &str, call: &str, user: &str) {
+    let path = format!("/api/calls/{call}/participants");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, v) = api_call(http, reqwest::Method::GET, &path, user, None).await;
+        if code == 200 && v["status"] == "active" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "call {call} never became active: {code} {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Which databases the suite must cover. PostgreSQL is required under CI (`CI` set) and used whenever
 /// it is reachable; `PARLOR_TEST_PG_URL` points at an admin connection (default: local `test` db).
 pub fn pg_admin_url() -> String {
