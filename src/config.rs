@@ -25,6 +25,8 @@ pub struct Config {
     pub realtime: crate::realtime::config::RealtimeConfig,
     /// Voice-assistant accounts and the embed endpoint (`src/embed/config.rs`).
     pub embed: crate::embed::config::EmbedConfig,
+    /// Multi-node mode (`src/cluster/config.rs`); off unless `url` is set.
+    pub redis: crate::cluster::config::RedisConfig,
     /// API keys: key -> secret. Empty: a dev key is generated on first start and kept in the data dir.
     pub keys: BTreeMap<String, String>,
 }
@@ -275,6 +277,7 @@ impl Default for Config {
             },
             realtime: Default::default(),
             embed: Default::default(),
+            redis: Default::default(),
             keys: BTreeMap::new(),
         }
     }

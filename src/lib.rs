@@ -8,6 +8,7 @@ pub mod api;
 pub mod assistant;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod connlimit;
 pub mod embed;

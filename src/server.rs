@@ -34,6 +34,8 @@ pub enum StartError {
     Keys(#[from] crate::auth::KeysError),
     #[error("webhooks: {0}")]
     Webhooks(#[from] crate::webhooks::livekit::SignerError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A running server.
@@ -258,7 +260,29 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         dir: config.storage.data_dir.join("recordings"),
         clock: clock.clone(),
     });
+    // Multi-node mode: register in Redis once this node's media and TURN ports are known.
+    let (cluster, relayed) = if config.redis.url.is_empty() {
+        (crate::cluster::Cluster::single(), None)
+    } else {
+        let info = crate::cluster::NodeInfo {
+            node: config.server.node_name.clone(),
+            http_url: format!("http://{http_addr}"),
+            rtc_ip: candidate_ip.to_string(),
+            udp_ports: workers.iter().map(|w| w.udp_addr.port()).collect(),
+            turn_udp_port: config.turn.udp_port,
+        };
+        let (c, rx) = crate::cluster::Cluster::start(
+            &config.redis,
+            info,
+            sfu.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        (c, Some(rx))
+    };
     let state = AppState {
+        cluster,
         realtime,
         embed: Default::default(),
         assistants: Default::default(),
@@ -328,6 +352,9 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     crate::api::rooms::spawn_unused_room_sweep(&state);
     crate::agents::spawn_event_consumer(&state);
     crate::product::spawn_event_consumer(state.consumer_deps());
+    if let Some(rx) = relayed {
+        crate::signal::spawn_relayed(state.clone(), rx);
+    }
     let app = router(state.clone());
     let http_limits = crate::http_serve::HttpLimits {
         max_connections: state.config.limits.http_max_connections.min(budget.http),
@@ -345,6 +372,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let store = state.store.clone();
     let recorders = state.recorders.clone();
     let hooks = state.webhooks.clone();
+    let cluster = state.cluster.clone();
     let task = tokio::spawn(async move {
         // In-flight requests get `grace` to finish once shutdown starts.
         let serve = crate::http_serve::serve(listener, app, http_limits, shutdown.clone());
@@ -363,6 +391,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         for (id, outcome) in recorders.stop_all().await {
             crate::recorder::store_outcome(&store, &hooks, &id, &outcome).await;
         }
+        cluster.leave().await;
         store.close().await;
         tracing::info!("server stopped");
     });

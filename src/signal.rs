@@ -136,6 +136,24 @@ async fn rtc_v1(
         Ok(c) => c,
         Err((status, msg)) => return text(status, msg),
     };
+    let token = token_from(&params, &headers).unwrap_or_default();
+    let connect = match connect_for(&state, params, true) {
+        Ok(c) => c,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    upgrade(state, claims, connect, ws, token).await
+}
+
+/// What a connection asks for: v0 reads the query; v1 decodes its `join_request` (older v1 clients
+/// put the parameters in the query, as v0 does).
+fn connect_for(
+    state: &AppState,
+    params: HashMap<String, String>,
+    v1: bool,
+) -> Result<Connect, String> {
+    if !v1 {
+        return Ok(Connect { params, v1: None });
+    }
     let limits = parlor_signaling::join_request::Limits {
         max_encoded: state
             .config
@@ -145,19 +163,11 @@ async fn rtc_v1(
         max_decoded: state.config.limits.max_signal_message_bytes,
     };
     let jr = match params.get("join_request") {
-        Some(p) => match parlor_signaling::join_request::decode(p, limits) {
-            Ok(jr) => jr,
-            Err(e) => {
-                Metrics::inc(&state.metrics.signal_errors);
-                warn!(error = %e, "bad v1 join_request");
-                return (
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid join_request: {e}"),
-                )
-                    .into_response();
-            }
-        },
-        // Older v1 clients put the parameters in the query, as v0 does.
+        Some(p) => parlor_signaling::join_request::decode(p, limits).map_err(|e| {
+            Metrics::inc(&state.metrics.signal_errors);
+            warn!(error = %e, "bad v1 join_request");
+            format!("invalid join_request: {e}")
+        })?,
         None => proto::JoinRequest {
             connection_settings: Some(proto::ConnectionSettings {
                 auto_subscribe: params
@@ -168,11 +178,10 @@ async fn rtc_v1(
             ..Default::default()
         },
     };
-    let connect = Connect {
+    Ok(Connect {
         params,
         v1: Some(jr),
-    };
-    upgrade(state, claims, connect, ws)
+    })
 }
 
 async fn rtc(
@@ -185,41 +194,186 @@ async fn rtc(
         Ok(c) => c,
         Err((status, msg)) => return text(status, msg),
     };
-    upgrade(state, claims, Connect { params, v1: None }, ws)
+    let token = token_from(&params, &headers).unwrap_or_default();
+    let connect = Connect { params, v1: None };
+    upgrade(state, claims, connect, ws, token).await
 }
 
-fn upgrade(state: AppState, claims: Claims, connect: Connect, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    state: AppState,
+    claims: Claims,
+    connect: Connect,
+    ws: WebSocketUpgrade,
+    token: String,
+) -> Response {
     let max = state.config.limits.max_signal_message_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            Metrics::inc(&state.metrics.websocket_connections);
-            Metrics::inc(if connect.v1.is_some() {
-                &state.metrics.signal_sessions_v1
-            } else {
-                &state.metrics.signal_sessions_v0
+    let ws = ws.max_message_size(max).max_frame_size(max);
+    // Multi-node mode: the room may live on another node; then this node only relays.
+    let room = claims.video().room.unwrap_or_default();
+    let open_here = state.sfu.room_worker(&room).is_some();
+    match state.cluster.route(&room, open_here).await {
+        Ok(crate::cluster::Route::Local) => {}
+        Ok(crate::cluster::Route::Remote(owner)) => {
+            let start = crate::cluster::relay::Start {
+                token,
+                params: connect.params,
+                v1: connect.v1.is_some(),
+            };
+            let side = match state.cluster.open_relay(&owner, &start).await {
+                Ok(side) => side,
+                Err(e) => {
+                    warn!(room = %room, node = %owner, error = %e, "cannot relay to the room's node");
+                    return text(StatusCode::SERVICE_UNAVAILABLE, "room node unavailable");
+                }
+            };
+            info!(room = %room, participant = %claims.sub, node = %owner, "relaying signal session to the room's node");
+            let rate = state.config.limits.max_signal_messages_per_sec;
+            return ws.on_upgrade(move |socket| async move {
+                Metrics::inc(&state.metrics.websocket_connections);
+                crate::cluster::edge::pump(socket, side, rate, state.shutdown.clone()).await;
+                Metrics::dec(&state.metrics.websocket_connections);
             });
-            session(socket, state.clone(), claims, connect).await;
-            Metrics::dec(&state.metrics.websocket_connections);
+        }
+        Err(e) => {
+            warn!(room = %room, error = %e, "cannot place the room: cluster store unavailable");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster unavailable, retry",
+            );
+        }
+    }
+    ws.on_upgrade(move |socket| async move {
+        Metrics::inc(&state.metrics.websocket_connections);
+        count_session(&state, &connect);
+        session(socket, state.clone(), claims, connect).await;
+        Metrics::dec(&state.metrics.websocket_connections);
+    })
+}
+
+fn count_session(state: &AppState, connect: &Connect) {
+    Metrics::inc(if connect.v1.is_some() {
+        &state.metrics.signal_sessions_v1
+    } else {
+        &state.metrics.signal_sessions_v0
+    });
+}
+
+/// Run a session another node relays here (its client's WebSocket is on that node): authorized
+/// again with this node's keys, then exactly as a local one.
+pub(crate) async fn relayed(state: AppState, started: crate::cluster::relay::Started) {
+    let crate::cluster::relay::Started { start, mut session } = started;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("Bearer {}", start.token)) {
+        headers.insert(axum::http::header::AUTHORIZATION, v);
+    }
+    let claims = match authorize(&state, &start.params, &headers) {
+        Ok(c) => c,
+        Err((_, msg)) => return session.close_with(1008, msg).await,
+    };
+    let connect = match connect_for(&state, start.params, start.v1) {
+        Ok(c) => c,
+        Err(e) => return session.close_with(1007, &e).await,
+    };
+    info!(participant = %claims.sub, edge = session.edge(), "relayed signal session");
+    count_session(&state, &connect);
+    session_run(session, state, claims, connect).await;
+}
+
+/// Run the sessions other nodes relay here, each in its own task.
+pub fn spawn_relayed(state: AppState, mut starts: mpsc::Receiver<crate::cluster::relay::Started>) {
+    tokio::spawn(async move {
+        while let Some(started) = starts.recv().await {
+            tokio::spawn(relayed(state.clone(), started));
+        }
+    });
+}
+
+/// A client frame, as a session sees it.
+pub(crate) enum ClientFrame {
+    Binary(bytes::Bytes),
+    Text,
+    Close,
+    Control,
+}
+
+/// One end of a signal session: the client's WebSocket on this node, or a session another node
+/// relays (`cluster::relay`).
+pub(crate) trait SignalSocket: Send {
+    /// The next client frame; None once the client is gone.
+    fn next_frame(&mut self) -> impl std::future::Future<Output = Option<ClientFrame>> + Send;
+    fn send_frame(&mut self, b: Vec<u8>) -> impl std::future::Future<Output = bool> + Send;
+    fn close_with(
+        &mut self,
+        code: u16,
+        reason: &str,
+    ) -> impl std::future::Future<Output = ()> + Send;
+    /// After a close: read what the client still sends until it answers (see `flood`).
+    fn drain(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl SignalSocket for WebSocket {
+    async fn next_frame(&mut self) -> Option<ClientFrame> {
+        Some(match WebSocket::recv(self).await?.ok()? {
+            Message::Binary(b) => ClientFrame::Binary(b),
+            Message::Text(_) => ClientFrame::Text,
+            Message::Close(_) => ClientFrame::Close,
+            Message::Ping(_) | Message::Pong(_) => ClientFrame::Control,
         })
-}
-
-async fn send(ws: &mut WebSocket, msg: Resp) -> bool {
-    ws.send(Message::Binary(protocol::encode_response(msg).into()))
-        .await
-        .is_ok()
-}
-
-async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
-    let _ = ws
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.to_string().into(),
-        })))
+    }
+    async fn send_frame(&mut self, b: Vec<u8>) -> bool {
+        WebSocket::send(self, Message::Binary(b.into()))
+            .await
+            .is_ok()
+    }
+    async fn close_with(&mut self, code: u16, reason: &str) {
+        let _ = WebSocket::send(
+            self,
+            Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.to_string().into(),
+            })),
+        )
         .await;
+    }
+    async fn drain(&mut self) {
+        crate::flood::drain_until_closed(self).await;
+    }
 }
 
-async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect: Connect) {
+impl SignalSocket for crate::cluster::relay::OwnerSide {
+    async fn next_frame(&mut self) -> Option<ClientFrame> {
+        match self.recv().await? {
+            crate::cluster::relay::Frame::Binary(b) => Some(ClientFrame::Binary(b.into())),
+            crate::cluster::relay::Frame::Close(..) => Some(ClientFrame::Close),
+        }
+    }
+    async fn send_frame(&mut self, b: Vec<u8>) -> bool {
+        self.send(&b).await
+    }
+    async fn close_with(&mut self, code: u16, reason: &str) {
+        self.close(code, reason).await;
+    }
+    async fn drain(&mut self) {}
+}
+
+async fn send(ws: &mut impl SignalSocket, msg: Resp) -> bool {
+    ws.send_frame(protocol::encode_response(msg)).await
+}
+
+async fn close(ws: &mut impl SignalSocket, code: u16, reason: &str) {
+    ws.close_with(code, reason).await;
+}
+
+async fn session(ws: WebSocket, state: AppState, claims: Claims, connect: Connect) {
+    session_run(ws, state, claims, connect).await
+}
+
+async fn session_run(
+    mut ws: impl SignalSocket,
+    state: AppState,
+    claims: Claims,
+    mut connect: Connect,
+) {
     let room = claims.video().room.unwrap_or_default();
     let identity = claims.sub.clone();
     // We do not support session resumption: ask for a full reconnect.
@@ -335,8 +489,8 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
 
     loop {
         tokio::select! {
-            msg = ws.recv() => {
-                let Some(Ok(msg)) = msg else { break };
+            msg = ws.next_frame() => {
+                let Some(msg) = msg else { break };
                 last_seen = Instant::now();
                 if !flood.admit(last_seen) {
                     Metrics::inc(&state.metrics.signal_errors);
@@ -345,10 +499,10 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
                     break;
                 }
                 let bytes = match msg {
-                    Message::Binary(b) => b,
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                    Message::Text(_) => {
+                    ClientFrame::Binary(b) => b,
+                    ClientFrame::Close => break,
+                    ClientFrame::Control => continue,
+                    ClientFrame::Text => {
                         Metrics::inc(&state.metrics.signal_errors);
                         close_reason = Some((1003, "binary protobuf frames expected"));
                         break;
@@ -411,7 +565,7 @@ async fn session(mut ws: WebSocket, state: AppState, claims: Claims, mut connect
         close(&mut ws, code, reason).await;
         if code == crate::flood::CLOSE_CODE {
             // Unread flood data would reset the connection before the client sees the reason.
-            crate::flood::drain_until_closed(&mut ws).await;
+            ws.drain().await;
         }
     }
     info!(room = %room, participant = %identity, "signal session ended");

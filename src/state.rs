@@ -50,6 +50,8 @@ pub struct AppState {
     pub dev_keys: bool,
     /// LiveKit Agents workers, dispatches and jobs.
     pub agents: crate::agents::Agents,
+    /// This node's membership of a multi-node cluster (inert in single-node mode).
+    pub cluster: crate::cluster::Cluster,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::TokenVerifier {

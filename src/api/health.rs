@@ -43,20 +43,8 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.started.elapsed().as_secs(),
         "node": state.config.server.node_name,
-        // Single node: the cluster is this server (seed 002's `nodes` + `connected`, with details).
-        "cluster": {
-            "nodes": [state.config.server.node_name],
-            "connected": true,
-            "members": [{
-                "node": state.config.server.node_name,
-                "address": state.config.public_http_url(),
-                "status": if healthy { "healthy" } else { "unhealthy" },
-                "rooms": m.rooms.load(Relaxed),
-                "participants": m.participants.load(Relaxed),
-                "self": true,
-            }],
-        },
-        "dependencies": { state.store.backend.name(): db },
+        "cluster": cluster_view(&state, healthy).await,
+        "dependencies": dependencies(&state, db),
         "stats": {
             "websocket_connections": m.websocket_connections.load(Relaxed),
             "online_users": state.product.online_count(state.clock.unix_ms()),
@@ -72,6 +60,62 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// Seed 002's `cluster` (`nodes` + `connected`) with each member's details. Single node: this server;
+/// multi-node: every node registered in Redis, as its last heartbeat described it.
+async fn cluster_view(state: &AppState, healthy: bool) -> serde_json::Value {
+    let m = &state.metrics;
+    let me = &state.config.server.node_name;
+    let local = json!({
+        "node": me,
+        "address": state.config.public_http_url(),
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "rooms": m.rooms.load(Relaxed),
+        "participants": m.participants.load(Relaxed),
+        "self": true,
+    });
+    if !state.cluster.enabled() {
+        return json!({ "mode": "single", "nodes": [me], "connected": true, "members": [local] });
+    }
+    let nodes = tokio::time::timeout(Duration::from_secs(2), state.cluster.nodes()).await;
+    let Ok(Ok(nodes)) = nodes else {
+        // Redis is away: this node still serves its rooms; the cluster view is unknown.
+        return json!({ "mode": "redis", "nodes": [me], "connected": false, "members": [local] });
+    };
+    let members: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "node": n.node,
+                "address": n.http_url,
+                "status": if n.draining { "draining" } else { "healthy" },
+                "rooms": n.rooms,
+                "participants": n.participants,
+                "cpu_load": n.cpu_load,
+                "media": { "ip": n.rtc_ip, "udp_ports": n.udp_ports },
+                "self": &n.node == me,
+            })
+        })
+        .collect();
+    json!({
+        "mode": "redis",
+        "nodes": nodes.iter().map(|n| n.node.clone()).collect::<Vec<_>>(),
+        "connected": state.cluster.connected(),
+        "members": members,
+    })
+}
+
+fn dependencies(state: &AppState, db: &str) -> serde_json::Value {
+    let mut d = json!({ state.store.backend.name(): db });
+    if state.cluster.enabled() {
+        d["redis"] = json!(if state.cluster.connected() {
+            "healthy"
+        } else {
+            "unhealthy"
+        });
+    }
+    d
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
