@@ -54,6 +54,7 @@ local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('PEXPIRE', KEYS[2], ttl * 2)
 local lost = {}
 for i = 5, #ARGV do
   local rk = ARGV[4] .. ARGV[i]
@@ -96,6 +97,7 @@ end
 if best == nil then return false end
 redis.call('SET', KEYS[1], best, 'PX', tonumber(ARGV[1]))
 redis.call('SADD', ARGV[3] .. best, ARGV[4])
+redis.call('PEXPIRE', ARGV[3] .. best, tonumber(ARGV[1]))
 return best
 "#;
 
