@@ -261,22 +261,25 @@ fn count_session(state: &AppState, connect: &Connect) {
 /// Run a session another node relays here (its client's WebSocket is on that node): authorized
 /// again with this node's keys, then exactly as a local one.
 pub(crate) async fn relayed(state: AppState, started: crate::cluster::relay::Started) {
-    let crate::cluster::relay::Started { start, mut session } = started;
+    let crate::cluster::relay::Started {
+        start,
+        session: mut relayed,
+    } = started;
     let mut headers = HeaderMap::new();
     if let Ok(v) = axum::http::HeaderValue::from_str(&format!("Bearer {}", start.token)) {
         headers.insert(axum::http::header::AUTHORIZATION, v);
     }
     let claims = match authorize(&state, &start.params, &headers) {
         Ok(c) => c,
-        Err((_, msg)) => return session.close_with(1008, msg).await,
+        Err((_, msg)) => return relayed.close_with(1008, msg).await,
     };
     let connect = match connect_for(&state, start.params, start.v1) {
         Ok(c) => c,
-        Err(e) => return session.close_with(1007, &e).await,
+        Err(e) => return relayed.close_with(1007, &e).await,
     };
-    info!(participant = %claims.sub, edge = session.edge(), "relayed signal session");
+    info!(participant = %claims.sub, edge = relayed.edge(), "relayed signal session");
     count_session(&state, &connect);
-    session_run(session, state, claims, connect).await;
+    session(relayed, state, claims, connect).await;
 }
 
 /// Run the sessions other nodes relay here, each in its own task.
@@ -360,20 +363,7 @@ async fn send(ws: &mut impl SignalSocket, msg: Resp) -> bool {
     ws.send_frame(protocol::encode_response(msg)).await
 }
 
-async fn close(ws: &mut impl SignalSocket, code: u16, reason: &str) {
-    ws.close_with(code, reason).await;
-}
-
-async fn session(ws: WebSocket, state: AppState, claims: Claims, connect: Connect) {
-    session_run(ws, state, claims, connect).await
-}
-
-async fn session_run(
-    mut ws: impl SignalSocket,
-    state: AppState,
-    claims: Claims,
-    mut connect: Connect,
-) {
+async fn session(mut ws: impl SignalSocket, state: AppState, claims: Claims, mut connect: Connect) {
     let room = claims.video().room.unwrap_or_default();
     let identity = claims.sub.clone();
     // We do not support session resumption: ask for a full reconnect.
@@ -386,7 +376,7 @@ async fn session_run(
             ),
         )
         .await;
-        close(&mut ws, 1000, "resume not supported").await;
+        ws.close_with(1000, "resume not supported").await;
         return;
     }
     let grant = claims.video();
@@ -436,7 +426,7 @@ async fn session_run(
         Ok(x) => x,
         Err(e @ (JoinError::ShuttingDown | JoinError::Timeout)) => {
             warn!(room = %room, participant = %identity, error = %e, "join failed");
-            close(&mut ws, 1011, &e.to_string()).await;
+            ws.close_with(1011, &e.to_string()).await;
             return;
         }
         Err(e) => {
@@ -449,7 +439,7 @@ async fn session_run(
                 ),
             )
             .await;
-            close(&mut ws, 1008, &e.to_string()).await;
+            ws.close_with(1008, &e.to_string()).await;
             return;
         }
     };
@@ -562,7 +552,7 @@ async fn session_run(
     }
     let _ = worker.tx.send(Cmd::Leave(pid)).await;
     if let Some((code, reason)) = close_reason {
-        close(&mut ws, code, reason).await;
+        ws.close_with(code, reason).await;
         if code == crate::flood::CLOSE_CODE {
             // Unread flood data would reset the connection before the client sees the reason.
             ws.drain().await;

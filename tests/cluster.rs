@@ -150,17 +150,6 @@ async fn audio_flows(tx: &Client, rx: &mut Client, from: u8) {
     );
 }
 
-async fn health(s: &TestServer) -> serde_json::Value {
-    s.client
-        .get(s.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_two_nodes_share_a_room_on_one() {
     let Some(mut c) = Cluster::start().await else {
@@ -168,7 +157,7 @@ async fn clients_on_two_nodes_share_a_room_on_one() {
     };
     // Both nodes are listed by both.
     for s in [&c.a, &c.b] {
-        let h = health(s).await;
+        let h = s.get_json("/health").await;
         let mut nodes: Vec<String> = serde_json::from_value(h["cluster"]["nodes"].clone()).unwrap();
         nodes.sort();
         assert_eq!(nodes, ["node-a", "node-b"], "{h}");
@@ -302,7 +291,7 @@ async fn rooms_spread_across_nodes_by_load() {
     );
     // The cluster view agrees (after a heartbeat).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let h = health(&c.b).await;
+    let h = c.b.get_json("/health").await;
     let rooms: u64 = h["cluster"]["members"]
         .as_array()
         .unwrap()

@@ -12,6 +12,7 @@
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// What a node publishes about itself on every heartbeat.
@@ -47,7 +48,9 @@ pub enum RegistryError {
 /// Heartbeat: write the record, renew the leases of the rooms open here, forget rooms handed to this
 /// node that it never opened (their lease expired), drop expired nodes from the listing. Returns the
 /// rooms open here that Redis says another node owns (this node was cut off for longer than the TTL).
-const HEARTBEAT: &str = r#"
+static HEARTBEAT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
@@ -71,12 +74,16 @@ for _, r in ipairs(redis.call('SMEMBERS', KEYS[3])) do
 end
 redis.call('PEXPIRE', KEYS[3], ttl)
 return lost
-"#;
+"#,
+    )
+});
 
 /// Claim: the room's owner if it has a live one; else the least-loaded live node that is not
 /// draining (rooms it owns or was handed + its participants; ties go to the asking node, then by
 /// name) becomes the owner, atomically.
-const CLAIM: &str = r#"
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local cur = redis.call('GET', KEYS[1])
 if cur and redis.call('EXISTS', ARGV[2] .. cur) == 1 then return cur end
 local t = redis.call('TIME')
@@ -99,21 +106,31 @@ redis.call('SET', KEYS[1], best, 'PX', tonumber(ARGV[1]))
 redis.call('SADD', ARGV[3] .. best, ARGV[4])
 redis.call('PEXPIRE', ARGV[3] .. best, tonumber(ARGV[1]))
 return best
-"#;
+"#,
+    )
+});
 
 /// Release: the room closed on its owner.
-const RELEASE: &str = r#"
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('SREM', KEYS[2], ARGV[2])
 return 1
-"#;
+"#,
+    )
+});
 
 /// Deregister: a node shutting down removes itself at once (rooms it still owns keep their lease).
-const DEREGISTER: &str = r#"
+static DEREGISTER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
-"#;
+"#,
+    )
+});
 
 /// Redis access of one node.
 #[derive(Clone)]
@@ -177,8 +194,7 @@ impl Registry {
     ) -> Result<Vec<String>, RegistryError> {
         let json = serde_json::to_string(record).unwrap_or_default();
         let mut con = self.con.clone();
-        let script = redis::Script::new(HEARTBEAT);
-        let mut inv = script.key(self.key("node", &self.node));
+        let mut inv = HEARTBEAT.key(self.key("node", &self.node));
         inv.key(self.nodes_key())
             .key(self.key("noderooms", &self.node))
             .arg(&self.node)
@@ -194,8 +210,7 @@ impl Registry {
     /// The node that owns `room`, claiming it for the least-loaded live node if it has none.
     pub async fn claim(&self, room: &str) -> Result<String, RegistryError> {
         let mut con = self.con.clone();
-        let script = redis::Script::new(CLAIM);
-        let mut inv = script.key(self.key("room", room));
+        let mut inv = CLAIM.key(self.key("room", room));
         inv.key(self.nodes_key())
             .arg(self.ttl_ms)
             .arg(format!("{}:node:", self.prefix))
@@ -217,8 +232,7 @@ impl Registry {
     /// This node closed `room`.
     pub async fn release(&self, room: &str) -> Result<(), RegistryError> {
         let mut con = self.con.clone();
-        let script = redis::Script::new(RELEASE);
-        let mut inv = script.key(self.key("room", room));
+        let mut inv = RELEASE.key(self.key("room", room));
         inv.key(self.key("noderooms", &self.node))
             .arg(&self.node)
             .arg(room);
@@ -229,8 +243,7 @@ impl Registry {
     /// This node leaves the cluster (clean shutdown).
     pub async fn deregister(&self) -> Result<(), RegistryError> {
         let mut con = self.con.clone();
-        let script = redis::Script::new(DEREGISTER);
-        let mut inv = script.key(self.key("node", &self.node));
+        let mut inv = DEREGISTER.key(self.key("node", &self.node));
         inv.key(self.nodes_key()).arg(&self.node);
         let _: i64 = self.run(inv.invoke_async(&mut con)).await?;
         Ok(())

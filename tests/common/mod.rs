@@ -247,6 +247,13 @@ impl TestServer {
         format!("{}{}", self.http, path)
     }
 
+    /// GET `path` as JSON.
+    #[allow(dead_code)]
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         self.client
