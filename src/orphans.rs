@@ -7,6 +7,9 @@
 //! still in the room, the server's last heartbeat (`<data_dir>/heartbeat`, unix ms, rewritten every
 //! `HEARTBEAT_INTERVAL` while it runs). Calls ringing with nobody joined are left to the ring sweep
 //! (they may still be answered until `RING_TIMEOUT_MS`, then end `missed`).
+//!
+//! Multi-node mode: a room another live node owns (its Redis lease) is live, not orphaned; the
+//! start-up repair of one node never finishes the calls of another.
 
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -77,6 +80,18 @@ pub async fn finish(state: &AppState, heartbeat: Option<i64>) -> (usize, usize) 
     (calls, huddles)
 }
 
+/// Multi-node mode: the room is open on another live node (so not orphaned). When Redis cannot
+/// tell, it is assumed live: finishing a call that is still going would be the worse mistake.
+async fn live_elsewhere(state: &AppState, room: &str) -> bool {
+    if !state.cluster.enabled() {
+        return false;
+    }
+    state.cluster.room_live(room).await.unwrap_or_else(|e| {
+        warn!(room, error = %e, "cannot tell from redis whether the room is live elsewhere; leaving it open");
+        true
+    })
+}
+
 /// The best known end: the latest known time, the heartbeat too when someone was still in.
 fn best_end(
     known: impl Iterator<Item = i64>,
@@ -95,7 +110,7 @@ async fn finish_calls(state: &AppState, heartbeat: Option<i64>) -> StoreResult<u
     let now = state.clock.unix_ms();
     let mut n = 0;
     for call in store.open_calls().await? {
-        if live.contains(&call.id) {
+        if live.contains(&call.id) || live_elsewhere(state, &call.id).await {
             continue;
         }
         let members = store.call_members(&call.id).await?;
@@ -135,7 +150,7 @@ async fn finish_huddles(state: &AppState, heartbeat: Option<i64>) -> StoreResult
     let now = state.clock.unix_ms();
     let mut n = 0;
     for id in store.active_huddle_ids().await? {
-        if live.contains(&id) {
+        if live.contains(&id) || live_elsewhere(state, &id).await {
             continue;
         }
         let members = store.huddle_members(&id).await?;

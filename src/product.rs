@@ -7,11 +7,13 @@
 
 pub mod call_view;
 pub mod events;
+pub mod shared;
 
 pub use events::{
     spawn_event_consumer, CallHooks, ConsumerDeps, CALL_PREFIX, HUDDLE_PREFIX, RING_SWEEP_INTERVAL,
     RING_TIMEOUT_MS,
 };
+pub use shared::{PresenceShare, SharedPresence};
 
 use crate::store::{DeviceRecord, NotificationRecord, Store, StoreResult};
 use futures_util::future::BoxFuture;
@@ -144,6 +146,8 @@ struct Inner {
     /// conversation -> user -> expiry (unix ms).
     typing: Mutex<HashMap<String, HashMap<String, i64>>>,
     sender: RwLock<Arc<dyn NotificationSender>>,
+    /// The other nodes (multi-node mode only).
+    share: RwLock<Option<Arc<dyn PresenceShare>>>,
 }
 
 /// Product live state, cloneable (the server holds one).
@@ -179,6 +183,7 @@ impl Product {
                 next_conn: std::sync::atomic::AtomicU64::new(1),
                 typing: Mutex::new(HashMap::new()),
                 sender: RwLock::new(sender),
+                share: RwLock::new(None),
             }),
         }
     }
@@ -226,6 +231,8 @@ impl Product {
                 tx,
             },
         );
+        drop(users);
+        self.changed(user);
         ConnHandle {
             id,
             user: user.to_string(),
@@ -260,6 +267,8 @@ impl Product {
         if offline {
             users.remove(user);
         }
+        drop(users);
+        self.changed(user);
         offline
     }
 
@@ -277,6 +286,8 @@ impl Product {
             live.manual_status = manual_status;
         }
         live.sfu_rooms.insert(room.to_string(), workspace);
+        drop(users);
+        self.changed(user);
     }
 
     /// The user left SFU room `room`. Returns true when the user is now offline.
@@ -291,6 +302,8 @@ impl Product {
         if offline {
             users.remove(user);
         }
+        drop(users);
+        self.changed(user);
         was_online && offline
     }
 
@@ -302,6 +315,7 @@ impl Product {
         if let Some(r) = lock(&self.inner.rest).get_mut(user) {
             r.manual_status = status;
         }
+        self.changed(user);
     }
 
     /// `user` declared presence over REST: present (online, or away per `manual_status`) until
@@ -314,6 +328,47 @@ impl Product {
                 manual_status,
             },
         );
+        self.changed(user);
+    }
+
+    /// Until when `user`'s REST-declared presence lasts, if they declared one.
+    fn rest_until(&self, user: &str) -> Option<i64> {
+        lock(&self.inner.rest).get(user).map(|r| r.until_ms)
+    }
+
+    /// The workspaces of `user`'s connections and rooms here, and whether they have any.
+    fn workspaces_of(&self, user: &str) -> (Vec<String>, bool) {
+        let users = lock(&self.inner.users);
+        let Some(live) = users.get(user).filter(|l| l.online()) else {
+            return (Vec::new(), false);
+        };
+        let mut ws: Vec<String> = live
+            .conns
+            .values()
+            .flat_map(|c| c.workspaces.iter().cloned())
+            .chain(live.sfu_rooms.values().flatten().cloned())
+            .collect();
+        ws.sort();
+        ws.dedup();
+        (ws, true)
+    }
+
+    /// Users present here at `now_ms` (connected, in a room, or REST-present).
+    fn present_users(&self, now_ms: i64) -> Vec<String> {
+        let mut out: Vec<String> = lock(&self.inner.users)
+            .iter()
+            .filter(|(_, l)| l.online())
+            .map(|(u, _)| u.clone())
+            .collect();
+        out.extend(
+            lock(&self.inner.rest)
+                .iter()
+                .filter(|(_, r)| r.until_ms > now_ms)
+                .map(|(u, _)| u.clone()),
+        );
+        out.sort();
+        out.dedup();
+        out
     }
 
     fn rest_status(&self, user: &str, now_ms: i64) -> Option<&'static str> {
@@ -379,9 +434,18 @@ impl Product {
         self.online_users(None, 0, now_ms).1
     }
 
-    /// Push a JSON message to every live connection of `user`. Returns how many got it.
+    /// Push a JSON message to every live connection of `user`, on this node and (multi-node mode)
+    /// the others. Returns how many connections here got it.
     pub fn push(&self, user: &str, msg: &Value) -> usize {
         let text = msg.to_string();
+        if let Some(s) = self.share() {
+            s.push(user, &text);
+        }
+        self.push_local(user, text)
+    }
+
+    /// Deliver an encoded push to `user`'s connections on this node only.
+    pub fn push_local(&self, user: &str, text: String) -> usize {
         let users = lock(&self.inner.users);
         let Some(live) = users.get(user) else {
             return 0;
@@ -396,6 +460,9 @@ impl Product {
 
     /// Set (or clear) `user`'s typing state in `conversation`; it expires after `TYPING_TTL_MS`.
     pub fn set_typing(&self, conversation: &str, user: &str, typing: bool, now_ms: i64) {
+        if let Some(s) = self.share() {
+            s.typing(conversation, user, typing.then_some(now_ms + TYPING_TTL_MS));
+        }
         let mut t = lock(&self.inner.typing);
         if typing {
             t.entry(conversation.to_string())

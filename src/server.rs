@@ -260,6 +260,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         dir: config.storage.data_dir.join("recordings"),
         clock: clock.clone(),
     });
+    let product = crate::product::Product::default();
     // Multi-node mode: register in Redis once this node's media and TURN ports are known.
     let (cluster, relayed) = if config.redis.url.is_empty() {
         (crate::cluster::Cluster::single(), None)
@@ -271,14 +272,14 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
             udp_ports: workers.iter().map(|w| w.udp_addr.port()).collect(),
             turn_udp_port: config.turn.udp_port,
         };
-        let (c, rx) = crate::cluster::Cluster::start(
-            &config.redis,
-            info,
-            sfu.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        )
-        .await?;
+        let deps = crate::cluster::Deps {
+            sfu: sfu.clone(),
+            metrics: metrics.clone(),
+            product: product.clone(),
+            clock: clock.clone(),
+        };
+        let (c, rx) =
+            crate::cluster::Cluster::start(&config.redis, info, deps, shutdown.clone()).await?;
         (c, Some(rx))
     };
     let state = AppState {
@@ -300,7 +301,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         workers,
         turn_secrets: Arc::new(turn_secrets),
         turn: Arc::new(std::sync::Mutex::new(turn_server)),
-        product: crate::product::Product::default(),
+        product,
         recorders,
         webhooks,
     };

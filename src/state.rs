@@ -73,6 +73,21 @@ impl AppState {
         }
     }
 
+    /// The live participants of `room`, cluster-wide: from this node's SFU when the room is open
+    /// here, else (multi-node mode) as the node that has it open last published them.
+    pub async fn participants(&self, room: &str) -> Vec<crate::sfu::ParticipantSnapshot> {
+        if self.sfu.room_worker(room).is_some() || !self.cluster.enabled() {
+            return self.sfu.participants(room);
+        }
+        match self.cluster.room_participants(room).await {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(room, error = %e, "cannot read the room's participants from redis");
+                Vec::new()
+            }
+        }
+    }
+
     /// The SFU event consumer's dependencies (`product::spawn_event_consumer`).
     pub fn consumer_deps(&self) -> crate::product::ConsumerDeps {
         crate::product::ConsumerDeps {

@@ -302,3 +302,135 @@ async fn rooms_spread_across_nodes_by_load() {
     drop(held);
     c.stop().await;
 }
+
+/// Poll `f` every 50 ms for at most 5 s until it returns Some.
+async fn within_5s<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 20: what the APIs show is the same from both nodes — a call's live participants (members
+/// joined through different nodes), presence and typing set through one node, read through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_views_are_cluster_wide() {
+    use reqwest::Method;
+    use serde_json::json;
+    let Some(c) = Cluster::start().await else {
+        return;
+    };
+    let (code, created) = api_call(
+        &c.a.http,
+        Method::POST,
+        "/api/calls",
+        "alice",
+        Some(json!({"call_type": "audio"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let call = created["call_id"].as_str().unwrap().to_string();
+    let (code, v) = api_call(
+        &c.a.http,
+        Method::POST,
+        &format!("/api/calls/{call}/invite"),
+        "alice",
+        Some(json!({"user_id": "bob"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (_, bob_join) = api_call(
+        &c.b.http,
+        Method::POST,
+        &format!("/api/calls/{call}/join"),
+        "bob",
+        None,
+    )
+    .await;
+    let alice = Client::connect(&c.a.ws, created["token"].as_str().unwrap(), true).await;
+    let bob = Client::connect(&c.b.ws, bob_join["token"].as_str().unwrap(), true).await;
+    let path = format!("/api/calls/{call}/participants");
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = v["participants"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| p["user_id"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    for (node, s) in [("A", &c.a), ("B", &c.b)] {
+        within_5s(
+            &format!("both participants listed by node {node}"),
+            || async {
+                let (code, v) = api_call(&s.http, Method::GET, &path, "alice", None).await;
+                (code == 200 && ids(&v) == ["alice", "bob"]).then_some(())
+            },
+        )
+        .await;
+        let (_, v) = api_call(
+            &s.http,
+            Method::GET,
+            &format!("/api/calls/{call}"),
+            "bob",
+            None,
+        )
+        .await;
+        assert_eq!(v["call"]["participant_count"], 2, "node {node}: {v}");
+    }
+
+    // Presence: carol declares herself away through A (REST presence); B reads it.
+    let (code, v) = api_call(
+        &c.a.http,
+        Method::PUT,
+        "/api/presence",
+        "carol",
+        Some(json!({"status": "away", "custom_message": "lunch"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    within_5s("carol away as node B sees her", || async {
+        let (_, v) = api_call(&c.b.http, Method::GET, "/api/presence/carol", "dave", None).await;
+        (v["presence"]["status"] == "away" && v["presence"]["custom_message"] == "lunch")
+            .then_some(())
+    })
+    .await;
+    // Bob is in the call's room on A (his signal relayed through B): online for both nodes.
+    for s in [&c.a, &c.b] {
+        within_5s("bob online in the list", || async {
+            let (_, v) = api_call(&s.http, Method::GET, "/api/presence/online", "dave", None).await;
+            let users = v["users"].as_array().cloned().unwrap_or_default();
+            let has = |u: &str| users.iter().any(|x| x["user_id"] == u);
+            (has("bob") && has("alice") && has("carol")).then_some(())
+        })
+        .await;
+    }
+    // Typing through B, read through A.
+    let typing = "/api/presence/typing/conv-c1";
+    let (code, _) = api_call(
+        &c.b.http,
+        Method::POST,
+        typing,
+        "erin",
+        Some(json!({"typing": true})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    within_5s("erin typing as node A sees it", || async {
+        let (_, v) = api_call(&c.a.http, Method::GET, typing, "alice", None).await;
+        (v["typing_users"] == json!(["erin"])).then_some(())
+    })
+    .await;
+    drop((alice, bob));
+    c.stop().await;
+}

@@ -151,7 +151,7 @@ async fn get_one(
 ) -> ApiResult<Json<Value>> {
     let call = load_for(&state, &call_id, user.id()).await?;
     let members = state.store.call_members(&call.id).await?;
-    let live = state.sfu.participants(&call.id).len();
+    let live = state.participants(&call.id).await.len();
     let mut v = call_json(&call, &members);
     v["participant_count"] = json!(live);
     Ok(Json(json!({ "success": true, "call": v })))
@@ -259,8 +259,8 @@ async fn participants(
 ) -> ApiResult<Json<Value>> {
     let call = load_for(&state, &call_id, user.id()).await?;
     let ps: Vec<Value> = state
-        .sfu
         .participants(&call.id)
+        .await
         .iter()
         .map(|p| {
             json!({

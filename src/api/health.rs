@@ -47,7 +47,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "dependencies": dependencies(&state, db),
         "stats": {
             "websocket_connections": m.websocket_connections.load(Relaxed),
-            "online_users": state.product.online_count(state.clock.unix_ms()),
+            "online_users": state.product.online_count_all(state.clock.unix_ms()).await,
             "active_calls": active_calls.max(0),
             "active_huddles": active_huddles.max(0),
             "rooms": m.rooms.load(Relaxed),

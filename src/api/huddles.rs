@@ -27,8 +27,12 @@ pub fn routes() -> Router<AppState> {
 /// Most user ids one invite request may carry.
 pub const MAX_INVITES_PER_REQUEST: usize = 100;
 
-fn huddle_json(state: &AppState, h: &HuddleRecord, members: &[HuddleMember]) -> Value {
-    let live = state.sfu.participants(&h.id);
+fn huddle_json(
+    state: &AppState,
+    h: &HuddleRecord,
+    members: &[HuddleMember],
+    live: &[crate::sfu::ParticipantSnapshot],
+) -> Value {
     let participants: Vec<Value> = members
         .iter()
         .filter(|m| m.in_huddle)
@@ -90,7 +94,8 @@ async fn load_for(state: &AppState, id: &str, user: &str) -> ApiResult<HuddleRec
 
 async fn view(state: &AppState, h: &HuddleRecord) -> ApiResult<Value> {
     let members = state.store.huddle_members(&h.id).await?;
-    Ok(huddle_json(state, h, &members))
+    let live = state.participants(&h.id).await;
+    Ok(huddle_json(state, h, &members, &live))
 }
 
 #[derive(Deserialize)]

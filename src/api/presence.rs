@@ -52,7 +52,7 @@ pub const MAX_EMOJI: usize = 32;
 async fn presence_json(state: &AppState, user: &str) -> ApiResult<Value> {
     let rec = state.store.get_presence(user).await?.unwrap_or_default();
     let now = state.clock.unix_ms();
-    let live = state.product.presence(user, now);
+    let live = state.product.presence_all(user, now).await;
     let last_seen = if live.status == "offline" {
         rec.last_seen
     } else {
@@ -96,11 +96,14 @@ async fn online(
     ApiQuery(q): ApiQuery<OnlineQuery>,
 ) -> ApiResult<Json<Value>> {
     super::util::check_opt_id("workspace_id", q.workspace_id.as_deref())?;
-    let (users, total) = state.product.online_users(
-        q.workspace_id.as_deref(),
-        limit(q.limit, 50, 500) as usize,
-        state.clock.unix_ms(),
-    );
+    let (users, total) = state
+        .product
+        .online_users_all(
+            q.workspace_id.as_deref(),
+            limit(q.limit, 50, 500) as usize,
+            state.clock.unix_ms(),
+        )
+        .await;
     Ok(Json(json!({
         "success": true,
         "users": users.iter().map(|(u, s)| json!({"user_id": u, "status": s})).collect::<Vec<_>>(),
@@ -233,7 +236,10 @@ async fn typing_get(
     ApiPath(conv): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     check_conversation_access(&state, &conv, user.id()).await?;
-    let users = state.product.typing_users(&conv, state.clock.unix_ms());
+    let users = state
+        .product
+        .typing_users_all(&conv, state.clock.unix_ms())
+        .await;
     Ok(Json(json!({
         "success": true,
         "conversation_id": conv,
@@ -369,7 +375,7 @@ async fn run(
         "type": "hello",
         "user_id": user,
         "device_id": device,
-        "status": state.product.presence(&user, state.clock.unix_ms()).status,
+        "status": state.product.presence_all(&user, state.clock.unix_ms()).await.status,
         "heartbeat_interval": HEARTBEAT_INTERVAL_SECS,
     });
     let mut ok = socket

@@ -13,11 +13,14 @@ pub mod config;
 pub mod edge;
 pub mod registry;
 pub mod relay;
+pub mod shared;
 
 pub use registry::{NodeRecord, RegistryError};
 
+use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::sfu::{SfuEvent, SfuHandle};
+use crate::product::Product;
+use crate::sfu::{ParticipantSnapshot, SfuEvent, SfuHandle};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -65,6 +68,14 @@ struct Inner {
     left: AtomicBool,
 }
 
+/// The parts of the server the cluster works with.
+pub struct Deps {
+    pub sfu: SfuHandle,
+    pub metrics: Arc<Metrics>,
+    pub product: Product,
+    pub clock: SharedClock,
+}
+
 /// What the server tells the cluster about this node when it starts.
 pub struct NodeInfo {
     pub node: String,
@@ -89,10 +100,15 @@ impl Cluster {
     pub async fn start(
         cfg: &config::RedisConfig,
         info: NodeInfo,
-        sfu: SfuHandle,
-        metrics: Arc<Metrics>,
+        deps: Deps,
         shutdown: CancellationToken,
     ) -> Result<(Cluster, mpsc::Receiver<relay::Started>), ClusterError> {
+        let Deps {
+            sfu,
+            metrics,
+            product,
+            clock,
+        } = deps;
         let client = redis::Client::open(cfg.url.as_str()).map_err(ClusterError::Url)?;
         let timeout = Duration::from_millis(cfg.command_timeout_ms.max(1));
         let mgr_cfg = redis::aio::ConnectionManagerConfig::new()
@@ -125,10 +141,20 @@ impl Cluster {
         tokio::spawn(subscribe_loop(
             client,
             inner.relay.clone(),
+            product.clone(),
             shutdown.clone(),
             Some(subscribed_tx),
         ));
         let _ = tokio::time::timeout(timeout, subscribed_rx).await;
+        let period = Duration::from_millis(cfg.heartbeat_ms.max(50));
+        shared::Writer {
+            reg: registry.clone(),
+            product,
+            sfu: sfu.clone(),
+            clock,
+            period,
+        }
+        .start(shutdown.clone());
         let beat = Heartbeat {
             info,
             sfu,
@@ -137,7 +163,6 @@ impl Cluster {
         };
         beat.once().await.map_err(ClusterError::Register)?;
         tracing::info!(node = registry.node(), prefix = %cfg.prefix, "joined the cluster");
-        let period = Duration::from_millis(cfg.heartbeat_ms.max(50));
         tokio::spawn(beat.run(period, shutdown));
         Ok((cluster, starts_rx))
     }
@@ -193,6 +218,30 @@ impl Cluster {
         }
     }
 
+    /// The participants of `room` as the node that has it open last published them (None: single-node
+    /// mode, or the room is open nowhere).
+    pub async fn room_participants(
+        &self,
+        room: &str,
+    ) -> Result<Option<Vec<ParticipantSnapshot>>, RegistryError> {
+        match self.registry() {
+            Some(r) => shared::room_participants(r, room).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `room` is owned by a live node (false in single-node mode; an error when Redis cannot
+    /// tell).
+    pub async fn room_live(&self, room: &str) -> Result<bool, RegistryError> {
+        let Some(r) = self.registry() else {
+            return Ok(false);
+        };
+        match r.owner(room).await? {
+            Some(owner) => r.alive(&owner).await,
+            None => Ok(false),
+        }
+    }
+
     /// Every live node (empty in single-node mode).
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
         match self.registry() {
@@ -213,7 +262,13 @@ impl Cluster {
     pub async fn leave(&self) {
         if let Some(i) = &self.inner {
             i.left.store(true, Relaxed);
-            if let Err(e) = i.relay.registry().deregister().await {
+            let reg = i.relay.registry();
+            let mut con = reg.con();
+            let presence = reg.key("presence", reg.node());
+            let _ = reg
+                .run(redis::cmd("DEL").arg(presence).query_async::<()>(&mut con))
+                .await;
+            if let Err(e) = reg.deregister().await {
                 tracing::warn!(error = %e, "could not deregister from the cluster; the record expires");
             }
         }
@@ -315,19 +370,34 @@ fn cpu_load() -> f64 {
         .map_or(0.0, |l| l / cores)
 }
 
-/// Keep this node subscribed to its relay channel, reconnecting while Redis is away.
+/// A push another node relayed: deliver it to the user's connections here.
+fn deliver_push(product: &Product, node: &str, bytes: &[u8]) {
+    match serde_json::from_slice::<shared::PushEnvelope>(bytes) {
+        Ok(p) if p.from != node => {
+            product.push_local(&p.user, p.text);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "undecodable relayed push"),
+    }
+}
+
+/// Keep this node subscribed to its relay channel and the push channel, reconnecting while Redis is away.
 async fn subscribe_loop(
     client: redis::Client,
     relay: Arc<relay::Relay>,
+    product: Product,
     shutdown: CancellationToken,
     mut subscribed: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
     let channel = relay.registry().channel(relay.registry().node());
+    let pushes = relay.registry().key("push", "all");
+    let node = relay.registry().node().to_string();
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
             let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(&channel).await?;
+            ps.subscribe(&pushes).await?;
             Ok::<_, redis::RedisError>(ps)
         };
         let ps = tokio::select! {
@@ -346,6 +416,9 @@ async fn subscribe_loop(
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         m = stream.next() => match m {
+                            Some(m) if m.get_channel_name() == pushes => {
+                                deliver_push(&product, &node, m.get_payload_bytes());
+                            }
                             Some(m) => relay.deliver(m.get_payload_bytes()),
                             None => break,
                         }

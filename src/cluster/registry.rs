@@ -8,7 +8,9 @@
 //! - `P:nodes`: sorted set of node names scored by the expiry of their record (listing without SCAN);
 //! - `P:room:<room>`: the node owning the room, a lease of `node_ttl_ms` its owner renews;
 //! - `P:noderooms:<name>`: the rooms a node owns or was handed (claimed for it, not opened yet);
-//! - `P:sig:<name>`: the node's signal relay channel (pub/sub, `super::relay`).
+//! - `P:sig:<name>`: the node's signal relay channel (pub/sub, `super::relay`);
+//! - `P:presence:<name>`, `P:typing:<conversation>`, `P:parts:<room>`, `P:push`: the shared views of
+//!   `super::shared`.
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -163,7 +165,7 @@ impl Registry {
         &self.node
     }
 
-    fn key(&self, kind: &str, name: &str) -> String {
+    pub(super) fn key(&self, kind: &str, name: &str) -> String {
         format!("{}:{kind}:{name}", self.prefix)
     }
 
@@ -176,7 +178,28 @@ impl Registry {
         self.key("sig", node)
     }
 
-    async fn run<T: redis::FromRedisValue>(
+    pub(super) fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    pub(super) fn ttl_ms(&self) -> u64 {
+        self.ttl_ms
+    }
+
+    /// Names of the nodes listed (live, or expired since the last heartbeat's clean-up).
+    pub(super) async fn node_names(&self) -> Result<Vec<String>, RegistryError> {
+        let mut con = self.con.clone();
+        self.run(
+            redis::cmd("ZRANGE")
+                .arg(self.nodes_key())
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut con),
+        )
+        .await
+    }
+
+    pub(super) async fn run<T: redis::FromRedisValue>(
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RegistryError> {
@@ -262,15 +285,7 @@ impl Registry {
     /// Every live node's record, by name.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
         let mut con = self.con.clone();
-        let names: Vec<String> = self
-            .run(
-                redis::cmd("ZRANGE")
-                    .arg(self.nodes_key())
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut con),
-            )
-            .await?;
+        let names = self.node_names().await?;
         if names.is_empty() {
             return Ok(Vec::new());
         }

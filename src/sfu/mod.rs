@@ -14,7 +14,7 @@ pub mod tcp;
 pub mod worker;
 
 use parlor_signaling::protocol::proto;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// Events the broadcast channel holds for a receiver that has not read them yet; one that falls
@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
 
 /// Live state of one participant, as the product APIs see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ParticipantSnapshot {
     pub identity: String,
     pub sid: String,
