@@ -22,6 +22,8 @@ pub async fn pump(
     let mut flood = crate::flood::FloodLimit::new(max_messages_per_sec, Instant::now());
     let mut check = tokio::time::interval(OWNER_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Consecutive checks that found the owner unregistered.
+    let mut missing = 0u32;
     let mut close: Option<(u16, String)> = None;
     loop {
         tokio::select! {
@@ -58,8 +60,15 @@ pub async fn pump(
                 None => { close = Some((1011, "cluster relay lost".into())); break }
             },
             _ = check.tick() => {
-                // Only a definite "not registered" ends the session: Redis being away does not.
-                if let Ok(false) = side.registry().alive(&owner).await {
+                // Only a definite "not registered", twice in a row, ends the session: Redis being
+                // away does not, nor a Redis that just restarted empty (the owner's next heartbeat,
+                // well within a check period, registers it again).
+                match side.registry().alive(&owner).await {
+                    Ok(false) => missing += 1,
+                    Ok(true) => missing = 0,
+                    Err(_) => {}
+                }
+                if missing >= 2 {
                     tracing::warn!(node = %owner, "room's node is gone; ending relayed session");
                     close = Some((1011, "room node unavailable".into()));
                     break;
