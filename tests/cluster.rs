@@ -78,11 +78,7 @@ impl Cluster {
 
     /// The node Redis names as the owner of `room`.
     async fn owner(&mut self, room: &str) -> Option<String> {
-        redis::cmd("GET")
-            .arg(format!("{}:room:{room}", self.prefix))
-            .query_async(&mut self.redis)
-            .await
-            .unwrap()
+        owner_of(&mut self.redis, &self.prefix, room).await
     }
 
     async fn stop(self) {
@@ -90,6 +86,19 @@ impl Cluster {
         self.b.stop().await;
         self.db.drop_db().await;
     }
+}
+
+/// The node Redis names as the owner of `room` under key prefix `prefix`.
+async fn owner_of(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    room: &str,
+) -> Option<String> {
+    redis::cmd("GET")
+        .arg(format!("{prefix}:room:{room}"))
+        .query_async(redis)
+        .await
+        .unwrap()
 }
 
 fn payload(from: u8, i: u16) -> Vec<u8> {
@@ -480,20 +489,8 @@ async fn spawn_node(name: &str, db: &TestDb, redis_url: &str, prefix: &str) -> P
         ws: format!("ws://127.0.0.1:{port}"),
         _dir: dir,
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/health", p.http)).await {
-            if r.status() == 200 {
-                return p;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node {name} never became healthy (log: {})",
-            std::fs::read_to_string(p._dir.path().join("parlor.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(&p.http).await;
+    p
 }
 
 fn join_token(identity: &str, room: &str) -> String {
@@ -508,13 +505,7 @@ fn join_token(identity: &str, room: &str) -> String {
 }
 
 async fn publishing(ws: &str, identity: &str, room: &str) -> Client {
-    let mut c = Client::connect(ws, &join_token(identity, room), true).await;
-    c.publish_audio().await;
-    c.wait_for(|s| {
-        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
-    })
-    .await;
-    c
+    Client::publishing(ws, &join_token(identity, room)).await
 }
 
 /// Issue 20: kill -9 of the node owning a room, two `parlor serve` processes. Within the configured
@@ -532,25 +523,16 @@ async fn a_killed_node_fails_over_to_the_survivor() {
     let url = redis_url();
     let mut a = spawn_node("node-a", &db, &url, &prefix).await;
     let b = spawn_node("node-b", &db, &url, &prefix).await;
-    let owner = |room: &str| format!("{prefix}:room:{room}");
     // Room "doomed" on A (joined through A first; ties go to the node asked), bob relayed via B.
     let mut alice = publishing(&a.ws, "alice", "doomed").await;
-    let got: Option<String> = redis::cmd("GET")
-        .arg(owner("doomed"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let got = owner_of(&mut redis, &prefix, "doomed").await;
     assert_eq!(got.as_deref(), Some("node-a"));
     let mut bob = publishing(&b.ws, "bob", "doomed").await;
     audio_flows(&alice, &mut bob, 1).await;
     // Room "steady" on B (the least-loaded node now), streaming across the kill.
     let carl = publishing(&b.ws, "carl", "steady").await;
     let mut dan = publishing(&b.ws, "dan", "steady").await;
-    let got: Option<String> = redis::cmd("GET")
-        .arg(owner("steady"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let got = owner_of(&mut redis, &prefix, "steady").await;
     assert_eq!(got.as_deref(), Some("node-b"));
     audio_flows(&carl, &mut dan, 3).await;
     // 250 packets (5 s) sent while A dies and "doomed" fails over.
@@ -565,11 +547,7 @@ async fn a_killed_node_fails_over_to_the_survivor() {
     drop((alice, bob));
     // The lease of "doomed" lapses within node_ttl_ms (plus a heartbeat of slack).
     loop {
-        let got: Option<String> = redis::cmd("GET")
-            .arg(owner("doomed"))
-            .query_async(&mut redis)
-            .await
-            .unwrap();
+        let got = owner_of(&mut redis, &prefix, "doomed").await;
         if got.is_none() {
             break;
         }
@@ -584,11 +562,7 @@ async fn a_killed_node_fails_over_to_the_survivor() {
     // Rejoin through the survivor: the room is claimed for B and audio flows both ways again.
     alice = publishing(&b.ws, "alice", "doomed").await;
     bob = publishing(&b.ws, "bob", "doomed").await;
-    let got: Option<String> = redis::cmd("GET")
-        .arg(owner("doomed"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let got = owner_of(&mut redis, &prefix, "doomed").await;
     assert_eq!(got.as_deref(), Some("node-b"));
     audio_flows(&alice, &mut bob, 1).await;
     audio_flows(&bob, &mut alice, 2).await;

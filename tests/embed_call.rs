@@ -192,23 +192,6 @@ fn spawn_server(data: &std::path::Path, http_port: u16, udp_port: u16) -> std::p
         .unwrap()
 }
 
-async fn wait_healthy(http: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = reqwest::get(format!("{http}/health"))
-            .await
-            .is_ok_and(|r| r.status().as_u16() == 200);
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server at {http} never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_by_sigkill_is_completed_and_charged_once_after_restarts() {
     let data = tempfile::tempdir().unwrap();

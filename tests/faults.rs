@@ -57,22 +57,6 @@ fn spawn_server(dir: &Path, log_name: &str) -> Proc {
     }
 }
 
-async fn wait_healthy(http: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{http}/health")).await {
-            if r.status() == 200 {
-                return r.json().await.unwrap();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server at {http} never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn api(p: &Proc, m: reqwest::Method, path: &str, user: &str, body: Option<Value>) -> Value {
     let (code, v) = api_call(&p.http, m, path, user, body).await;
     assert!(code < 300, "{path}: {code} {v}");
@@ -98,16 +82,6 @@ async fn eventually<T, Fut: std::future::Future<Output = Option<T>>>(
     }
 }
 
-async fn connected(url: &str, token: &str) -> Client {
-    let mut c = Client::connect(url, token, true).await;
-    c.publish_audio().await;
-    c.wait_for(|s| {
-        matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
-    })
-    .await;
-    c
-}
-
 /// Issue 14 item 9: SIGKILL mid-call; restarted on the same data dir, the call is completed with
 /// ended_at and a duration, its member has left, the huddle has ended, and `/health` counts neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +99,7 @@ async fn a_call_and_a_huddle_cut_by_sigkill_are_finished_at_restart() {
     )
     .await;
     let call = created["call_id"].as_str().unwrap().to_string();
-    let a = connected(
+    let a = Client::publishing(
         created["url"].as_str().unwrap(),
         created["token"].as_str().unwrap(),
     )
@@ -157,7 +131,7 @@ async fn a_call_and_a_huddle_cut_by_sigkill_are_finished_at_restart() {
         None,
     )
     .await;
-    let c = connected(hj["url"].as_str().unwrap(), hj["token"].as_str().unwrap()).await;
+    let c = Client::publishing(hj["url"].as_str().unwrap(), hj["token"].as_str().unwrap()).await;
     let health = eventually("health to count the call and the huddle", || async {
         let v = wait_healthy(&p.http).await;
         (v["stats"]["active_calls"] == 1 && v["stats"]["active_huddles"] == 1).then_some(v)
@@ -276,7 +250,7 @@ async fn a_stun_flood_is_counted_and_logged_rate_limited() {
     )
     .await;
     let bj = api(&p, M::POST, &format!("/api/calls/{call}/join"), "bob", None).await;
-    let _a = connected(
+    let _a = Client::publishing(
         created["url"].as_str().unwrap(),
         created["token"].as_str().unwrap(),
     )

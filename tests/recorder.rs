@@ -426,22 +426,6 @@ async fn send_tone(client: &Client, frames: usize) {
     }
 }
 
-async fn wait_healthy(http: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{http}/health")).await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server at {http} never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// kill -9 mid-recording: the partial file decodes; after a restart the recording is completed with
 /// the duration that reached the disk and its file is a finalized, cleanly decodable WebM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -397,6 +397,17 @@ impl Client {
     }
 
     /// Like `connect`, but both PCs use ICE-TCP only (an active TCP candidate on 127.0.0.1).
+    /// Connect, publish audio and wait until the publisher transport is connected.
+    pub async fn publishing(ws_base: &str, token: &str) -> Client {
+        let mut c = Self::connect(ws_base, token, true).await;
+        c.publish_audio().await;
+        c.wait_for(|s| {
+            matches!(s, Seen::PublisherState(RTCPeerConnectionState::Connected)).then_some(())
+        })
+        .await;
+        c
+    }
+
     pub async fn connect_tcp(ws_base: &str, token: &str, publish_audio: bool) -> Client {
         Self::connect_on(ws_base, token, publish_audio, true).await
     }

@@ -270,3 +270,22 @@ impl TestServer {
         self.handle.shutdown().await;
     }
 }
+
+/// Poll `{http}/health` until it answers 200 (at most 30 s) and return its body.
+pub async fn wait_healthy(http: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{http}/health")).await {
+            if r.status() == 200 {
+                if let Ok(v) = r.json().await {
+                    return v;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server at {http} never became healthy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
