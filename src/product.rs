@@ -336,11 +336,11 @@ impl Product {
         lock(&self.inner.rest).get(user).map(|r| r.until_ms)
     }
 
-    /// The workspaces of `user`'s connections and rooms here, and whether they have any.
-    fn workspaces_of(&self, user: &str) -> (Vec<String>, bool) {
+    /// The workspaces of `user`'s connections and rooms here.
+    fn workspaces_of(&self, user: &str) -> Vec<String> {
         let users = lock(&self.inner.users);
-        let Some(live) = users.get(user).filter(|l| l.online()) else {
-            return (Vec::new(), false);
+        let Some(live) = users.get(user) else {
+            return Vec::new();
         };
         let mut ws: Vec<String> = live
             .conns
@@ -350,25 +350,7 @@ impl Product {
             .collect();
         ws.sort();
         ws.dedup();
-        (ws, true)
-    }
-
-    /// Users present here at `now_ms` (connected, in a room, or REST-present).
-    fn present_users(&self, now_ms: i64) -> Vec<String> {
-        let mut out: Vec<String> = lock(&self.inner.users)
-            .iter()
-            .filter(|(_, l)| l.online())
-            .map(|(u, _)| u.clone())
-            .collect();
-        out.extend(
-            lock(&self.inner.rest)
-                .iter()
-                .filter(|(_, r)| r.until_ms > now_ms)
-                .map(|(u, _)| u.clone()),
-        );
-        out.sort();
-        out.dedup();
-        out
+        ws
     }
 
     fn rest_status(&self, user: &str, now_ms: i64) -> Option<&'static str> {

@@ -87,7 +87,8 @@ impl Product {
         if live.status == "offline" {
             return None;
         }
-        let (workspaces, live_here) = self.workspaces_of(user);
+        // Connected or in a room here; otherwise only REST-present (which expires).
+        let live_here = !live.devices.is_empty() || live.rooms > 0;
         Some(SharedPresence {
             status: live.status.to_string(),
             devices: live
@@ -96,7 +97,7 @@ impl Product {
                 .map(|d| (d.id.clone(), d.connected_at_ms))
                 .collect(),
             rooms: live.rooms,
-            workspaces,
+            workspaces: self.workspaces_of(user),
             until_ms: if live_here {
                 None
             } else {
@@ -107,9 +108,10 @@ impl Product {
 
     /// Every user present here, as [`Product::shared_snapshot`] gives them (a full resync).
     pub fn shared_snapshots(&self, now_ms: i64) -> Vec<(String, SharedPresence)> {
-        self.present_users(now_ms)
+        let (present, _) = self.online_users(None, usize::MAX, now_ms);
+        present
             .into_iter()
-            .filter_map(|u| self.shared_snapshot(&u, now_ms).map(|s| (u, s)))
+            .filter_map(|(u, _)| self.shared_snapshot(&u, now_ms).map(|s| (u, s)))
             .collect()
     }
 
