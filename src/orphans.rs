@@ -9,10 +9,16 @@
 //! (they may still be answered until `RING_TIMEOUT_MS`, then end `missed`).
 //!
 //! Multi-node mode: a room another live node owns (its Redis lease) is live, not orphaned; the
-//! start-up repair of one node never finishes the calls of another.
+//! start-up repair of one node never finishes the calls of another. The rooms of a node that died
+//! are found by [`spawn_cluster_sweep`], which every node runs: a call or huddle whose room no live
+//! node has owned for `[redis] orphan_grace_ms` (nobody rejoined it on a live node) is finished the
+//! same way, its end estimated from the time its node stopped heartbeating. Finishing is a
+//! conditional update, so when several nodes sweep at once one of them ends the call and sends its
+//! one `call.completed` webhook.
 
 use crate::state::AppState;
 use crate::store::StoreResult;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -69,20 +75,68 @@ pub fn spawn_heartbeat(state: &AppState) {
 /// Finish the calls and huddles whose rooms are not live; `heartbeat` is the previous run's last.
 /// Returns (calls, huddles) finished.
 pub async fn finish(state: &AppState, heartbeat: Option<i64>) -> (usize, usize) {
-    let calls = finish_calls(state, heartbeat).await.unwrap_or_else(|e| {
-        warn!(error = %e, "finishing calls left open by a crash");
+    finish_due(state, &mut |_| Some(heartbeat)).await
+}
+
+/// Asked of every open call or huddle whose room is live nowhere: None leaves it open for now,
+/// Some(heartbeat) finishes it with that as its node's last heartbeat.
+type Due<'a> = dyn FnMut(&str) -> Option<Option<i64>> + Send + 'a;
+
+async fn finish_due(state: &AppState, due: &mut Due<'_>) -> (usize, usize) {
+    let calls = finish_calls(state, due).await.unwrap_or_else(|e| {
+        warn!(error = %e, "finishing calls whose rooms died");
         0
     });
-    let huddles = finish_huddles(state, heartbeat).await.unwrap_or_else(|e| {
-        warn!(error = %e, "finishing huddles left open by a crash");
+    let huddles = finish_huddles(state, due).await.unwrap_or_else(|e| {
+        warn!(error = %e, "finishing huddles whose rooms died");
         0
     });
     (calls, huddles)
 }
 
+/// Multi-node mode: every `heartbeat_ms × 2`, finish the calls and huddles no live node has owned
+/// for `orphan_grace_ms` (the rooms of a node that died). Their end is estimated as the time they
+/// were first seen unowned less `node_ttl_ms` (when the dead node last renewed its leases).
+pub fn spawn_cluster_sweep(state: &AppState) {
+    if !state.cluster.enabled() {
+        return;
+    }
+    let cfg = state.config.redis.clone();
+    let state = state.clone();
+    tokio::spawn(async move {
+        let grace = i64::try_from(cfg.orphan_grace_ms).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(cfg.node_ttl_ms).unwrap_or(0);
+        let mut tick = tokio::time::interval(Duration::from_millis(cfg.heartbeat_ms.max(50) * 2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Room → when this node first saw it unowned (forgotten once it is owned or finished).
+        let mut unowned: HashMap<String, i64> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = state.clock.unix_ms();
+            let mut seen = HashSet::new();
+            let (calls, huddles) = finish_due(&state, &mut |room| {
+                seen.insert(room.to_owned());
+                let first = *unowned.entry(room.to_owned()).or_insert(now);
+                (now - first >= grace).then_some(Some(first - ttl))
+            })
+            .await;
+            unowned.retain(|room, _| seen.contains(room));
+            if calls + huddles > 0 {
+                info!(
+                    calls,
+                    huddles, "finished calls and huddles of a node that died"
+                );
+            }
+        }
+    });
+}
+
 /// Multi-node mode: the room is open on another live node (so not orphaned). When Redis cannot
 /// tell, it is assumed live: finishing a call that is still going would be the worse mistake.
-async fn live_elsewhere(state: &AppState, room: &str) -> bool {
+pub(crate) async fn live_elsewhere(state: &AppState, room: &str) -> bool {
     if !state.cluster.enabled() {
         return false;
     }
@@ -104,7 +158,7 @@ fn best_end(
     latest.into_iter().chain(hb).max().unwrap_or(now).min(now)
 }
 
-async fn finish_calls(state: &AppState, heartbeat: Option<i64>) -> StoreResult<usize> {
+async fn finish_calls(state: &AppState, due: &mut Due<'_>) -> StoreResult<usize> {
     let store = &state.store;
     let live = state.sfu.rooms();
     let now = state.clock.unix_ms();
@@ -117,6 +171,9 @@ async fn finish_calls(state: &AppState, heartbeat: Option<i64>) -> StoreResult<u
         let first_join = members.iter().filter_map(|m| m.joined_at).min();
         let Some(started) = call.started_at.or(first_join) else {
             continue; // ringing, nobody joined: the ring sweep's
+        };
+        let Some(heartbeat) = due(&call.id) else {
+            continue;
         };
         let still_in = members
             .iter()
@@ -144,7 +201,7 @@ async fn finish_calls(state: &AppState, heartbeat: Option<i64>) -> StoreResult<u
     Ok(n)
 }
 
-async fn finish_huddles(state: &AppState, heartbeat: Option<i64>) -> StoreResult<usize> {
+async fn finish_huddles(state: &AppState, due: &mut Due<'_>) -> StoreResult<usize> {
     let store = &state.store;
     let live = state.sfu.rooms();
     let now = state.clock.unix_ms();
@@ -153,6 +210,9 @@ async fn finish_huddles(state: &AppState, heartbeat: Option<i64>) -> StoreResult
         if live.contains(&id) || live_elsewhere(state, &id).await {
             continue;
         }
+        let Some(heartbeat) = due(&id) else {
+            continue;
+        };
         let members = store.huddle_members(&id).await?;
         let known = members
             .iter()

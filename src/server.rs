@@ -350,6 +350,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         );
     }
     crate::orphans::spawn_heartbeat(&state);
+    crate::orphans::spawn_cluster_sweep(&state);
     crate::api::rooms::spawn_unused_room_sweep(&state);
     crate::agents::spawn_event_consumer(&state);
     crate::product::spawn_event_consumer(state.consumer_deps());

@@ -119,4 +119,10 @@ impl crate::product::CallHooks for AppState {
     ) -> BoxFuture<'a, serde_json::Value> {
         Box::pin(crate::embed::finalize::completed_payload(self, call))
     }
+    fn live_elsewhere<'a>(&'a self, room: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            !self.sfu.rooms().iter().any(|r| r == room)
+                && crate::orphans::live_elsewhere(self, room).await
+        })
+    }
 }

@@ -1,46 +1,22 @@
-//! Multi-node mode: two Parlor nodes sharing one Redis (127.0.0.1:6379, or `PARLOR_TEST_REDIS_URL`)
-//! and one PostgreSQL database, with real WebRTC clients connected to different nodes. Each test
+//! Multi-node mode: two in-process Parlor nodes sharing one Redis (127.0.0.1:6379, or
+//! `PARLOR_TEST_REDIS_URL`) and one PostgreSQL database, with real WebRTC clients connected to
+//! different nodes (the process-level tests are in cluster_procs.rs). Each test
 //! uses its own key prefix, so tests (and runs) sharing the Redis do not see each other's nodes.
 //! Redis and PostgreSQL are required under CI; elsewhere a missing one skips with a printed note.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 #[path = "common/lk.rs"]
 mod lk;
 
+use cluster::*;
 use common::*;
 use lk::{Client, Seen};
 use parlor_signaling::VideoGrant;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
-
-fn redis_url() -> String {
-    std::env::var("PARLOR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A connection to the test Redis, or None (printed) when it is unreachable outside CI.
-async fn redis() -> Option<redis::aio::MultiplexedConnection> {
-    let url = redis_url();
-    let r = async {
-        redis::Client::open(url.as_str())?
-            .get_multiplexed_async_connection()
-            .await
-    };
-    match tokio::time::timeout(Duration::from_secs(3), r).await {
-        Ok(Ok(c)) => Some(c),
-        other => {
-            let why = match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timeout".into(),
-            };
-            if std::env::var_os("CI").is_some() {
-                panic!("Redis at {url} is required under CI: {why}");
-            }
-            eprintln!("SKIP cluster: Redis at {url} unreachable: {why}");
-            None
-        }
-    }
-}
 
 struct Cluster {
     a: TestServer,
@@ -86,77 +62,6 @@ impl Cluster {
         self.b.stop().await;
         self.db.drop_db().await;
     }
-}
-
-/// The node Redis names as the owner of `room` under key prefix `prefix`.
-async fn owner_of(
-    redis: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-    room: &str,
-) -> Option<String> {
-    redis::cmd("GET")
-        .arg(format!("{prefix}:room:{room}"))
-        .query_async(redis)
-        .await
-        .unwrap()
-}
-
-fn payload(from: u8, i: u16) -> Vec<u8> {
-    let mut v = vec![0xF8, from, (i >> 8) as u8, i as u8];
-    v.extend((0..40u8).map(|k| k.wrapping_mul(7).wrapping_add(i as u8) ^ from));
-    v
-}
-
-/// `tx` sends until `rx` receives its first packet (subscription negotiated, through the relay when
-/// `rx` is on the other node), then 100 numbered packets that must arrive unaltered.
-async fn audio_flows(tx: &Client, rx: &mut Client, from: u8) {
-    let warm = async {
-        loop {
-            match rx.seen.recv().await {
-                Some(Seen::Rtp { payload: p, .. }) if p.len() >= 2 && p[1] == from => return,
-                Some(_) => {}
-                None => panic!("client {from}'s peer went away"),
-            }
-        }
-    };
-    let send = async {
-        for i in 0u16.. {
-            tx.send_rtp(payload(from, 60_000 + (i % 5_000))).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::select! {
-        _ = warm => {}
-        _ = send => {}
-        _ = tokio::time::sleep(Duration::from_secs(15)) => panic!("no audio from {from} in 15 s"),
-    }
-    let n = 100u16;
-    for i in 0..n {
-        tx.send_rtp(payload(from, i)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut got: BTreeMap<u16, ()> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline && got.len() < n as usize {
-        match tokio::time::timeout_at(deadline, rx.seen.recv()).await {
-            Ok(Some(Seen::Rtp { payload: p, .. })) => {
-                if p.len() >= 4 && p[0] == 0xF8 && p[1] == from {
-                    let i = u16::from_be_bytes([p[2], p[3]]);
-                    assert_eq!(p, payload(from, i), "payload {i} from {from} altered");
-                    if i < n {
-                        got.insert(i, ());
-                    }
-                }
-            }
-            Ok(Some(_)) => {}
-            _ => break,
-        }
-    }
-    assert!(
-        got.len() >= 98,
-        "only {} of {n} packets from {from} arrived",
-        got.len()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,21 +217,6 @@ async fn rooms_spread_across_nodes_by_load() {
     c.stop().await;
 }
 
-/// Poll `f` every 50 ms for at most 5 s until it returns Some.
-async fn within_5s<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Issue 20: what the APIs show is the same from both nodes — a call's live participants (members
 /// joined through different nodes), presence and typing set through one node, read through the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,252 +332,4 @@ async fn api_views_are_cluster_wide() {
     .await;
     drop((alice, bob));
     c.stop().await;
-}
-
-/// A `parlor serve` process of the test cluster (killed when dropped); its log in its data dir.
-struct Proc {
-    child: std::process::Child,
-    http: String,
-    ws: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start node `name` as its own process on `db` and `redis_url` (key prefix `prefix`), and wait until
-/// it is healthy.
-async fn spawn_node(name: &str, db: &TestDb, redis_url: &str, prefix: &str) -> Proc {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("parlor.log")).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("PARLOR_KEYS", format!("{KEY}:{SECRET}"))
-        .env("PARLOR_DATABASE_URL", &db.url)
-        .env("PARLOR_SERVER_NODE_NAME", name)
-        .env("PARLOR_REDIS_URL", redis_url)
-        .env("PARLOR_REDIS_PREFIX", prefix)
-        .env("PARLOR_REDIS_HEARTBEAT_MS", "200")
-        .env("PARLOR_REDIS_NODE_TTL_MS", "1500")
-        .env("PARLOR_RTC_UDP_PORT", "0")
-        .env("PARLOR_RTC_TCP_PORT", "0")
-        .env("PARLOR_RTC_WORKERS", "1")
-        .env("PARLOR_TURN_ENABLED", "false")
-        .current_dir(dir.path())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc {
-        child,
-        http: format!("http://127.0.0.1:{port}"),
-        ws: format!("ws://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    wait_healthy(&p.http).await;
-    p
-}
-
-fn join_token(identity: &str, room: &str) -> String {
-    parlor_signaling::AccessToken::for_join(
-        KEY,
-        SECRET,
-        identity,
-        VideoGrant::join(room),
-        now_unix(),
-        3600,
-    )
-}
-
-async fn publishing(ws: &str, identity: &str, room: &str) -> Client {
-    Client::publishing(ws, &join_token(identity, room)).await
-}
-
-/// Issue 20: kill -9 of the node owning a room, two `parlor serve` processes. Within the configured
-/// bound (node_ttl_ms 1.5 s) the room's lease is gone, clients rejoining through the surviving node
-/// get audio again there, and a room the survivor owns the whole time loses no packet.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_fails_over_to_the_survivor() {
-    let Some(mut redis) = redis().await else {
-        return;
-    };
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
-    let prefix = format!("parlor-test-{}", parlor::ids::new_id("").to_lowercase());
-    let url = redis_url();
-    let mut a = spawn_node("node-a", &db, &url, &prefix).await;
-    let b = spawn_node("node-b", &db, &url, &prefix).await;
-    // Room "doomed" on A (joined through A first; ties go to the node asked), bob relayed via B.
-    let mut alice = publishing(&a.ws, "alice", "doomed").await;
-    let got = owner_of(&mut redis, &prefix, "doomed").await;
-    assert_eq!(got.as_deref(), Some("node-a"));
-    let mut bob = publishing(&b.ws, "bob", "doomed").await;
-    audio_flows(&alice, &mut bob, 1).await;
-    // Room "steady" on B (the least-loaded node now), streaming across the kill.
-    let carl = publishing(&b.ws, "carl", "steady").await;
-    let mut dan = publishing(&b.ws, "dan", "steady").await;
-    let got = owner_of(&mut redis, &prefix, "steady").await;
-    assert_eq!(got.as_deref(), Some("node-b"));
-    audio_flows(&carl, &mut dan, 3).await;
-    // 250 packets (5 s) sent while A dies and "doomed" fails over.
-    let counting = tokio::spawn(async move {
-        let n = stream_count(&carl, &mut dan, 3, 1000, 250).await;
-        (n, carl, dan)
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let killed = tokio::time::Instant::now();
-    a.child.kill().unwrap(); // SIGKILL
-    let _ = a.child.wait();
-    drop((alice, bob));
-    // The lease of "doomed" lapses within node_ttl_ms (plus a heartbeat of slack).
-    loop {
-        let got = owner_of(&mut redis, &prefix, "doomed").await;
-        if got.is_none() {
-            break;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_millis(2_500),
-            "lease of a dead node still held after {:?}",
-            killed.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let released_after = killed.elapsed();
-    // Rejoin through the survivor: the room is claimed for B and audio flows both ways again.
-    alice = publishing(&b.ws, "alice", "doomed").await;
-    bob = publishing(&b.ws, "bob", "doomed").await;
-    let got = owner_of(&mut redis, &prefix, "doomed").await;
-    assert_eq!(got.as_deref(), Some("node-b"));
-    audio_flows(&alice, &mut bob, 1).await;
-    audio_flows(&bob, &mut alice, 2).await;
-    let (n, _carl, _dan) = counting.await.unwrap();
-    eprintln!("lease released {released_after:?} after kill -9; steady room got {n}/250 packets");
-    assert_eq!(
-        n, 250,
-        "the survivor's own room lost packets across the kill"
-    );
-    drop(b);
-    db.drop_db().await;
-}
-
-/// A private `redis-server` on `port` (killed when dropped), for tests that restart Redis.
-struct OwnRedis(std::process::Child);
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn own_redis(port: u16) -> OwnRedis {
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server (Redis runs on this machine kind) must be installed");
-    let r = OwnRedis(child);
-    let url = format!("redis://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = redis::Client::open(url.as_str()).unwrap();
-        if let Ok(mut con) = c.get_multiplexed_async_connection().await {
-            if redis::cmd("PING")
-                .query_async::<String>(&mut con)
-                .await
-                .is_ok()
-            {
-                return r;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "redis-server on {port} never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `n` packets numbered from `first` sent by `tx` every 20 ms; how many `rx` got unaltered.
-async fn stream_count(tx: &Client, rx: &mut Client, from: u8, first: u16, n: u16) -> usize {
-    let mut seen = std::collections::BTreeSet::new();
-    let recv = async {
-        while let Some(s) = rx.seen.recv().await {
-            if let Seen::Rtp { payload: p, .. } = s {
-                if p.len() >= 4 && p[0] == 0xF8 && p[1] == from {
-                    let i = u16::from_be_bytes([p[2], p[3]]);
-                    if (first..first + n).contains(&i) {
-                        assert_eq!(p, payload(from, i), "payload {i} altered");
-                        seen.insert(i);
-                    }
-                }
-            }
-        }
-    };
-    let send = async {
-        for i in first..first + n {
-            tx.send_rtp(payload(from, i)).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    tokio::select! { _ = recv => {}, _ = send => {} }
-    seen.len()
-}
-
-/// Issue 20: Redis killed and restarted (empty) mid-call, two `parlor serve` processes: media of the
-/// call (bob's signal relayed through B to A) keeps flowing, bob's relayed session survives, and new
-/// joins work again once Redis is back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn media_survives_a_redis_restart() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
-    let port = free_port();
-    let mut r = own_redis(port).await;
-    let url = format!("redis://127.0.0.1:{port}");
-    let a = spawn_node("node-a", &db, &url, "restart").await;
-    let b = spawn_node("node-b", &db, &url, "restart").await;
-    let mut alice = publishing(&a.ws, "alice", "calm").await;
-    let mut bob = publishing(&b.ws, "bob", "calm").await;
-    audio_flows(&alice, &mut bob, 1).await;
-    let restart = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = r.0.kill(); // SIGKILL: no goodbye, every key gone
-        let _ = r.0.wait();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        own_redis(port).await
-    };
-    let (n, again) = tokio::join!(stream_count(&alice, &mut bob, 1, 1000, 250), restart);
-    r = again;
-    eprintln!("{n}/250 packets across the Redis restart");
-    assert_eq!(n, 250, "media must not depend on Redis");
-    // Bob's relayed signal session survived: he still gets alice's audio and she his.
-    audio_flows(&bob, &mut alice, 2).await;
-    // Both nodes register again; a new room joined through both nodes works.
-    for p in [&a, &b] {
-        within_5s("node re-registered after the Redis restart", || async {
-            let h: serde_json::Value = reqwest::get(format!("{}/health", p.http))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (h["cluster"]["connected"] == true && h["cluster"]["nodes"].as_array()?.len() == 2)
-                .then_some(())
-        })
-        .await;
-    }
-    let carol = publishing(&b.ws, "carol", "fresh").await;
-    let mut dave = publishing(&a.ws, "dave", "fresh").await;
-    audio_flows(&carol, &mut dave, 3).await;
-    drop((alice, bob, carol, dave, a, b, r));
-    db.drop_db().await;
 }

@@ -17,6 +17,10 @@ pub struct RedisConfig {
     pub node_ttl_ms: u64,
     /// Timeout of one Redis command; a slower Redis counts as unavailable for that request.
     pub command_timeout_ms: u64,
+    /// A call or huddle whose room no live node owns (its node died and nobody rejoined) is
+    /// finished by a surviving node once it has been unowned this long. Rejoining within it
+    /// continues the call on a live node.
+    pub orphan_grace_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -27,6 +31,7 @@ impl Default for RedisConfig {
             heartbeat_ms: 1000,
             node_ttl_ms: 5000,
             command_timeout_ms: 2000,
+            orphan_grace_ms: 30_000,
         }
     }
 }

@@ -30,6 +30,8 @@ pub trait CallHooks: Send + Sync + 'static {
     /// The `call.completed` webhook body of an ended call; an assistant call is finalized (cost,
     /// charge) here whether or not webhooks are on.
     fn completed_payload<'a>(&'a self, call: &'a CallRecord) -> BoxFuture<'a, Value>;
+    /// Multi-node mode: `room` is live on another node (so its call is not unanswered here).
+    fn live_elsewhere<'a>(&'a self, room: &'a str) -> BoxFuture<'a, bool>;
 }
 
 /// What the event consumer is built from.
@@ -307,7 +309,8 @@ impl EventConsumer {
             .ringing_calls_before(now - RING_TIMEOUT_MS, 100)
             .await?;
         for id in ids {
-            if self.rooms.get(&id).is_none_or(|p| p.is_empty()) {
+            let empty_here = self.rooms.get(&id).is_none_or(|p| p.is_empty());
+            if empty_here && !self.d.hooks.live_elsewhere(&id).await {
                 self.end_call(&id, now).await?;
             }
         }
@@ -363,6 +366,9 @@ mod tests {
                 .unwrap()
                 .push(format!("completed {}", call.id));
             Box::pin(async { Value::Null })
+        }
+        fn live_elsewhere<'a>(&'a self, _room: &'a str) -> BoxFuture<'a, bool> {
+            Box::pin(async { false })
         }
     }
 

@@ -101,6 +101,27 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// Claim pending delivery `id` for one attempt: its next attempt moves to `lease_until`, only
+    /// if nobody changed it since it was read as due at `seen_next`. Several processes sharing the
+    /// queue (multi-node mode) so attempt each delivery once; one that dies mid-attempt leaves it
+    /// due again at `lease_until`.
+    pub async fn claim_delivery(
+        &self,
+        id: &str,
+        seen_next: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $1              WHERE id = $2 AND status = 'pending' AND next_attempt_at = $3",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(seen_next)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
     /// When the next pending delivery that is not held back is due.
     pub async fn next_delivery_at(&self) -> StoreResult<Option<i64>> {
         let row = sqlx::query(&format!(

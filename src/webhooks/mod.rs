@@ -12,6 +12,11 @@
 //!
 //! The queue's order is a sequence number this module assigns under one lock, strictly increasing
 //! across restarts (it continues from the highest stored one).
+//!
+//! Several nodes sharing one database (multi-node mode) share the queue: every node's dispatcher
+//! reads the due deliveries, and each delivery is claimed (a conditional update of its next attempt
+//! time) before it is attempted, so it is POSTed by one node. An event itself is queued once by the
+//! node where it happened (the node of the call's room).
 
 pub mod livekit;
 
@@ -30,6 +35,8 @@ use tracing::{debug, info, warn};
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// Deliveries attempted per pass of the dispatcher.
 const BATCH: i64 = 32;
+/// A claimed delivery is held this long beyond its attempt's timeout.
+const CLAIM_MARGIN_MS: i64 = 5_000;
 
 /// `sha256=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -69,6 +76,9 @@ struct Inner {
     /// The API key LiveKit-format deliveries are signed with (None: no key configured).
     livekit_signer: Option<livekit::Signer>,
     max_attempts: i64,
+    /// How long a claimed delivery is held for its attempt (the attempt's timeout and a margin)
+    /// before another dispatcher may take it again.
+    claim_ms: i64,
     client: reqwest::Client,
     notify: Notify,
     /// The last `seq` given to a delivery (None: not read from the store yet). Held while a batch
@@ -105,6 +115,10 @@ impl Webhooks {
                 livekit_urls: cfg.livekit_urls.clone(),
                 livekit_signer,
                 max_attempts: i64::from(cfg.max_attempts.max(1)),
+                claim_ms: i64::try_from(cfg.timeout_secs.max(1))
+                    .unwrap_or(i64::MAX / 2_000)
+                    .saturating_mul(1000)
+                    .saturating_add(CLAIM_MARGIN_MS),
                 client,
                 notify: Notify::new(),
                 last_seq: Mutex::new(None),
@@ -226,7 +240,18 @@ impl Webhooks {
                 };
                 let busy = !due.is_empty();
                 for d in due {
-                    this.attempt(d).await;
+                    // Another node's dispatcher may have read the same row: one claim wins.
+                    let lease = this.inner.clock.unix_ms() + this.inner.claim_ms;
+                    match this
+                        .inner
+                        .store
+                        .claim_delivery(&d.id, d.next_attempt_at, lease)
+                        .await
+                    {
+                        Ok(true) => this.attempt(d).await,
+                        Ok(false) => {}
+                        Err(e) => warn!(error = %e, "claiming a webhook delivery"),
+                    }
                 }
                 if busy {
                     continue;

@@ -34,14 +34,26 @@ impl Receiver {
     }
 
     /// The first delivery of `event` (within 15 s), its signature checked with `secret`: its JSON.
+    #[allow(dead_code)]
     pub async fn signed_event(&self, event: &str, secret: &str) -> serde_json::Value {
+        self.signed_event_where(event, secret, |_| true).await
+    }
+
+    /// The first delivery of `event` (within 15 s) whose JSON `keep` accepts, its signature
+    /// checked with `secret`: its JSON.
+    pub async fn signed_event_where(
+        &self,
+        event: &str,
+        secret: &str,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         use hmac::{Hmac, Mac};
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let found =
-                self.seen.lock().unwrap().iter().find_map(|(h, b)| {
-                    (h["x-parlor-event"] == event).then(|| (h.clone(), b.clone()))
-                });
+            let found = self.seen.lock().unwrap().iter().find_map(|(h, b)| {
+                let body = serde_json::from_str(b).unwrap_or(serde_json::Value::Null);
+                (h["x-parlor-event"] == event && keep(&body)).then(|| (h.clone(), b.clone()))
+            });
             if let Some((h, b)) = found {
                 let ts = h["x-parlor-timestamp"].to_str().unwrap();
                 let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -62,5 +74,20 @@ impl Receiver {
             assert!(Instant::now() < deadline, "no {event} webhook");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The JSON bodies of every `event` delivered so far that `keep` accepts.
+    #[allow(dead_code)]
+    pub fn events(
+        &self,
+        event: &str,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(h, _)| h["x-parlor-event"] == event)
+            .filter_map(|(_, b)| serde_json::from_str(b).ok())
+            .filter(|v| keep(v))
+            .collect()
     }
 }
