@@ -53,6 +53,43 @@ impl Sample {
     }
 }
 
+/// Add label `name="value"` to every sample of a rendered exposition (multi-node mode: `node`, so
+/// one Prometheus scraping every node, or a federation of them, keeps the nodes apart). Comment
+/// lines are kept as they are.
+pub fn label_every_sample(text: &str, name: &str, value: &str) -> String {
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    let label = format!("{name}=\"{escaped}\"");
+    let mut out = String::with_capacity(text.len() + text.lines().count() * (label.len() + 3));
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else if let Some(brace) = line
+            .find('{')
+            .filter(|b| line.find(' ').is_none_or(|sp| *b < sp))
+        {
+            out.push_str(&line[..=brace]);
+            out.push_str(&label);
+            if !line[brace + 1..].starts_with('}') {
+                out.push(',');
+            }
+            out.push_str(&line[brace + 1..]);
+        } else if let Some(sp) = line.find(' ') {
+            out.push_str(&line[..sp]);
+            out.push('{');
+            out.push_str(&label);
+            out.push('}');
+            out.push_str(&line[sp..]);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Label value for the route of a request that matched no route.
 pub const UNMATCHED_ROUTE: &str = "other";
 
@@ -376,6 +413,19 @@ fn linux_process_metrics(out: &mut Vec<Sample>) {
 
 #[cfg(test)]
 mod tests {
+    use super::label_every_sample;
+
+    #[test]
+    fn every_sample_gets_the_label_comments_do_not() {
+        let text =
+            "# HELP a_total A\n# TYPE a_total counter\na_total 3\nb{reason=\"x y\"} 1\nc{} 2\n";
+        assert_eq!(
+            label_every_sample(text, "node", "n\"1"),
+            "# HELP a_total A\n# TYPE a_total counter\na_total{node=\"n\\\"1\"} 3\n\
+             b{node=\"n\\\"1\",reason=\"x y\"} 1\nc{node=\"n\\\"1\"} 2\n"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -91,6 +91,9 @@ pub struct RecorderDeps {
     /// Where recording files are written (`<data_dir>/recordings`).
     pub dir: PathBuf,
     pub clock: crate::clock::SharedClock,
+    /// Multi-node mode: this node's name, stored with each recording (its files are on this node's
+    /// disk); '' in single-node mode.
+    pub node: String,
 }
 
 /// Running recordings by call id.
@@ -153,6 +156,7 @@ impl Recorders {
             status: "recording".into(),
             file_path: Some(format!("{id}.webm")),
             size_bytes: None,
+            node: self.deps.node.clone(),
         };
         store.insert_recording(&rec).await?;
         if let Err(e) = self.start(&call.id, &id).await {
@@ -593,8 +597,8 @@ pub async fn store_outcome(
 /// marked `completed` with the duration actually on disk; a missing or unreadable file marks it
 /// `failed`. Per-participant files of the recording are repaired too. Run at start-up, before
 /// anything records.
-pub async fn recover_unfinished(store: &crate::store::Store, dir: &Path) -> usize {
-    let recs = match store.unfinished_recordings().await {
+pub async fn recover_unfinished(store: &crate::store::Store, dir: &Path, node: &str) -> usize {
+    let recs = match store.unfinished_recordings(node).await {
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "listing unfinished recordings");
@@ -714,6 +718,7 @@ mod tests {
             max_rooms: 4,
             dir: dir.join("recordings"),
             clock,
+            node: String::new(),
         })
     }
 

@@ -86,8 +86,8 @@ pub async fn finish(store: &Store, dir: &Path, r: &RecordingRecord) -> Result<()
 }
 
 /// Finish every delete a crash interrupted (rows left `deleting`). Run at start-up.
-pub async fn finish_pending(store: &Store, dir: &Path) -> usize {
-    let pending = match store.deleting_recordings().await {
+pub async fn finish_pending(store: &Store, dir: &Path, node: &str) -> usize {
+    let pending = match store.deleting_recordings(node).await {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "listing interrupted recording deletes");

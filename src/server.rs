@@ -259,6 +259,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         max_rooms: config.room.max_rooms,
         dir: config.storage.data_dir.join("recordings"),
         clock: clock.clone(),
+        node: own_recordings_node(&config),
     });
     let product = crate::product::Product::default();
     // Multi-node mode: register in Redis once this node's media and TURN ports are known.
@@ -306,7 +307,9 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         webhooks,
     };
     // Recordings a crash cut short: repair their files and finish their rows before serving.
-    let recovered = crate::recorder::recover_unfinished(&state.store, state.recorders.dir()).await;
+    let node = own_recordings_node(&state.config);
+    let recovered =
+        crate::recorder::recover_unfinished(&state.store, state.recorders.dir(), &node).await;
     if recovered > 0 {
         tracing::info!(recovered, "finished recordings left behind by a crash");
     }
@@ -314,6 +317,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let deleted = crate::recording_delete::finish_pending(
         &state.store,
         &state.config.storage.data_dir.join("recordings"),
+        &node,
     )
     .await;
     if deleted > 0 {
@@ -487,4 +491,14 @@ async fn start_turn(
     parlor_turn::TurnServer::start(tc, Arc::new(turn_clock))
         .await
         .map_err(|e| bad(e.to_string()))
+}
+
+/// The node recordings made here are stored under (`RecordingRecord::node`): this node's name in
+/// multi-node mode, '' in single-node mode (then start-up repair takes every recording).
+fn own_recordings_node(config: &Config) -> String {
+    if config.redis.url.is_empty() {
+        String::new()
+    } else {
+        config.server.node_name.clone()
+    }
 }

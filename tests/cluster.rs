@@ -9,6 +9,8 @@ mod cluster;
 mod common;
 #[path = "common/lk.rs"]
 mod lk;
+#[path = "common/twirp.rs"]
+mod twirp;
 
 use cluster::*;
 use common::*;
@@ -77,6 +79,23 @@ async fn clients_on_two_nodes_share_a_room_on_one() {
         assert_eq!(nodes, ["node-a", "node-b"], "{h}");
         assert_eq!(h["cluster"]["connected"], true, "{h}");
         assert_eq!(h["dependencies"]["redis"], "healthy", "{h}");
+    }
+    // Every metric sample names its node.
+    for (s, node) in [(&c.a, "node-a"), (&c.b, "node-b")] {
+        let text = reqwest::get(s.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.len() > 20, "{text}");
+        let label = format!("node=\"{node}\"");
+        let unlabelled: Vec<&&str> = samples.iter().filter(|l| !l.contains(&label)).collect();
+        assert!(
+            unlabelled.is_empty(),
+            "samples without {label}: {unlabelled:?}"
+        );
     }
     // Alice joins through A: an idle cluster ties, and ties go to the node asked.
     let ta = c.a.token("alice", VideoGrant::join("shared"));
@@ -226,33 +245,7 @@ async fn api_views_are_cluster_wide() {
     let Some(c) = Cluster::start().await else {
         return;
     };
-    let (code, created) = api_call(
-        &c.a.http,
-        Method::POST,
-        "/api/calls",
-        "alice",
-        Some(json!({"call_type": "audio"})),
-    )
-    .await;
-    assert_eq!(code, 201, "{created}");
-    let call = created["call_id"].as_str().unwrap().to_string();
-    let (code, v) = api_call(
-        &c.a.http,
-        Method::POST,
-        &format!("/api/calls/{call}/invite"),
-        "alice",
-        Some(json!({"user_id": "bob"})),
-    )
-    .await;
-    assert_eq!(code, 200, "{v}");
-    let (_, bob_join) = api_call(
-        &c.b.http,
-        Method::POST,
-        &format!("/api/calls/{call}/join"),
-        "bob",
-        None,
-    )
-    .await;
+    let (call, created, bob_join) = call_of_alice_and_bob(&c.a.http, &c.b.http).await;
     let alice = Client::connect(&c.a.ws, created["token"].as_str().unwrap(), true).await;
     let bob = Client::connect(&c.b.ws, bob_join["token"].as_str().unwrap(), true).await;
     let path = format!("/api/calls/{call}/participants");
@@ -330,6 +323,181 @@ async fn api_views_are_cluster_wide() {
         (v["typing_users"] == json!(["erin"])).then_some(())
     })
     .await;
+    drop((alice, bob));
+    c.stop().await;
+}
+
+/// Issue 20: requests about a room are answered by its node, whichever node they reach. A call on A
+/// (alice joined through A, bob through B); through B: the recorder starts on A and stops there, the
+/// recording's file (on A's disk) downloads whole and by range, LiveKit RoomService lists, removes
+/// and deletes on A, ListRooms shows A's room, and the recording's delete removes A's file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_about_a_room_reach_its_node() {
+    use parlor_signaling::protocol::proto;
+    use reqwest::Method;
+    use twirp::{admin_token, twirp_pb};
+    let Some(mut c) = Cluster::start().await else {
+        return;
+    };
+    let (call, created, bob_join) = call_of_alice_and_bob(&c.a.http, &c.b.http).await;
+    let alice = Client::publishing(&c.a.ws, created["token"].as_str().unwrap()).await;
+    let mut bob = Client::publishing(&c.b.ws, bob_join["token"].as_str().unwrap()).await;
+    assert_eq!(c.owner(&call).await.as_deref(), Some("node-a"));
+    wait_call_active(&c.b.http, &call, "bob").await;
+
+    // The recorder, asked through B, runs on A (the room's node).
+    let (code, v) = api_call(
+        &c.b.http,
+        Method::POST,
+        &format!("/api/calls/{call}/recording/start"),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let rec = v["recording_id"].as_str().unwrap().to_string();
+    assert!(c.a.handle.state.recorders.is_recording(&call));
+    assert!(!c.b.handle.state.recorders.is_recording(&call));
+    assert!(
+        c.b.handle.state.sfu.room_worker(&call).is_none(),
+        "the recorder must not open the room on B"
+    );
+    audio_flows(&alice, &mut bob, 1).await;
+    let (code, v) = api_call(
+        &c.b.http,
+        Method::POST,
+        &format!("/api/calls/{call}/recording/stop"),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (200, Some("completed")),
+        "{v}"
+    );
+    within_5s("the recorder gone from A", || async {
+        (!c.a.handle.state.recorders.is_recording(&call)).then_some(())
+    })
+    .await;
+
+    // Its file is on A's disk; the download link fetched through B streams it from A.
+    let on_a = c.a.handle.state.config.storage.data_dir.join("recordings");
+    let file = std::fs::read(on_a.join(format!("{rec}.webm"))).unwrap();
+    assert!(file.len() > 1000, "{} bytes", file.len());
+    assert!(!c
+        .b
+        .handle
+        .state
+        .config
+        .storage
+        .data_dir
+        .join("recordings")
+        .join(format!("{rec}.webm"))
+        .exists());
+    let (code, v) = api_call(
+        &c.b.http,
+        Method::GET,
+        &format!("/api/recordings/{rec}/download"),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let link = v["url"].as_str().unwrap();
+    let path = &link[link.find("/api/").unwrap()..];
+    let r = reqwest::get(format!("{}{path}", c.b.http)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), file.as_slice());
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", c.b.http))
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let want = format!("bytes 100-199/{}", file.len());
+    assert_eq!(r.headers()["content-range"].to_str().unwrap(), want);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &file[100..200]);
+
+    // LiveKit RoomService through B acts on A's room.
+    let admin = admin_token(VideoGrant {
+        room_admin: true,
+        room: Some(call.clone()),
+        room_list: true,
+        room_create: true,
+        ..Default::default()
+    });
+    let names = |ps: &[proto::ParticipantInfo]| {
+        let mut v: Vec<String> = ps.iter().map(|p| p.identity.clone()).collect();
+        v.sort();
+        v
+    };
+    let listed: proto::ListParticipantsResponse = twirp_pb(
+        &c.b,
+        "ListParticipants",
+        &admin,
+        &proto::ListParticipantsRequest { room: call.clone() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&listed.participants), ["alice", "bob"]);
+    let rooms: proto::ListRoomsResponse = twirp_pb(
+        &c.b,
+        "ListRooms",
+        &admin,
+        &proto::ListRoomsRequest::default(),
+    )
+    .await
+    .unwrap();
+    let room = rooms.rooms.iter().find(|r| r.name == call);
+    assert_eq!(room.map(|r| r.num_participants), Some(2), "{rooms:?}");
+    let _: proto::RemoveParticipantResponse = twirp_pb(
+        &c.b,
+        "RemoveParticipant",
+        &admin,
+        &proto::RoomParticipantIdentity {
+            room: call.clone(),
+            identity: "bob".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    within_5s("bob removed from A's room", || async {
+        let ps = c.a.handle.state.sfu.participants(&call);
+        (!ps.iter().any(|p| p.identity == "bob")).then_some(())
+    })
+    .await;
+    let _: proto::DeleteRoomResponse = twirp_pb(
+        &c.b,
+        "DeleteRoom",
+        &admin,
+        &proto::DeleteRoomRequest { room: call.clone() },
+    )
+    .await
+    .unwrap();
+    within_5s("the room closed on A", || async {
+        c.a.handle
+            .state
+            .sfu
+            .room_worker(&call)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // Deleting the recording through B removes A's file.
+    let (code, v) = api_call(
+        &c.b.http,
+        Method::DELETE,
+        &format!("/api/recordings/{rec}"),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert!(!on_a.join(format!("{rec}.webm")).exists());
     drop((alice, bob));
     c.stop().await;
 }

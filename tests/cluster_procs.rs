@@ -154,38 +154,7 @@ async fn a_call_across_two_processes_completes_once() {
     let a = spawn_node("node-a", &db, &url, &prefix, &env).await;
     let b = spawn_node("node-b", &db, &url, &prefix, &env).await;
 
-    let call = |http: String, user: &'static str| async move {
-        let (code, v) = api_call(
-            &http,
-            Method::POST,
-            "/api/calls",
-            user,
-            Some(json!({"call_type": "audio"})),
-        )
-        .await;
-        assert_eq!(code, 201, "{v}");
-        v
-    };
-    let created = call(a.http.clone(), "alice").await;
-    let id = created["call_id"].as_str().unwrap().to_string();
-    let (code, v) = api_call(
-        &a.http,
-        Method::POST,
-        &format!("/api/calls/{id}/invite"),
-        "alice",
-        Some(json!({"user_id": "bob"})),
-    )
-    .await;
-    assert_eq!(code, 200, "{v}");
-    let (code, bob_join) = api_call(
-        &b.http,
-        Method::POST,
-        &format!("/api/calls/{id}/join"),
-        "bob",
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{bob_join}");
+    let (id, created, bob_join) = call_of_alice_and_bob(&a.http, &b.http).await;
     let mut alice = lk::Client::publishing(&a.ws, created["token"].as_str().unwrap()).await;
     assert_eq!(
         owner_of(&mut redis, &prefix, &id).await.as_deref(),
@@ -255,7 +224,7 @@ async fn a_call_across_two_processes_completes_once() {
 
     // A second call (placed by load, so on either node); the node owning its room is killed and
     // nobody rejoins: the survivor finishes it after the grace.
-    let second = call(a.http.clone(), "alice").await;
+    let second = new_call(&a.http, "alice").await;
     let id2 = second["call_id"].as_str().unwrap().to_string();
     let alice2 = lk::Client::publishing(&a.ws, second["token"].as_str().unwrap()).await;
     wait_call_active(&a.http, &id2, "alice").await;

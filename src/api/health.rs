@@ -231,6 +231,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     extra.extend(crate::metrics::process_metrics());
     let mut body = state.metrics.render(&extra);
     state.assistants.metrics().render(&mut body);
+    // Multi-node mode: every sample names this node.
+    if let Some(node) = state.cluster.node() {
+        body = crate::metrics::label_every_sample(&body, "node", node);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod chat;
 pub mod devices;
+pub mod forwarded;
 pub mod front;
 pub mod health;
 pub mod huddles;

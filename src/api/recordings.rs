@@ -5,6 +5,7 @@
 //! `POST /api/calls/{call_id}/recording/start|stop` run the recorder (`crate::recorder`), a hidden
 //! participant of the call's room.
 
+use super::forwarded::Forwardable;
 use super::util::{check_id, check_opt_id, limit};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult};
@@ -42,9 +43,14 @@ async fn start(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(call_id): ApiPath<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    fwd: Forwardable,
+) -> ApiResult<Response> {
     use crate::recorder::RecorderError as E;
     let call = super::calls::load_for(&state, &call_id, user.id()).await?;
+    // The recorder joins the call's room as a hidden participant: on the room's node.
+    if let Some(answer) = fwd.to_room_node(&state, &call.id).await {
+        return Ok(answer);
+    }
     let (id, now) = match state.recorders.start_for_call(&call, user.id()).await {
         Ok(x) => x,
         Err(E::CallNotActive(status)) => {
@@ -78,7 +84,8 @@ async fn start(
             "recording_id": id,
             "started_at": rfc3339_ms(now),
         })),
-    ))
+    )
+        .into_response())
 }
 
 /// `POST /api/calls/{call_id}/recording/stop`: finalize the files; `duration` in whole seconds
@@ -87,8 +94,12 @@ async fn stop(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(call_id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+    fwd: Forwardable,
+) -> ApiResult<Response> {
     let call = super::calls::load_for(&state, &call_id, user.id()).await?;
+    if let Some(answer) = fwd.to_room_node(&state, &call.id).await {
+        return Ok(answer);
+    }
     let Some((id, outcome)) = state.recorders.stop(&call.id).await else {
         return Err(ApiError::not_found(
             "recording_not_found",
@@ -102,7 +113,8 @@ async fn stop(
         "duration": crate::timefmt::whole_secs(outcome.duration_ms),
         "duration_ms": outcome.duration_ms,
         "status": if outcome.error.is_some() { "failed" } else { "completed" },
-    })))
+    }))
+    .into_response())
 }
 
 /// Lifetime of download URLs.
@@ -196,8 +208,13 @@ async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+    fwd: Forwardable,
+) -> ApiResult<Response> {
     let r = load_for(&state, &id, user.id()).await?;
+    // Its files are removed where they are: on the node that recorded it.
+    if let Some(answer) = fwd.to_node(&state, &r.node, "the recording's files").await {
+        return Ok(answer);
+    }
     let creator = state
         .store
         .get_call(&r.call_id)
@@ -226,9 +243,7 @@ async fn delete(
             crate::recording_delete::DeleteError::Store(e) => e.into(),
             e => ApiError::internal(format!("{e}; the delete is finished at the next start")),
         })?;
-    Ok(Json(
-        json!({ "success": true, "recording_id": r.id, "deleted": true }),
-    ))
+    Ok(Json(json!({ "success": true, "recording_id": r.id, "deleted": true })).into_response())
 }
 
 /// The `res` claim of a recording's download token.
@@ -312,6 +327,7 @@ async fn file(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<FileQuery>,
     headers: axum::http::HeaderMap,
+    fwd: Forwardable,
 ) -> ApiResult<Response> {
     check_id("recording_id", &id)?;
     let token = q
@@ -329,6 +345,9 @@ async fn file(
         Ok(_) | Err(StoreError::NotFound) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
+    if let Some(answer) = fwd.to_node(&state, &r.node, "the recording's file").await {
+        return Ok(answer);
+    }
     let rel = r
         .file_path
         .as_deref()

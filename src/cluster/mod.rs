@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod edge;
+pub mod forward;
 pub mod registry;
 pub mod relay;
 pub mod shared;
@@ -28,6 +29,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+/// After a participant joins or leaves, this node's load is published this soon (one heartbeat for
+/// every change within it).
+const LOAD_PUBLISH_DELAY: Duration = Duration::from_millis(25);
 /// Relay starts waiting for the server to pick them up.
 const START_QUEUE: usize = 256;
 
@@ -318,12 +322,31 @@ impl Heartbeat {
         Ok(())
     }
 
+    /// A heartbeat, its failure logged once per outage.
+    async fn beat(&self, failing: &mut bool) {
+        match self.once().await {
+            Ok(()) if *failing => {
+                *failing = false;
+                tracing::info!("redis reachable again; node re-registered");
+            }
+            Ok(()) => {}
+            Err(e) if !*failing => {
+                *failing = true;
+                tracing::warn!(error = %e, "cluster heartbeat failed; rooms open here keep running");
+            }
+            Err(_) => {}
+        }
+    }
+
     async fn run(self, period: Duration, shutdown: CancellationToken) {
         let mut events = self.sfu.subscribe_events();
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         let mut draining = false;
+        // A participant came or went: the load other nodes place rooms by is published soon after
+        // (debounced), not only at the next heartbeat.
+        let mut load_changed: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         // Runs until the process exits: a draining node keeps its registration (as draining, so no
         // new rooms come) and the leases of the rooms it finishes; `Cluster::leave` ends it cleanly.
         loop {
@@ -333,24 +356,20 @@ impl Heartbeat {
                     self.inner.draining.store(true, Relaxed);
                     let _ = self.once().await;
                 }
-                _ = tick.tick() => {
-                    match self.once().await {
-                        Ok(()) if failing => {
-                            failing = false;
-                            tracing::info!("redis reachable again; node re-registered");
-                        }
-                        Ok(()) => {}
-                        Err(e) if !failing => {
-                            failing = true;
-                            tracing::warn!(error = %e, "cluster heartbeat failed; rooms open here keep running");
-                        }
-                        Err(_) => {}
-                    }
+                _ = tick.tick() => self.beat(&mut failing).await,
+                _ = async { load_changed.as_mut().map(|s| s.as_mut()).unwrap().await }, if load_changed.is_some() => {
+                    load_changed = None;
+                    self.beat(&mut failing).await;
                 }
                 ev = events.recv() => match ev {
                     Ok(SfuEvent::RoomClosed { room, .. }) => {
                         if let Err(e) = self.inner.relay.registry().release(&room).await {
                             tracing::debug!(room = %room, error = %e, "release failed; the lease will expire");
+                        }
+                    }
+                    Ok(SfuEvent::ParticipantJoined { .. } | SfuEvent::ParticipantLeft { .. }) => {
+                        if load_changed.is_none() {
+                            load_changed = Some(Box::pin(tokio::time::sleep(LOAD_PUBLISH_DELAY)));
                         }
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}

@@ -282,6 +282,16 @@ impl Registry {
         Ok(n == 1)
     }
 
+    /// `node`'s record, if it is registered.
+    pub async fn node_record(&self, node: &str) -> Result<Option<NodeRecord>, RegistryError> {
+        let mut con = self.con.clone();
+        let key = self.key("node", node);
+        let rec: Option<String> = self
+            .run(redis::cmd("GET").arg(key).query_async(&mut con))
+            .await?;
+        Ok(rec.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
     /// Every live node's record, by name.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>, RegistryError> {
         let mut con = self.con.clone();

@@ -402,6 +402,7 @@ mod tests {
             max_rooms: 1,
             dir: tmp.path().join("recordings"),
             clock: clock.clone(),
+            node: String::new(),
         });
         let hooks = Arc::new(Hooks::default());
         let product = Product::default();

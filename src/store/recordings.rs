@@ -20,10 +20,15 @@ pub struct RecordingRecord {
     /// Relative to `<data_dir>/recordings`.
     pub file_path: Option<String>,
     pub size_bytes: Option<i64>,
+    /// Multi-node mode: the node whose disk holds the files ('' in single-node mode).
+    pub node: String,
 }
 
 const COLS: &str = "r.id, r.call_id, r.conversation_id, r.call_type, r.started_by, r.started_at, \
-     r.ended_at, r.duration_ms, r.status, r.file_path, r.size_bytes";
+     r.ended_at, r.duration_ms, r.status, r.file_path, r.size_bytes, r.node";
+
+/// Recordings of node `$1`, of no node, or every one when `$1` is ''.
+const OF_NODE: &str = "($1 = '' OR r.node = $1 OR r.node = '')";
 
 fn from_row(r: &AnyRow) -> StoreResult<RecordingRecord> {
     Ok(RecordingRecord {
@@ -38,6 +43,7 @@ fn from_row(r: &AnyRow) -> StoreResult<RecordingRecord> {
         status: r.try_get("status")?,
         file_path: r.try_get("file_path")?,
         size_bytes: r.try_get("size_bytes")?,
+        node: r.try_get("node")?,
     })
 }
 
@@ -45,8 +51,8 @@ impl Store {
     pub async fn insert_recording(&self, r: &RecordingRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO recordings (id, call_id, conversation_id, call_type, started_by, started_at, \
-             ended_at, duration_ms, status, file_path, size_bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             ended_at, duration_ms, status, file_path, size_bytes, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&r.id)
         .bind(&r.call_id)
@@ -59,6 +65,7 @@ impl Store {
         .bind(&r.status)
         .bind(&r.file_path)
         .bind(r.size_bytes)
+        .bind(&r.node)
         .execute(&self.pool)
         .await
         .map_err(|e| map_conflict(e, "recording"))?;
@@ -158,11 +165,14 @@ impl Store {
         Ok(row.try_get("t")?)
     }
 
-    /// Every recording still marked `recording` (at start-up: left behind by a crash).
-    pub async fn unfinished_recordings(&self) -> StoreResult<Vec<RecordingRecord>> {
+    /// Every recording of `node` (and of no node; every one when `node` is '') still marked
+    /// `recording` (at start-up: left behind by a crash).
+    pub async fn unfinished_recordings(&self, node: &str) -> StoreResult<Vec<RecordingRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM recordings r WHERE r.status = 'recording' ORDER BY r.started_at"
+            "SELECT {COLS} FROM recordings r WHERE r.status = 'recording' AND {OF_NODE} \
+             ORDER BY r.started_at"
         ))
+        .bind(node)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()
@@ -183,11 +193,14 @@ impl Store {
         self.get_recording(id).await.map(|_| false)
     }
 
-    /// Recordings whose delete has not finished (at start-up: a crash interrupted it).
-    pub async fn deleting_recordings(&self) -> StoreResult<Vec<RecordingRecord>> {
+    /// Recordings of `node` (as for [`Store::unfinished_recordings`]) whose delete has not
+    /// finished (at start-up: a crash interrupted it).
+    pub async fn deleting_recordings(&self, node: &str) -> StoreResult<Vec<RecordingRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM recordings r WHERE r.status = 'deleting' ORDER BY r.started_at"
+            "SELECT {COLS} FROM recordings r WHERE r.status = 'deleting' AND {OF_NODE} \
+             ORDER BY r.started_at"
         ))
+        .bind(node)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()

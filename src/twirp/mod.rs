@@ -10,10 +10,11 @@
 mod agent_dispatch;
 mod room_service;
 
+use crate::cluster::forward::{Target, FORWARDED_BY};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -209,6 +210,22 @@ async fn dispatch(
         let caller = Caller::from_headers(&state, &headers)?;
         match service.as_str() {
             "livekit.RoomService" => {
+                let path = format!("/twirp/{service}/{method}");
+                // Multi-node mode: a room's methods run on the node that has it open; ListRooms
+                // lists every node's rooms.
+                if let Some(room) = room_service::room_of(&method, codec, &body) {
+                    let target = state.cluster.target_of_room(&room, &headers).await;
+                    if let Target::Node(to) = target {
+                        let res = state
+                            .cluster
+                            .forward(&to, Method::POST, &path, &headers, body.clone())
+                            .await;
+                        return res.map_err(|e| TwirpError::new("unavailable", e.to_string()));
+                    }
+                }
+                if method == "ListRooms" {
+                    return list_rooms(&state, &caller, codec, &path, &headers, &body).await;
+                }
                 room_service::call(&state, &caller, &method, codec, &body).await
             }
             "livekit.AgentDispatchService" => {
@@ -222,6 +239,44 @@ async fn dispatch(
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `RoomService.ListRooms`: this node's rooms, and in multi-node mode (unless forwarded here) every
+/// other live node's, asked with the same request. A node that does not answer is left out (logged).
+async fn list_rooms(
+    state: &AppState,
+    caller: &Caller,
+    codec: Codec,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, TwirpError> {
+    let mut rooms = room_service::list(state, caller, codec.decode(body)?).await?;
+    if state.cluster.enabled() && !headers.contains_key(FORWARDED_BY) {
+        let me = state.cluster.node().unwrap_or_default().to_string();
+        let nodes = state.cluster.nodes().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ListRooms: redis cannot list the nodes; listing this node's rooms");
+            Vec::new()
+        });
+        for n in nodes.iter().filter(|n| n.node != me) {
+            let res = state
+                .cluster
+                .forward(n, Method::POST, path, headers, body.clone())
+                .await;
+            let theirs = match res {
+                Ok(r) if r.status() == StatusCode::OK => {
+                    let bytes = axum::body::to_bytes(r.into_body(), 16 << 20).await;
+                    bytes.ok().and_then(|b| codec.decode(&b).ok())
+                }
+                _ => None,
+            };
+            match theirs {
+                Some(theirs) => room_service::merge_rooms(&mut rooms, theirs),
+                None => tracing::warn!(node = %n.node, "ListRooms: that node's rooms left out"),
+            }
+        }
+    }
+    Ok(codec.reply(&rooms))
 }
 
 #[cfg(test)]

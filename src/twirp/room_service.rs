@@ -7,7 +7,8 @@
 //! `departure_timeout` and metadata; `empty_timeout` closes it if nobody joins) or a live room
 //! opened by a join; participants are read from, and changed by, the worker that owns the room
 //! (`sfu::room_admin`). ForwardParticipant, MoveParticipant (multi-node) and PerformRpc answer
-//! Twirp's `unimplemented`.
+//! Twirp's `unimplemented`. Multi-node mode: `super` forwards a method naming a room to the room's
+//! node ([`room_of`]) and merges every node's ListRooms ([`merge_rooms`]).
 
 use super::{Caller, Codec, TwirpError};
 use crate::api::rooms::{create_room, validate_room_name, Created, NewRoom};
@@ -53,6 +54,44 @@ pub(super) async fn call(
             "bad_route",
             format!("no method RoomService.{method}"),
         )),
+    }
+}
+
+/// The room a method acts on, for the methods that name one (the request is decoded again by the
+/// method; a body that does not decode names none and fails there).
+pub(super) fn room_of(method: &str, codec: Codec, body: &[u8]) -> Option<String> {
+    fn room<T: prost::Message + Default + serde::de::DeserializeOwned>(
+        codec: Codec,
+        body: &[u8],
+        get: impl Fn(T) -> String,
+    ) -> Option<String> {
+        codec.decode::<T>(body).ok().map(get)
+    }
+    match method {
+        "DeleteRoom" => room(codec, body, |r: proto::DeleteRoomRequest| r.room),
+        "ListParticipants" => room(codec, body, |r: proto::ListParticipantsRequest| r.room),
+        "GetParticipant" | "RemoveParticipant" => {
+            room(codec, body, |r: proto::RoomParticipantIdentity| r.room)
+        }
+        "SendData" => room(codec, body, |r: proto::SendDataRequest| r.room),
+        "UpdateParticipant" => room(codec, body, |r: proto::UpdateParticipantRequest| r.room),
+        "MutePublishedTrack" => room(codec, body, |r: proto::MuteRoomTrackRequest| r.room),
+        "UpdateSubscriptions" => room(codec, body, |r: proto::UpdateSubscriptionsRequest| r.room),
+        "UpdateRoomMetadata" => room(codec, body, |r: proto::UpdateRoomMetadataRequest| r.room),
+        _ => None,
+    }
+    .filter(|r| !r.is_empty())
+}
+
+/// Merge the rooms other nodes listed into this node's list: a room open on another node is
+/// listed with that node's participant counts.
+pub(super) fn merge_rooms(mine: &mut proto::ListRoomsResponse, theirs: proto::ListRoomsResponse) {
+    for r in theirs.rooms {
+        match mine.rooms.iter_mut().find(|m| m.name == r.name) {
+            Some(m) if r.num_participants > m.num_participants => *m = r,
+            Some(_) => {}
+            None => mine.rooms.push(r),
+        }
     }
 }
 
@@ -136,7 +175,7 @@ async fn stored(state: &AppState, name: &str) -> Result<Option<RoomRecord>, Twir
     }
 }
 
-async fn list(
+pub(super) async fn list(
     state: &AppState,
     caller: &Caller,
     req: proto::ListRoomsRequest,

@@ -40,6 +40,7 @@ async fn recordings(s: &Srv) {
         status: "recording".into(),
         file_path: None,
         size_bytes: None,
+        node: String::new(),
     };
     state.store.insert_recording(&done).await.unwrap();
     state
@@ -290,6 +291,7 @@ async fn recorder_is_not_a_participant(s: &Srv) {
             status: "recording".into(),
             file_path: Some("rec_ring.webm".into()),
             size_bytes: None,
+            node: String::new(),
         })
         .await
         .unwrap();
@@ -349,6 +351,7 @@ async fn finished_row(s: &Srv, call: &str, id: &str, user: &str) {
         status: "recording".into(),
         file_path: None,
         size_bytes: None,
+        node: String::new(),
     };
     store.insert_recording(&rec).await.unwrap();
     let file = format!("{id}.webm");

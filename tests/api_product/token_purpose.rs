@@ -28,6 +28,7 @@ async fn recording(s: &Srv, call: &str, id: &str, user: &str) {
         status: "recording".into(),
         file_path: None,
         size_bytes: None,
+        node: String::new(),
     };
     state.store.insert_recording(&rec).await.unwrap();
     state

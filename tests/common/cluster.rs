@@ -268,3 +268,30 @@ pub async fn stream_count(tx: &Client, rx: &mut Client, from: u8, first: u16, n:
     tokio::select! { _ = recv => {}, _ = send => {} }
     seen.len()
 }
+
+/// An audio call created by alice through `a_http`, bob invited and joined through `b_http`:
+/// (call id, alice's create response, bob's join response; each carries its `token`).
+pub async fn call_of_alice_and_bob(
+    a_http: &str,
+    b_http: &str,
+) -> (String, serde_json::Value, serde_json::Value) {
+    use reqwest::Method;
+    let created = new_call(a_http, "alice").await;
+    let call = created["call_id"].as_str().unwrap().to_string();
+    let body = serde_json::json!({"user_id": "bob"});
+    let path = format!("/api/calls/{call}/invite");
+    let (code, v) = api_call(a_http, Method::POST, &path, "alice", Some(body)).await;
+    assert_eq!(code, 200, "{v}");
+    let path = format!("/api/calls/{call}/join");
+    let (code, bob) = api_call(b_http, Method::POST, &path, "bob", None).await;
+    assert_eq!(code, 200, "{bob}");
+    (call, created, bob)
+}
+
+/// An audio call created by `user` through `http`: the create response.
+pub async fn new_call(http: &str, user: &str) -> serde_json::Value {
+    let body = serde_json::json!({"call_type": "audio"});
+    let (code, v) = api_call(http, reqwest::Method::POST, "/api/calls", user, Some(body)).await;
+    assert_eq!(code, 201, "{v}");
+    v
+}
