@@ -140,7 +140,7 @@ pub(crate) async fn live_elsewhere(state: &AppState, room: &str) -> bool {
     if !state.cluster.enabled() {
         return false;
     }
-    state.cluster.room_live(room).await.unwrap_or_else(|e| {
+    state.cluster.room_live_elsewhere(room).await.unwrap_or_else(|e| {
         warn!(room, error = %e, "cannot tell from redis whether the room is live elsewhere; leaving it open");
         true
     })

@@ -275,6 +275,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         };
         let deps = crate::cluster::Deps {
             sfu: sfu.clone(),
+            workers: workers.clone(),
             metrics: metrics.clone(),
             product: product.clone(),
             clock: clock.clone(),

@@ -120,9 +120,18 @@ impl crate::product::CallHooks for AppState {
         Box::pin(crate::embed::finalize::completed_payload(self, call))
     }
     fn live_elsewhere<'a>(&'a self, room: &'a str) -> BoxFuture<'a, bool> {
+        // When Redis cannot tell: not elsewhere (the room was open here; ending its call here is
+        // the likely right answer, and leaving it open for ever the worse one).
         Box::pin(async move {
             !self.sfu.rooms().iter().any(|r| r == room)
-                && crate::orphans::live_elsewhere(self, room).await
+                && self
+                    .cluster
+                    .room_live_elsewhere(room)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(room, error = %e, "redis cannot tell where the room lives; treating it as here");
+                        false
+                    })
         })
     }
 }

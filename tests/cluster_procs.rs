@@ -11,6 +11,7 @@ mod lk;
 
 use cluster::*;
 use common::*;
+use lk::Seen;
 use std::time::Duration;
 
 /// Issue 20: kill -9 of the node owning a room, two `parlor serve` processes. Within the configured
@@ -264,5 +265,111 @@ async fn a_call_across_two_processes_completes_once() {
          before it), one webhook each"
     );
     drop((dead, survivor));
+    db.drop_db().await;
+}
+
+/// Issue 20: a node cut off longer than its lease (SIGSTOP, as a long GC pause or a partition would)
+/// loses its room to the node a new client joins through; when it resumes it closes its stale copy
+/// and tells its clients to reconnect (LeaveRequest MIGRATION + RECONNECT). The call goes on at the
+/// new node: not completed by the move, one `call.completed` when it really ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_lease_hands_its_clients_over() {
+    use parlor_signaling::protocol::proto;
+    use reqwest::Method;
+    let Some(mut redis) = redis().await else {
+        return;
+    };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let hooks = webhooks::Receiver::start().await;
+    let prefix = format!("parlor-test-{}", parlor::ids::new_id("").to_lowercase());
+    let url = redis_url();
+    let env = [("PARLOR_WEBHOOKS_URLS", hooks.url.as_str())];
+    let a = spawn_node("node-a", &db, &url, &prefix, &env).await;
+    let b = spawn_node("node-b", &db, &url, &prefix, &env).await;
+    let (id, created, bob_join) = call_of_alice_and_bob(&a.http, &b.http).await;
+    let mut alice = lk::Client::publishing(&a.ws, created["token"].as_str().unwrap()).await;
+    assert_eq!(
+        owner_of(&mut redis, &prefix, &id).await.as_deref(),
+        Some("node-a")
+    );
+    wait_call_active(&a.http, &id, "alice").await;
+
+    // A freezes past node_ttl_ms (1.5 s); bob's join through B then claims the room for B.
+    let pid = a.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let frozen = tokio::time::Instant::now();
+    while owner_of(&mut redis, &prefix, &id).await.is_some() {
+        assert!(
+            frozen.elapsed() < Duration::from_secs(5),
+            "the frozen node's lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bob = lk::Client::publishing(&b.ws, bob_join["token"].as_str().unwrap()).await;
+    assert_eq!(
+        owner_of(&mut redis, &prefix, &id).await.as_deref(),
+        Some("node-b")
+    );
+    signal("-CONT");
+
+    // A notices on its next heartbeat: alice is told to reconnect, for the room moved.
+    let leave = tokio::time::timeout(
+        Duration::from_secs(5),
+        alice.wait_for(|s| match s {
+            Seen::Signal(proto::signal_response::Message::Leave(l)) => Some(l.clone()),
+            _ => None,
+        }),
+    )
+    .await
+    .expect("no LeaveRequest from the node that lost the room");
+    assert_eq!(
+        leave.reason(),
+        proto::DisconnectReason::Migration,
+        "{leave:?}"
+    );
+    assert_eq!(
+        leave.action(),
+        proto::leave_request::Action::Reconnect,
+        "{leave:?}"
+    );
+    drop(alice);
+    // Her SDK would reconnect through the cluster's URL; here through A, relayed to B.
+    alice = lk::Client::publishing(&a.ws, created["token"].as_str().unwrap()).await;
+    assert_eq!(
+        owner_of(&mut redis, &prefix, &id).await.as_deref(),
+        Some("node-b")
+    );
+    audio_flows(&alice, &mut bob, 1).await;
+    audio_flows(&bob, &mut alice, 2).await;
+    let (_, v) = api_call(
+        &b.http,
+        Method::GET,
+        &format!("/api/calls/{id}"),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["call"]["status"], "active",
+        "the move must not end the call: {v}"
+    );
+
+    bob.leave().await;
+    alice.leave().await;
+    let of = |v: &serde_json::Value| v["data"]["id"] == id.as_str();
+    let done = hooks.signed_event_where("call.completed", SECRET, of).await;
+    assert_eq!(done["data"]["status"], "completed", "{done}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hooks.events("call.completed", of).len(), 1);
+    drop((a, b));
     db.drop_db().await;
 }

@@ -21,6 +21,7 @@ pub use registry::{NodeRecord, RegistryError};
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::product::Product;
+use crate::sfu::worker::WorkerHandle;
 use crate::sfu::{ParticipantSnapshot, SfuEvent, SfuHandle};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -75,6 +76,8 @@ struct Inner {
 /// The parts of the server the cluster works with.
 pub struct Deps {
     pub sfu: SfuHandle,
+    /// The media workers (a room whose lease was lost is closed on its worker).
+    pub workers: Arc<Vec<WorkerHandle>>,
     pub metrics: Arc<Metrics>,
     pub product: Product,
     pub clock: SharedClock,
@@ -109,6 +112,7 @@ impl Cluster {
     ) -> Result<(Cluster, mpsc::Receiver<relay::Started>), ClusterError> {
         let Deps {
             sfu,
+            workers,
             metrics,
             product,
             clock,
@@ -162,6 +166,7 @@ impl Cluster {
         let beat = Heartbeat {
             info,
             sfu,
+            workers,
             metrics,
             inner: inner.clone(),
         };
@@ -234,15 +239,15 @@ impl Cluster {
         }
     }
 
-    /// Whether `room` is owned by a live node (false in single-node mode; an error when Redis cannot
-    /// tell).
-    pub async fn room_live(&self, room: &str) -> Result<bool, RegistryError> {
+    /// Whether `room` is owned by a live node other than this one (false in single-node mode; an
+    /// error when Redis cannot tell).
+    pub async fn room_live_elsewhere(&self, room: &str) -> Result<bool, RegistryError> {
         let Some(r) = self.registry() else {
             return Ok(false);
         };
         match r.owner(room).await? {
-            Some(owner) => r.alive(&owner).await,
-            None => Ok(false),
+            Some(owner) if owner != r.node() => r.alive(&owner).await,
+            _ => Ok(false),
         }
     }
 
@@ -290,6 +295,7 @@ fn redact(url: &str) -> String {
 struct Heartbeat {
     info: NodeInfo,
     sfu: SfuHandle,
+    workers: Arc<Vec<WorkerHandle>>,
     metrics: Arc<Metrics>,
     inner: Arc<Inner>,
 }
@@ -316,8 +322,11 @@ impl Heartbeat {
         self.inner.connected.store(r.is_ok(), Relaxed);
         let lost = r?;
         for room in lost {
-            // This node was cut off longer than the lease: another node owns the room now.
-            tracing::error!(room = %room, node = %self.info.node, "room lease lost to another node");
+            // This node was cut off longer than the lease and another node owns the room now:
+            // close the copy here, its clients told to reconnect (they reach the new owner).
+            let told = crate::sfu::close_moved_room(&self.sfu, &self.workers, &room).await;
+            tracing::error!(room = %room, node = %self.info.node, clients = told.unwrap_or(0),
+                "room lease lost to another node; closed here, its clients told to reconnect");
         }
         Ok(())
     }

@@ -30,7 +30,8 @@ pub trait CallHooks: Send + Sync + 'static {
     /// The `call.completed` webhook body of an ended call; an assistant call is finalized (cost,
     /// charge) here whether or not webhooks are on.
     fn completed_payload<'a>(&'a self, call: &'a CallRecord) -> BoxFuture<'a, Value>;
-    /// Multi-node mode: `room` is live on another node (so its call is not unanswered here).
+    /// Multi-node mode: `room` is live on another node (so its call is neither unanswered nor
+    /// ended here).
     fn live_elsewhere<'a>(&'a self, room: &'a str) -> BoxFuture<'a, bool>;
 }
 
@@ -269,6 +270,12 @@ impl EventConsumer {
     }
 
     async fn end_call(&self, room: &str, at: i64) -> StoreResult<()> {
+        // Multi-node mode: the room moved to another node (this one lost its lease); the call goes
+        // on there, and ends there.
+        if self.d.hooks.live_elsewhere(room).await {
+            tracing::info!(call = %room, "the call's room lives on another node now; not ended here");
+            return Ok(());
+        }
         if let Some(call) = self.d.store.end_call(room, at).await? {
             tracing::info!(call = %call.id, status = %call.status, duration_ms = call.duration_ms, "call ended");
             // An assistant call is finalized (cost, the one charge) whether or not webhooks are on.

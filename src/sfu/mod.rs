@@ -374,11 +374,33 @@ pub async fn close_room(
     room: &str,
     reason: &'static str,
 ) -> Option<usize> {
+    close(sfu, workers, room, reason, false).await
+}
+
+/// Multi-node mode: `room` lives on another node now (this node lost its lease while cut off from
+/// Redis). Close it here, its clients told to reconnect (LeaveRequest MIGRATION, RECONNECT): they
+/// join again through the cluster, where the room lives now.
+pub async fn close_moved_room(
+    sfu: &SfuHandle,
+    workers: &[worker::WorkerHandle],
+    room: &str,
+) -> Option<usize> {
+    close(sfu, workers, room, "room moved to another node", true).await
+}
+
+async fn close(
+    sfu: &SfuHandle,
+    workers: &[worker::WorkerHandle],
+    room: &str,
+    reason: &'static str,
+    moved: bool,
+) -> Option<usize> {
     let w = sfu.room_worker(room).and_then(|i| workers.get(i))?;
     let (reply, rx) = tokio::sync::oneshot::channel();
     let cmd = worker::Cmd::CloseRoom {
         room: room.to_string(),
         reason,
+        moved,
         reply,
     };
     w.tx.send(cmd).await.ok()?;

@@ -338,11 +338,21 @@ impl Worker {
         reason: &'static str,
         now: Instant,
     ) {
+        let disconnect = proto::leave_request::Action::Disconnect;
+        self.evict_with(pid, why, disconnect, reason, now);
+    }
+
+    /// As [`Self::evict`], the client told to take `action` (disconnect, or reconnect elsewhere).
+    fn evict_with(
+        &mut self,
+        pid: Pid,
+        why: proto::DisconnectReason,
+        action: proto::leave_request::Action,
+        reason: &'static str,
+        now: Instant,
+    ) {
         if let Some(p) = self.parts.get(&pid).filter(|p| p.local.is_none()) {
-            let _ = p.events.try_send(sig(leave_response(
-                why,
-                proto::leave_request::Action::Disconnect,
-            )));
+            let _ = p.events.try_send(sig(leave_response(why, action)));
             let _ = p.events.try_send(Out::Close(reason));
         }
         self.remove_participant(pid, now);
@@ -400,6 +410,7 @@ impl Worker {
         &mut self,
         room: &str,
         reason: &'static str,
+        moved: bool,
         now: Instant,
     ) -> Option<usize> {
         let pids: Vec<Pid> = self.rooms.get(room)?.participants.to_vec();
@@ -412,7 +423,14 @@ impl Worker {
         let mut told = 0;
         for &pid in &pids {
             if self.parts.get(&pid).is_some_and(|p| !p.hidden) {
-                self.evict(pid, proto::DisconnectReason::RoomDeleted, reason, now);
+                let (why, action) = if moved {
+                    use proto::leave_request::Action;
+                    (proto::DisconnectReason::Migration, Action::Reconnect)
+                } else {
+                    use proto::leave_request::Action;
+                    (proto::DisconnectReason::RoomDeleted, Action::Disconnect)
+                };
+                self.evict_with(pid, why, action, reason, now);
                 told += 1;
             }
         }

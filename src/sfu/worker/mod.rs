@@ -198,11 +198,13 @@ pub enum Cmd {
         reliable: bool,
         reply: oneshot::Sender<bool>,
     },
-    /// Close `room`: every participant is told (LeaveRequest, ROOM_DELETED) and removed, which
-    /// closes the room. Replies how many were removed (None: the room is not open here).
+    /// Close `room`: every participant is told (LeaveRequest, ROOM_DELETED; with `moved`:
+    /// MIGRATION and the RECONNECT action, so SDKs join again, where the room lives now) and
+    /// removed, which closes the room. Replies how many were removed (None: not open here).
     CloseRoom {
         room: String,
         reason: &'static str,
+        moved: bool,
         reply: oneshot::Sender<Option<usize>>,
     },
 }

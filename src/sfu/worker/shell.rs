@@ -342,9 +342,10 @@ impl Worker {
             Cmd::CloseRoom {
                 room,
                 reason,
+                moved,
                 reply,
             } => {
-                let _ = reply.send(self.close_room(&room, reason, now));
+                let _ = reply.send(self.close_room(&room, reason, moved, now));
             }
         }
     }
