@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub node_name: String,
     /// Seconds to wait for in-flight work on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Multi-node mode: how long a node drains on SIGINT/SIGTERM (no new rooms; its rooms go on
+    /// until empty) before it hands over the rooms still open and shuts down.
+    pub drain_timeout_secs: u64,
     /// Parlor home: per-machine directory shared by every data dir, where `scripts/setup` installs
     /// the web assets (and later the voice models). Empty: `$PARLOR_HOME`, else
     /// `$XDG_DATA_HOME/parlor`, else `~/.local/share/parlor`. `PARLOR_HOME` also sets it.
@@ -207,6 +210,7 @@ impl Default for Config {
                 public_url: String::new(),
                 node_name: "parlor-1".into(),
                 shutdown_grace_secs: 10,
+                drain_timeout_secs: 60,
                 home: String::new(),
             },
             database: DatabaseConfig {

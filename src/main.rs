@@ -418,11 +418,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for line in handle.state.home.report() {
         println!("{line}");
     }
-    let stop = handle.state.shutdown.clone();
+    let state = handle.state.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown signal received; finishing in-flight work");
-        stop.cancel();
+        // Multi-node mode: drain first (a second signal stops at once).
+        tokio::select! {
+            _ = parlor::server::drain(&state) => {}
+            _ = shutdown_signal() => tracing::warn!("second shutdown signal; not waiting for the drain"),
+        }
+        state.shutdown.cancel();
     });
     handle.wait().await;
     Ok(())

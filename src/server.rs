@@ -49,6 +49,44 @@ pub struct ServerHandle {
     task: JoinHandle<()>,
 }
 
+/// Multi-node mode, on SIGINT/SIGTERM before shutdown: drain. The node is published as draining (no
+/// new rooms here), and its rooms go on until nobody is in them or `server.drain_timeout_secs` has
+/// passed; then what is still open is handed over ([`crate::cluster::Cluster::hand_over`]). Single-
+/// node mode returns at once (there is nowhere to move a room to).
+pub async fn drain(state: &AppState) {
+    if !state.cluster.enabled() {
+        return;
+    }
+    state.cluster.start_drain();
+    let timeout = Duration::from_secs(state.config.server.drain_timeout_secs);
+    let started = tokio::time::Instant::now();
+    tracing::info!(
+        timeout_secs = timeout.as_secs(),
+        "draining: no new rooms here; waiting for the rooms to empty"
+    );
+    loop {
+        let busy: Vec<String> = state
+            .sfu
+            .rooms()
+            .into_iter()
+            .filter(|r| !state.sfu.participants(r).is_empty())
+            .collect();
+        if busy.is_empty() {
+            tracing::info!("drained: no participant left");
+            return;
+        }
+        if started.elapsed() >= timeout {
+            tracing::info!(
+                rooms = busy.len(),
+                "drain deadline: handing over the rooms still open"
+            );
+            state.cluster.hand_over(&state.sfu, &state.workers).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 impl ServerHandle {
     /// Begin graceful shutdown and wait for it to complete.
     pub async fn shutdown(self) {
@@ -380,6 +418,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
     let recorders = state.recorders.clone();
     let hooks = state.webhooks.clone();
     let cluster = state.cluster.clone();
+    let sfu = state.sfu.clone();
     let task = tokio::spawn(async move {
         // In-flight requests get `grace` to finish once shutdown starts.
         let serve = crate::http_serve::serve(listener, app, http_limits, shutdown.clone());
@@ -398,7 +437,7 @@ pub async fn start(mut config: Config, clock: SharedClock) -> Result<ServerHandl
         for (id, outcome) in recorders.stop_all().await {
             crate::recorder::store_outcome(&store, &hooks, &id, &outcome).await;
         }
-        cluster.leave().await;
+        cluster.leave(&sfu).await;
         store.close().await;
         tracing::info!("server stopped");
     });

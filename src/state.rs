@@ -123,6 +123,9 @@ impl crate::product::CallHooks for AppState {
         // When Redis cannot tell: not elsewhere (the room was open here; ending its call here is
         // the likely right answer, and leaving it open for ever the worse one).
         Box::pin(async move {
+            if self.cluster.moved_recently(room) {
+                return true;
+            }
             !self.sfu.rooms().iter().any(|r| r == room)
                 && self
                     .cluster

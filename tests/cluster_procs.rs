@@ -373,3 +373,145 @@ async fn a_node_that_lost_its_lease_hands_its_clients_over() {
     drop((a, b));
     db.drop_db().await;
 }
+
+/// Issue 20: SIGTERM drains a node. At once it is listed as draining and a new room asked of it is
+/// placed on the other node; its own call goes on (audio flowing) until the drain deadline
+/// (`server.drain_timeout_secs`, 3 s here); then its clients are told to reconnect (MIGRATION +
+/// RECONNECT), its leases are released at once (not after node_ttl_ms), the process exits 0, and the
+/// call goes on at the survivor — still one call, completed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_hands_rooms_over() {
+    use parlor_signaling::protocol::proto;
+    use reqwest::Method;
+    let Some(mut redis) = redis().await else {
+        return;
+    };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let hooks = webhooks::Receiver::start().await;
+    let prefix = format!("parlor-test-{}", parlor::ids::new_id("").to_lowercase());
+    let url = redis_url();
+    let env = [
+        ("PARLOR_WEBHOOKS_URLS", hooks.url.as_str()),
+        ("PARLOR_SERVER_DRAIN_TIMEOUT_SECS", "3"),
+    ];
+    let mut a = spawn_node("node-a", &db, &url, &prefix, &env).await;
+    let b = spawn_node("node-b", &db, &url, &prefix, &env).await;
+    let (id, created, bob_join) = call_of_alice_and_bob(&a.http, &b.http).await;
+    let mut alice = lk::Client::publishing(&a.ws, created["token"].as_str().unwrap()).await;
+    let mut bob = lk::Client::publishing(&b.ws, bob_join["token"].as_str().unwrap()).await;
+    assert_eq!(
+        owner_of(&mut redis, &prefix, &id).await.as_deref(),
+        Some("node-a")
+    );
+    audio_flows(&alice, &mut bob, 1).await;
+
+    let pid = a.child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let term = tokio::time::Instant::now();
+    within_5s("node-a listed as draining", || async {
+        let h: serde_json::Value = reqwest::get(format!("{}/health", b.http))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let members = h["cluster"]["members"].as_array()?.clone();
+        members
+            .iter()
+            .any(|m| m["node"] == "node-a" && m["status"] == "draining")
+            .then_some(())
+    })
+    .await;
+    // A new room asked of the draining node goes to the other one (it is still served: relayed).
+    let carol = publishing(&a.ws, "carol", "after-term").await;
+    assert_eq!(
+        owner_of(&mut redis, &prefix, "after-term").await.as_deref(),
+        Some("node-b")
+    );
+    drop(carol);
+    // The call goes on through the drain.
+    let n = stream_count(&alice, &mut bob, 1, 2000, 50).await;
+    assert!(n >= 49, "{n}/50 packets during the drain");
+    assert!(
+        term.elapsed() < Duration::from_secs(3),
+        "the drain ended early: {:?}",
+        term.elapsed()
+    );
+
+    let leave = tokio::time::timeout(
+        Duration::from_secs(6),
+        alice.wait_for(|s| match s {
+            Seen::Signal(proto::signal_response::Message::Leave(l)) => Some(l.clone()),
+            _ => None,
+        }),
+    )
+    .await
+    .expect("no LeaveRequest at the drain deadline");
+    let handed = term.elapsed();
+    assert_eq!(
+        leave.reason(),
+        proto::DisconnectReason::Migration,
+        "{leave:?}"
+    );
+    assert_eq!(
+        leave.action(),
+        proto::leave_request::Action::Reconnect,
+        "{leave:?}"
+    );
+    assert!(
+        handed >= Duration::from_secs(3),
+        "handed over after {handed:?}"
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let s = a.child.wait();
+        (s, a)
+    })
+    .await
+    .unwrap();
+    let (exit, a) = status;
+    assert!(exit.unwrap().success(), "node-a exit: {}", a.log());
+    assert_eq!(
+        owner_of(&mut redis, &prefix, &id).await,
+        None,
+        "lease kept after the hand-over"
+    );
+
+    // Alice and bob come back through B: the same call goes on there.
+    drop((alice, bob));
+    let mut alice = lk::Client::publishing(&b.ws, created["token"].as_str().unwrap()).await;
+    let mut bob = lk::Client::publishing(&b.ws, bob_join["token"].as_str().unwrap()).await;
+    assert_eq!(
+        owner_of(&mut redis, &prefix, &id).await.as_deref(),
+        Some("node-b")
+    );
+    audio_flows(&alice, &mut bob, 1).await;
+    audio_flows(&bob, &mut alice, 2).await;
+    let (_, v) = api_call(
+        &b.http,
+        Method::GET,
+        &format!("/api/calls/{id}"),
+        "bob",
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["call"]["status"], "active",
+        "the drain must not end the call: {v}"
+    );
+    bob.leave().await;
+    alice.leave().await;
+    let of = |v: &serde_json::Value| v["data"]["id"] == id.as_str();
+    let done = hooks.signed_event_where("call.completed", SECRET, of).await;
+    assert_eq!(done["data"]["status"], "completed", "{done}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hooks.events("call.completed", of).len(), 1);
+    eprintln!("drain: handed over {handed:?} after SIGTERM (deadline 3 s); call completed once");
+    drop((a, b));
+    db.drop_db().await;
+}

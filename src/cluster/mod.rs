@@ -30,6 +30,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+/// How long a room closed here because it moved is remembered as moved (its close's events are
+/// handled by then).
+const MOVED_MEMORY: Duration = Duration::from_secs(30);
 /// After a participant joins or leaves, this node's load is published this soon (one heartbeat for
 /// every change within it).
 const LOAD_PUBLISH_DELAY: Duration = Duration::from_millis(25);
@@ -69,6 +72,11 @@ struct Inner {
     /// Redis answered the last heartbeat.
     connected: AtomicBool,
     draining: AtomicBool,
+    /// Rooms this node closed because they move to another node (lease lost, drain), and when: their
+    /// calls go on elsewhere, so the events of the close must not end them here.
+    moved: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Wakes the heartbeat when draining starts (published at once).
+    drain_now: tokio::sync::Notify,
     /// Deregistered: the heartbeat must not register the node again.
     left: AtomicBool,
 }
@@ -139,6 +147,8 @@ impl Cluster {
             relay,
             connected: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            drain_now: tokio::sync::Notify::new(),
+            moved: Default::default(),
             left: AtomicBool::new(false),
         });
         let cluster = Cluster {
@@ -266,12 +276,62 @@ impl Cluster {
             .is_none_or(|i| i.connected.load(Relaxed))
     }
 
-    /// Leave the cluster at the end of a clean shutdown (rooms closed): other nodes stop listing this
-    /// node at once instead of after `node_ttl_ms`.
-    pub async fn leave(&self) {
+    /// `room` was closed here within the last [`MOVED_MEMORY`] because it moves to another node.
+    pub fn moved_recently(&self, room: &str) -> bool {
+        self.inner.as_ref().is_some_and(|i| {
+            let m = i.moved.lock().unwrap_or_else(|e| e.into_inner());
+            m.get(room).is_some_and(|at| at.elapsed() < MOVED_MEMORY)
+        })
+    }
+
+    /// Close `room` here because it moves (clients told to reconnect), remembered as moved first.
+    async fn close_moved(&self, sfu: &SfuHandle, workers: &[WorkerHandle], room: &str) -> usize {
         if let Some(i) = &self.inner {
-            i.left.store(true, Relaxed);
+            let mut m = i.moved.lock().unwrap_or_else(|e| e.into_inner());
+            m.retain(|_, at| at.elapsed() < MOVED_MEMORY);
+            m.insert(room.to_string(), std::time::Instant::now());
+        }
+        crate::sfu::close_moved_room(sfu, workers, room)
+            .await
+            .unwrap_or(0)
+    }
+
+    /// End of a drain: every room still open here moves. Its clients are told to reconnect (they
+    /// reach a live node, where the room opens again) and its lease is released now.
+    pub async fn hand_over(&self, sfu: &SfuHandle, workers: &[WorkerHandle]) {
+        let Some(reg) = self.registry() else {
+            return;
+        };
+        for room in sfu.rooms() {
+            let told = self.close_moved(sfu, workers, &room).await;
+            if let Err(e) = reg.release(&room).await {
+                tracing::debug!(room = %room, error = %e, "release failed; the lease will expire");
+            }
+            tracing::info!(room = %room, clients = told, "room handed over; its clients told to reconnect");
+        }
+    }
+
+    /// Start draining: this node is published as draining at once, so no new room is placed here;
+    /// rooms open here go on (and joins to them are still served here).
+    pub fn start_drain(&self) {
+        if let Some(i) = &self.inner {
+            i.draining.store(true, Relaxed);
+            i.drain_now.notify_one();
+        }
+    }
+
+    /// Leave the cluster at the end of a clean shutdown: the leases of rooms still listed here are
+    /// released, and other nodes stop listing this node at once instead of after `node_ttl_ms`.
+    pub async fn leave(&self, sfu: &SfuHandle) {
+        if let Some(i) = &self.inner {
+            // Leases of rooms still listed here are released now, not after node_ttl_ms.
             let reg = i.relay.registry();
+            for room in sfu.rooms() {
+                if let Err(e) = reg.release(&room).await {
+                    tracing::debug!(room = %room, error = %e, "release failed; the lease will expire");
+                }
+            }
+            i.left.store(true, Relaxed);
             let mut con = reg.con();
             let presence = reg.key("presence", reg.node());
             let _ = reg
@@ -324,8 +384,11 @@ impl Heartbeat {
         for room in lost {
             // This node was cut off longer than the lease and another node owns the room now:
             // close the copy here, its clients told to reconnect (they reach the new owner).
-            let told = crate::sfu::close_moved_room(&self.sfu, &self.workers, &room).await;
-            tracing::error!(room = %room, node = %self.info.node, clients = told.unwrap_or(0),
+            let cluster = Cluster {
+                inner: Some(self.inner.clone()),
+            };
+            let told = cluster.close_moved(&self.sfu, &self.workers, &room).await;
+            tracing::error!(room = %room, node = %self.info.node, clients = told,
                 "room lease lost to another node; closed here, its clients told to reconnect");
         }
         Ok(())
@@ -366,6 +429,7 @@ impl Heartbeat {
                     let _ = self.once().await;
                 }
                 _ = tick.tick() => self.beat(&mut failing).await,
+                _ = self.inner.drain_now.notified() => self.beat(&mut failing).await,
                 _ = async { load_changed.as_mut().map(|s| s.as_mut()).unwrap().await }, if load_changed.is_some() => {
                     load_changed = None;
                     self.beat(&mut failing).await;
