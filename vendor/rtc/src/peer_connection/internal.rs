@@ -169,6 +169,8 @@ impl RTCPeerConnection {
             event_outs: VecDeque::new(),
             stats: RTCStatsAccumulator::default(),
             now,
+            flush_queue: VecDeque::new(),
+            read_queue: VecDeque::new(),
         };
 
         Ok(Self {

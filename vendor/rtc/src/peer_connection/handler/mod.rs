@@ -136,6 +136,11 @@ pub(crate) struct PipelineContext {
     /// `close()` takes no time of its own, and this crate reads no clock, so the `close_notify`
     /// it sends is stamped with this.
     pub(crate) now: Instant,
+
+    /// Parlor patch: the queues a write flush / a read passes between handlers, kept (empty, with
+    /// their capacity) between calls instead of allocated per packet.
+    pub(crate) flush_queue: VecDeque<TaggedRTCMessageInternal>,
+    pub(crate) read_queue: VecDeque<TaggedRTCMessageInternal>,
 }
 
 impl PipelineContext {
@@ -259,7 +264,8 @@ impl RTCPeerConnection {
     fn flush_writes(&mut self) {
         use sansio::Protocol;
 
-        let mut intermediate_wouts = VecDeque::new();
+        // Parlor patch: one queue reused by every flush (a new one allocated per packet written).
+        let mut intermediate_wouts = std::mem::take(&mut self.pipeline_context.flush_queue);
 
         for_each_handler!(reverse: process_handler!(self, handler, {
             while let Some(msg) = intermediate_wouts.pop_front() {
@@ -282,10 +288,12 @@ impl RTCPeerConnection {
                 });
             }
         }
+        self.pipeline_context.flush_queue = intermediate_wouts;
     }
 
     fn pump_reads(&mut self, msg: Option<TaggedRTCMessageInternal>) {
-        let mut intermediate_routs = VecDeque::<TaggedRTCMessageInternal>::new();
+        // Parlor patch: one queue reused by every read (a new one allocated per packet read).
+        let mut intermediate_routs = std::mem::take(&mut self.pipeline_context.read_queue);
 
         if let Some(msg) = msg {
             intermediate_routs.push_back(msg);
@@ -349,6 +357,7 @@ impl RTCPeerConnection {
                 }
             }
         }
+        self.pipeline_context.read_queue = intermediate_routs;
     }
 
     /// Returns whether any handler raised an event during the sweep.

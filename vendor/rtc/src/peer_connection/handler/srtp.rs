@@ -6,7 +6,7 @@ use crate::peer_connection::message::internal::{
 use interceptor::Packet;
 use log::debug;
 use shared::error::{Error, Result};
-use shared::marshal::{Marshal, Unmarshal};
+use shared::marshal::{Marshal, MarshalSize, Unmarshal};
 use shared::util::is_rtcp;
 use srtp::context::Context;
 use std::collections::VecDeque;
@@ -20,6 +20,10 @@ pub(crate) struct SrtpHandlerContext {
     pub(crate) read_outs: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) write_outs: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) event_outs: VecDeque<TaggedRTCEventInternal>,
+
+    /// Parlor patch: the plaintext of the RTP packet being protected, reused for every packet
+    /// (marshalling allocated a new buffer per packet).
+    pub(crate) plaintext: Vec<u8>,
 }
 
 /// SrtpHandler implements SRTP/RTP/RTCP Protocols handling
@@ -125,8 +129,11 @@ impl<'a>
                 }
                 RTPMessage::Packet(Packet::Rtp(rtp_message)) => {
                     if let Some(context) = self.ctx.local_srtp_context.as_mut() {
-                        let packet = rtp_message.marshal()?;
-                        context.encrypt_rtp(&packet)?
+                        // Parlor patch: marshal into the reused buffer, not a new one per packet.
+                        let buf = &mut self.ctx.plaintext;
+                        buf.resize(rtp_message.marshal_size(), 0);
+                        let n = rtp_message.marshal_to(buf)?;
+                        context.encrypt_rtp(&buf[..n])?
                     } else {
                         return Err(Error::Other(format!(
                             "local_srtp_context is not set yet for rtp_packet {:?}",

@@ -466,10 +466,11 @@ impl RTCRtpSender<'_> {
             return Err(Error::ErrHeaderExtensionNotFound);
         }
 
-        let track_id = sender.track().track_id().to_string();
+        // Parlor patch: the write path ignores the track id of an outgoing RTP packet
+        // (`RTCPeerConnection::handle_write` drops it), so none is allocated per packet.
         self.peer_connection.handle_write(TaggedRTCMessage {
             now,
-            message: RTCMessage::RtpPacket(track_id, packet),
+            message: RTCMessage::RtpPacket(String::new(), packet),
         })
     }
 
