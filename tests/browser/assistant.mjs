@@ -66,8 +66,12 @@ try {
   c.captionAfterMs = Date.now() - t0;
   c.captions = await page.evaluate(() => [...document.querySelector('.parlor-widget').shadowRoot.querySelectorAll('.captions p')]
     .map((p) => p.dataset.who + ': ' + p.lastChild.textContent));
-  await until(() => Number(document.querySelector('.parlor-widget').dataset.assistantLevel || 0) > 5, null, 30000, 'assistant audio level');
-  c.assistantLevel = await page.evaluate(() => Number(document.querySelector('.parlor-widget').dataset.assistantLevel));
+  // The level seen when it crossed 5 (read again later it may be back to 0: the reply has ended).
+  const level = await until(() => {
+    const v = Number(document.querySelector('.parlor-widget').dataset.assistantLevel || 0);
+    return v > 5 ? v : 0;
+  }, null, 30000, 'assistant audio level');
+  c.assistantLevel = await level.jsonValue();
   if (recordMs > 0) {
     await page.waitForTimeout(recordMs);
     await page.evaluate(() => window.parlorStopRecording());
