@@ -274,8 +274,6 @@ async fn a_call_across_two_processes_completes_once() {
 /// new node: not completed by the move, one `call.completed` when it really ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_lost_its_lease_hands_its_clients_over() {
-    use parlor_signaling::protocol::proto;
-    use reqwest::Method;
     let Some(mut redis) = redis().await else {
         return;
     };
@@ -314,7 +312,7 @@ async fn a_node_that_lost_its_lease_hands_its_clients_over() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut bob = lk::Client::publishing(&b.ws, bob_join["token"].as_str().unwrap()).await;
+    let bob = lk::Client::publishing(&b.ws, bob_join["token"].as_str().unwrap()).await;
     assert_eq!(
         owner_of(&mut redis, &prefix, &id).await.as_deref(),
         Some("node-b")
@@ -322,25 +320,12 @@ async fn a_node_that_lost_its_lease_hands_its_clients_over() {
     signal("-CONT");
 
     // A notices on its next heartbeat: alice is told to reconnect, for the room moved.
-    let leave = tokio::time::timeout(
-        Duration::from_secs(5),
-        alice.wait_for(|s| match s {
-            Seen::Signal(proto::signal_response::Message::Leave(l)) => Some(l.clone()),
-            _ => None,
-        }),
+    told_to_reconnect(
+        &mut alice,
+        5,
+        "no LeaveRequest from the node that lost the room",
     )
-    .await
-    .expect("no LeaveRequest from the node that lost the room");
-    assert_eq!(
-        leave.reason(),
-        proto::DisconnectReason::Migration,
-        "{leave:?}"
-    );
-    assert_eq!(
-        leave.action(),
-        proto::leave_request::Action::Reconnect,
-        "{leave:?}"
-    );
+    .await;
     drop(alice);
     // Her SDK would reconnect through the cluster's URL; here through A, relayed to B.
     alice = lk::Client::publishing(&a.ws, created["token"].as_str().unwrap()).await;
@@ -348,28 +333,15 @@ async fn a_node_that_lost_its_lease_hands_its_clients_over() {
         owner_of(&mut redis, &prefix, &id).await.as_deref(),
         Some("node-b")
     );
-    audio_flows(&alice, &mut bob, 1).await;
-    audio_flows(&bob, &mut alice, 2).await;
-    let (_, v) = api_call(
+    goes_on_then_completes_once(
+        alice,
+        bob,
         &b.http,
-        Method::GET,
-        &format!("/api/calls/{id}"),
-        "bob",
-        None,
+        &hooks,
+        &id,
+        "the move must not end the call",
     )
     .await;
-    assert_eq!(
-        v["call"]["status"], "active",
-        "the move must not end the call: {v}"
-    );
-
-    bob.leave().await;
-    alice.leave().await;
-    let of = |v: &serde_json::Value| v["data"]["id"] == id.as_str();
-    let done = hooks.signed_event_where("call.completed", SECRET, of).await;
-    assert_eq!(done["data"]["status"], "completed", "{done}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(hooks.events("call.completed", of).len(), 1);
     drop((a, b));
     db.drop_db().await;
 }
@@ -381,8 +353,6 @@ async fn a_node_that_lost_its_lease_hands_its_clients_over() {
 /// call goes on at the survivor — still one call, completed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_hands_rooms_over() {
-    use parlor_signaling::protocol::proto;
-    use reqwest::Method;
     let Some(mut redis) = redis().await else {
         return;
     };
@@ -444,26 +414,8 @@ async fn sigterm_drains_then_hands_rooms_over() {
         term.elapsed()
     );
 
-    let leave = tokio::time::timeout(
-        Duration::from_secs(6),
-        alice.wait_for(|s| match s {
-            Seen::Signal(proto::signal_response::Message::Leave(l)) => Some(l.clone()),
-            _ => None,
-        }),
-    )
-    .await
-    .expect("no LeaveRequest at the drain deadline");
+    told_to_reconnect(&mut alice, 6, "no LeaveRequest at the drain deadline").await;
     let handed = term.elapsed();
-    assert_eq!(
-        leave.reason(),
-        proto::DisconnectReason::Migration,
-        "{leave:?}"
-    );
-    assert_eq!(
-        leave.action(),
-        proto::leave_request::Action::Reconnect,
-        "{leave:?}"
-    );
     assert!(
         handed >= Duration::from_secs(3),
         "handed over after {handed:?}"
@@ -484,34 +436,70 @@ async fn sigterm_drains_then_hands_rooms_over() {
 
     // Alice and bob come back through B: the same call goes on there.
     drop((alice, bob));
-    let mut alice = lk::Client::publishing(&b.ws, created["token"].as_str().unwrap()).await;
-    let mut bob = lk::Client::publishing(&b.ws, bob_join["token"].as_str().unwrap()).await;
+    let alice = lk::Client::publishing(&b.ws, created["token"].as_str().unwrap()).await;
+    let bob = lk::Client::publishing(&b.ws, bob_join["token"].as_str().unwrap()).await;
     assert_eq!(
         owner_of(&mut redis, &prefix, &id).await.as_deref(),
         Some("node-b")
     );
-    audio_flows(&alice, &mut bob, 1).await;
-    audio_flows(&bob, &mut alice, 2).await;
-    let (_, v) = api_call(
+    goes_on_then_completes_once(
+        alice,
+        bob,
         &b.http,
-        Method::GET,
-        &format!("/api/calls/{id}"),
-        "bob",
-        None,
+        &hooks,
+        &id,
+        "the drain must not end the call",
     )
     .await;
+    eprintln!("drain: handed over {handed:?} after SIGTERM (deadline 3 s); call completed once");
+    drop((a, b));
+    db.drop_db().await;
+}
+
+/// The next LeaveRequest `client` gets (within `secs`) moves it: MIGRATION, RECONNECT.
+async fn told_to_reconnect(client: &mut lk::Client, secs: u64, what: &str) {
+    use parlor_signaling::protocol::proto;
+    let leave = tokio::time::timeout(
+        Duration::from_secs(secs),
+        client.wait_for(|s| match s {
+            Seen::Signal(proto::signal_response::Message::Leave(l)) => Some(l.clone()),
+            _ => None,
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
     assert_eq!(
-        v["call"]["status"], "active",
-        "the drain must not end the call: {v}"
+        leave.reason(),
+        proto::DisconnectReason::Migration,
+        "{leave:?}"
     );
+    assert_eq!(
+        leave.action(),
+        proto::leave_request::Action::Reconnect,
+        "{leave:?}"
+    );
+}
+
+/// Call `id`, moved to the node at `http`, goes on there: audio both ways, still `active` (`why`
+/// it must be), then one `call.completed` once both hang up.
+async fn goes_on_then_completes_once(
+    mut alice: lk::Client,
+    mut bob: lk::Client,
+    http: &str,
+    hooks: &webhooks::Receiver,
+    id: &str,
+    why: &str,
+) {
+    audio_flows(&alice, &mut bob, 1).await;
+    audio_flows(&bob, &mut alice, 2).await;
+    let path = format!("/api/calls/{id}");
+    let (_, v) = api_call(http, reqwest::Method::GET, &path, "bob", None).await;
+    assert_eq!(v["call"]["status"], "active", "{why}: {v}");
     bob.leave().await;
     alice.leave().await;
-    let of = |v: &serde_json::Value| v["data"]["id"] == id.as_str();
+    let of = |v: &serde_json::Value| v["data"]["id"] == id;
     let done = hooks.signed_event_where("call.completed", SECRET, of).await;
     assert_eq!(done["data"]["status"], "completed", "{done}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(hooks.events("call.completed", of).len(), 1);
-    eprintln!("drain: handed over {handed:?} after SIGTERM (deadline 3 s); call completed once");
-    drop((a, b));
-    db.drop_db().await;
 }
