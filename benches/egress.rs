@@ -1,10 +1,12 @@
 //! User-space egress cost per output packet of the SFU forwarding path: one RTP packet in, N
 //! subscriber legs protected (SRTP) and queued for `sendmmsg`, no system call. Per leg and packet
-//! it does what `Worker::forward_track` (src/sfu/worker/forwarding.rs) and `Worker::flush`
-//! (src/sfu/worker/transport.rs) do: build a fresh header around the shared payload, `write_rtp`
-//! on the leg's sender, drain `poll_write` and queue each datagram (the `BytesMut` moved, as
-//! `SendBatch::push` does) in a preallocated batch, cleared after the fan-out as `SendBatch::send`
-//! does (minus the syscall).
+//! `egress/fanout/N` does what `Worker::forward_track` (src/sfu/worker/forwarding.rs) does through
+//! the direct egress (src/sfu/egress.rs): the 12-byte header and the shared payload marshalled into
+//! one reused buffer, `egress::protect` (SRTP with the leg's outbound context, the stream's
+//! sender-report counts) and the datagram queued, with the leg's cached route, in a preallocated
+//! batch, cleared after the fan-out as `SendBatch::send` does (minus the syscall).
+//! `egress_pipeline/fanout/N` is the path it replaced, for comparison in the same run: a fresh
+//! header around the payload, `write_rtp` through the leg's `rtc` write pipeline, `poll_write`.
 //!
 //! Each leg is a real connected pair built in memory with the Sans-I/O API: the server side exactly
 //! as the worker builds subscriber legs (`peer::build`, an Opus track added like `subscribe`, the
@@ -12,13 +14,15 @@
 //! DTLS run by handing datagrams between the two with a synthetic clock. Timers and stray output
 //! (sender reports, consent checks) are pumped every 50 packets outside the timed section.
 //!
-//! Groups: `egress/fanout/N` (N = 1, 10, 50 legs; ns per output packet), `srtp_only` (bare
+//! Groups: `egress/fanout/N` and `egress_pipeline/fanout/N` (N = 1, 10, 50 legs; ns per output
+//! packet), `srtp_only` (bare
 //! `rtc::srtp` encrypt of the same 112-byte packet), `marshal_only` (`Packet::marshal`).
 //!
 //! Run: `cargo bench --bench egress -- --warm-up-time 1 --measurement-time 3`
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use parlor::sfu::egress::{self, OutStream};
 use parlor::sfu::peer;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
@@ -50,7 +54,7 @@ const SERVER: &str = "10.0.0.1:5000";
 /// Packets between untimed housekeeping rounds (1 s of 20 ms Opus frames).
 const CHUNK: u64 = 50;
 /// A queued datagram, as in `SendBatch`.
-type Datagram = (SocketAddr, BytesMut);
+type Datagram = (SocketAddr, Bytes);
 const FRAME: Duration = Duration::from_millis(20);
 
 /// ~100-byte Opus frame: TOC 0xF8 (CELT FB 20 ms) + 99 bytes.
@@ -64,6 +68,9 @@ fn opus_payload() -> Bytes {
 struct Leg {
     server: RTCPeerConnection,
     client: RTCPeerConnection,
+    /// The direct egress's stream state and cached route (as the worker keeps them).
+    stream: OutStream,
+    route: Option<rtc::peer_connection::DirectRoute>,
     sender_id: RTCRtpSenderId,
     ssrc: u32,
     pt: u8,
@@ -207,6 +214,8 @@ impl Leg {
         Leg {
             server,
             client,
+            stream: OutStream::new(false, 48_000),
+            route: None,
             sender_id,
             ssrc,
             pt,
@@ -263,8 +272,8 @@ fn connect(legs: &mut [Leg], now: &mut Instant) {
     panic!("legs not connected after 2000 rounds of 5 ms (server, client): {states:?}");
 }
 
-/// The timed work for one inbound packet: every leg's header, write_rtp and flush into `batch`.
-/// Returns the number of write failures.
+/// The timed work for one inbound packet on the direct egress: every leg's header, protection and
+/// queueing into `batch`. Returns the number of failures.
 fn fan_out(
     legs: &mut [Leg],
     payload: &Bytes,
@@ -272,6 +281,39 @@ fn fan_out(
     ts: u32,
     now: Instant,
     batch: &mut Vec<Datagram>,
+    plain: &mut Vec<u8>,
+) -> u64 {
+    let mut failures = 0;
+    for leg in legs.iter_mut() {
+        let Some(route) = leg.route else {
+            failures += 1;
+            continue;
+        };
+        let p = egress::Rtp {
+            marker: false,
+            pt: leg.pt,
+            seq,
+            ts,
+            ssrc: leg.ssrc,
+            payload,
+        };
+        match egress::protect(&mut leg.server, &mut leg.stream, plain, &p, now) {
+            Some(d) => batch.push((route.peer_addr, d)),
+            None => failures += 1,
+        }
+    }
+    failures
+}
+
+/// The same through `rtc`'s write pipeline (the path the direct egress replaced).
+fn fan_out_pipeline(
+    legs: &mut [Leg],
+    payload: &Bytes,
+    seq: u16,
+    ts: u32,
+    now: Instant,
+    batch: &mut Vec<Datagram>,
+    _plain: &mut Vec<u8>,
 ) -> u64 {
     let mut failures = 0;
     for leg in legs.iter_mut() {
@@ -294,17 +336,31 @@ fn fan_out(
             .unwrap_or(false);
         failures += u64::from(!ok);
         while let Some(d) = leg.server.poll_write() {
-            batch.push((d.transport.peer_addr, d.message));
+            batch.push((d.transport.peer_addr, d.message.freeze()));
         }
     }
     failures
 }
 
+type FanOut = fn(&mut [Leg], &Bytes, u16, u32, Instant, &mut Vec<Datagram>, &mut Vec<u8>) -> u64;
+
 /// Sanity check, untimed: one packet per leg is one SRTP datagram of 12 + 100 bytes plus the tag
 /// (16: AEAD_AES_128_GCM, which DTLS-SRTP negotiates first; 10: AES128_CM_HMAC_SHA1_80), which the
 /// client decrypts and delivers.
-fn check_delivery(legs: &mut [Leg], payload: &Bytes, now: Instant, batch: &mut Vec<Datagram>) {
-    assert_eq!(fan_out(legs, payload, 1, 960, now, batch), 0, "write_rtp");
+fn check_delivery(
+    legs: &mut [Leg],
+    payload: &Bytes,
+    seq: u16,
+    now: Instant,
+    batch: &mut Vec<Datagram>,
+    f: FanOut,
+) {
+    let mut plain = Vec::new();
+    assert_eq!(
+        f(legs, payload, seq, 960, now, batch, &mut plain),
+        0,
+        "fan-out"
+    );
     assert_eq!(batch.len(), legs.len(), "one datagram per leg");
     let (from, n): (SocketAddr, usize) = (SERVER.parse().expect("server addr"), legs.len());
     for (i, ((to, d), leg)) in batch.drain(..).zip(legs.iter_mut()).enumerate() {
@@ -317,7 +373,7 @@ fn check_delivery(legs: &mut [Leg], payload: &Bytes, now: Instant, batch: &mut V
         let msg = TaggedBytesMut {
             now,
             transport,
-            message: d,
+            message: BytesMut::from(&d[..]),
         };
         let _ = leg.client.handle_read(msg);
         let mut got = false;
@@ -330,43 +386,53 @@ fn check_delivery(legs: &mut [Leg], payload: &Bytes, now: Instant, batch: &mut V
 
 fn bench_fanout(c: &mut Criterion) {
     let payload = opus_payload();
-    let mut g = c.benchmark_group("egress");
-    for n in [1usize, 10, 50] {
-        let mut now = Instant::now();
-        let mut legs: Vec<Leg> = (0..n).map(|i| Leg::new(now, i)).collect();
-        connect(&mut legs, &mut now);
-        let mut batch: Vec<Datagram> = Vec::with_capacity(4 * n);
-        check_delivery(&mut legs, &payload, now, &mut batch);
-        let (mut seq, mut ts) = (2u16, 1920u32);
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("fanout", n), &n, |b, _| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let k = CHUNK.min(iters - done);
-                    let start = Instant::now();
-                    let mut failures = 0;
-                    for _ in 0..k {
-                        now += FRAME;
-                        failures += fan_out(&mut legs, &payload, seq, ts, now, &mut batch);
-                        batch.clear();
-                        seq = seq.wrapping_add(1);
-                        ts = ts.wrapping_add(960);
+    for (group, f) in [
+        ("egress", fan_out as FanOut),
+        ("egress_pipeline", fan_out_pipeline as FanOut),
+    ] {
+        let mut g = c.benchmark_group(group);
+        for n in [1usize, 10, 50] {
+            let mut now = Instant::now();
+            let mut legs: Vec<Leg> = (0..n).map(|i| Leg::new(now, i)).collect();
+            connect(&mut legs, &mut now);
+            for leg in &mut legs {
+                leg.route = leg.server.direct_route();
+            }
+            let mut batch: Vec<Datagram> = Vec::with_capacity(4 * n);
+            let mut plain = Vec::with_capacity(1500);
+            check_delivery(&mut legs, &payload, 1, now, &mut batch, f);
+            let (mut seq, mut ts) = (2u16, 1920u32);
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_with_input(BenchmarkId::new("fanout", n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut done = 0;
+                    while done < iters {
+                        let k = CHUNK.min(iters - done);
+                        let start = Instant::now();
+                        let mut failures = 0;
+                        for _ in 0..k {
+                            now += FRAME;
+                            failures +=
+                                f(&mut legs, &payload, seq, ts, now, &mut batch, &mut plain);
+                            batch.clear();
+                            seq = seq.wrapping_add(1);
+                            ts = ts.wrapping_add(960);
+                        }
+                        total += start.elapsed();
+                        assert_eq!(failures, 0, "fan-out failed during measurement");
+                        done += k;
+                        // Untimed: timers, consent checks, both directions.
+                        for leg in &mut legs {
+                            leg.pump(now);
+                        }
                     }
-                    total += start.elapsed();
-                    assert_eq!(failures, 0, "write_rtp failed during measurement");
-                    done += k;
-                    // Untimed: timers, sender reports, consent checks, both directions.
-                    for leg in &mut legs {
-                        leg.pump(now);
-                    }
-                }
-                total
-            })
-        });
+                    total
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 fn header(seq: u16) -> rtc::rtp::header::Header {

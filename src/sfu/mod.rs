@@ -3,6 +3,7 @@
 //! This module's public surface (`SfuHandle`, `SfuEvent`, `ParticipantSnapshot`) is what the product
 //! APIs use: live participant state per room and a stream of lifecycle events.
 
+pub mod egress;
 pub mod forwarder;
 pub mod layers;
 pub mod local;

@@ -1,14 +1,13 @@
 //! Building `rtc` (Sans-I/O webrtc-rs) peer connections for the shared UDP socket: ICE-lite with
 //! per-connection ICE credentials (so the worker can route STUN by USERNAME), our host candidate with the
 //! public IP, mDNS off, and per direction only the interceptors it needs (publisher legs: NACK generator,
-//! receiver reports, TWCC feedback; subscriber legs: NACK responder, sender reports, keyframe requests).
+//! receiver reports, TWCC feedback; subscriber legs: only a tap handing keyframe requests and NACKs to
+//! the worker, whose direct egress keeps the send cache and sender-report counts itself).
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
-use rtc::interceptor::{
-    NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
-};
+use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder};
 use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -17,6 +16,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -194,12 +194,10 @@ pub fn build(
     }
     let mut registry = Registry::new();
     if subscriber {
-        // Send side: retransmit on NACK, sender reports (lip sync), and keyframe requests (PLI/FIR)
-        // handed to the worker, which relays them to the publisher.
-        registry = registry
-            .with(Slot::NackResponder, NackResponderBuilder::new().build())
-            .with(Slot::SenderReport, SenderReportBuilder::new().build())
-            .with(Slot::from(14_000), KeyframeRequests::default());
+        // Send side: RTP leaves through the worker's direct egress (`worker::egress`), which
+        // answers NACKs from its own send cache and writes the sender reports; this tap hands the
+        // subscriber's keyframe requests (PLI/FIR, relayed to the publisher) and NACKs to it.
+        registry = registry.with(Slot::from(14_000), SubscriberFeedback::default());
     }
     if publisher {
         // Receive side: NACK generation for lost video, receiver reports, and transport-wide CC
@@ -247,14 +245,15 @@ pub fn build(
     Ok(pc)
 }
 
-/// Interceptor that marks inbound RTCP carrying PLI or FIR for delivery to the application.
+/// Interceptor that marks inbound RTCP carrying PLI, FIR or a generic NACK for delivery to the
+/// application (the worker), which acts on them.
 #[derive(Default)]
-struct KeyframeRequests {
+struct SubscriberFeedback {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberFeedback {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -263,11 +262,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(pkts) = &msg.message.packet {
-            let wants_keyframe = pkts.iter().any(|p| {
+            let for_worker = pkts.iter().any(|p| {
                 let a = p.as_any();
-                a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>()
+                a.is::<PictureLossIndication>()
+                    || a.is::<FullIntraRequest>()
+                    || a.is::<TransportLayerNack>()
             });
-            if wants_keyframe {
+            if for_worker {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }
@@ -292,7 +293,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
     }
 }
 
-impl Interceptor for KeyframeRequests {
+impl Interceptor for SubscriberFeedback {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

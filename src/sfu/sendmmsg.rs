@@ -3,7 +3,7 @@
 //! socket lookup, return to user space) per subscriber. Non-blocking, never waits: a full socket
 //! buffer drops what did not fit, exactly like a failed `sendto`.
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
@@ -14,7 +14,7 @@ const MAX_PER_CALL: usize = 256;
 /// allocates nothing in steady state.
 #[derive(Default)]
 pub struct SendBatch {
-    queue: Vec<(SocketAddr, BytesMut)>,
+    queue: Vec<(SocketAddr, Bytes)>,
     addrs: Vec<socket2::SockAddr>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
@@ -25,7 +25,7 @@ pub struct SendBatch {
 unsafe impl Send for SendBatch {}
 
 impl SendBatch {
-    pub fn push(&mut self, to: SocketAddr, data: BytesMut) {
+    pub fn push(&mut self, to: SocketAddr, data: Bytes) {
         self.queue.push((to, data));
     }
 
@@ -111,8 +111,7 @@ mod tests {
         // More than one sendmmsg call's worth, spread over three receivers.
         let total = MAX_PER_CALL + 10;
         for i in 0..total {
-            let mut d = BytesMut::new();
-            d.extend_from_slice(&(i as u32).to_be_bytes());
+            let d = Bytes::copy_from_slice(&(i as u32).to_be_bytes());
             b.push(rx[i % 3].local_addr().unwrap(), d);
         }
         assert_eq!(b.send(tx.as_raw_fd()), (total, 0));
@@ -139,8 +138,8 @@ mod tests {
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut b = SendBatch::default();
         // An IPv6 destination on an IPv4 socket is refused (EAFNOSUPPORT/EINVAL).
-        b.push("[::1]:9".parse().unwrap(), BytesMut::from(&b"x"[..]));
-        b.push(rx.local_addr().unwrap(), BytesMut::from(&b"ok"[..]));
+        b.push("[::1]:9".parse().unwrap(), Bytes::from_static(b"x"));
+        b.push(rx.local_addr().unwrap(), Bytes::from_static(b"ok"));
         assert_eq!(b.send(tx.as_raw_fd()), (1, 1));
         let mut buf = [0u8; 8];
         rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use parlor_signaling::protocol::{self, proto, CandidateInit};
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
@@ -23,6 +23,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -45,6 +46,13 @@ pub enum Seen {
         ts: u32,
         payload: Vec<u8>,
     },
+    /// An RTCP sender report received on the subscriber PC.
+    SenderReport {
+        ssrc: u32,
+        packets: u32,
+        octets: u32,
+        rtp_time: u32,
+    },
     SubscriberState(RTCPeerConnectionState),
     PublisherState(RTCPeerConnectionState),
     Closed,
@@ -56,6 +64,8 @@ enum PcCmd {
     SendRtp(Vec<u8>),
     /// A packet lost on the way: its sequence number and timestamp are used up, nothing is sent.
     LoseRtp,
+    /// Drop the next n inbound RTP datagrams before the PC sees them (loss on the way in).
+    DropInbound(u32),
     Stop,
 }
 
@@ -208,7 +218,9 @@ fn build_pc_on(
         .build();
     let mut me = MediaEngine::default();
     me.register_default_codecs().unwrap();
-    let reg = register_default_interceptors(Registry::new(), &mut me).unwrap();
+    let reg = register_default_interceptors(Registry::new(), &mut me)
+        .unwrap()
+        .with(Slot::from(14_000), SenderReportTap::default());
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(se)
@@ -295,6 +307,7 @@ async fn run_pc(
     let mut buf = vec![0u8; 3000];
     let mut seq: u16 = 1000;
     let mut ts: u32 = 0;
+    let mut drop_in = 0u32;
     loop {
         while let Some(out) = pc.poll_write() {
             net.send(&out).await;
@@ -315,15 +328,32 @@ async fn run_pc(
             }
         }
         while let Some(m) = pc.poll_read() {
-            if let RTCMessage::RtpPacket(track, p) = m.message {
-                let _ = seen
-                    .send(Seen::Rtp {
-                        track,
-                        seq: p.header.sequence_number,
-                        ts: p.header.timestamp,
-                        payload: p.payload.to_vec(),
-                    })
-                    .await;
+            match m.message {
+                RTCMessage::RtpPacket(track, p) => {
+                    let _ = seen
+                        .send(Seen::Rtp {
+                            track,
+                            seq: p.header.sequence_number,
+                            ts: p.header.timestamp,
+                            payload: p.payload.to_vec(),
+                        })
+                        .await;
+                }
+                RTCMessage::RtcpPacket(_, pkts) => {
+                    for p in pkts {
+                        if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
+                            let _ = seen
+                                .send(Seen::SenderReport {
+                                    ssrc: sr.ssrc,
+                                    packets: sr.packet_count,
+                                    octets: sr.octet_count,
+                                    rtp_time: sr.rtp_time,
+                                })
+                                .await;
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         let deadline = pc
@@ -333,6 +363,12 @@ async fn run_pc(
         tokio::select! {
             r = net.recv(&mut buf) => {
                 let Some((message, from, local, proto)) = r else { break };
+                // RTP, not RTCP (RFC 5761: RTCP packet types 192..=223 in the second byte).
+                let is_rtp = message.len() > 12 && message[0] & 0xc0 == 0x80 && !(192..=223).contains(&message[1]);
+                if is_rtp && drop_in > 0 {
+                    drop_in -= 1;
+                    continue;
+                }
                 let _ = pc.handle_read(TaggedBytesMut {
                     now: Instant::now(),
                     transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: proto },
@@ -356,6 +392,7 @@ async fn run_pc(
                     let sdp = pc.local_description().unwrap().sdp;
                     send_req(&ws_tx, Req::Offer(proto::SessionDescription { r#type: "offer".into(), sdp, id, ..Default::default() })).await;
                 }
+                Some(PcCmd::DropInbound(n)) => drop_in += n,
                 Some(PcCmd::LoseRtp) => {
                     seq = seq.wrapping_add(1);
                     ts = ts.wrapping_add(ts_step);
@@ -602,6 +639,12 @@ impl Client {
         let _ = self.pub_cmd.send(PcCmd::LoseRtp).await;
     }
 
+    /// Drop the next `n` RTP datagrams arriving at the subscriber PC (loss on the server's side of
+    /// the path: the subscriber NACKs them, if its codec negotiated NACK).
+    pub async fn drop_inbound_rtp(&self, n: u32) {
+        let _ = self.sub_cmd.send(PcCmd::DropInbound(n)).await;
+    }
+
     /// Wait (up to 15 s) for an observation `f` maps to Some; other observations are dropped.
     pub async fn wait_for<T>(&mut self, mut f: impl FnMut(&Seen) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -639,4 +682,52 @@ pub fn candidate_json(c: &str) -> String {
         username_fragment: None,
     }
     .to_json()
+}
+
+/// Interceptor that hands inbound sender reports to the application (`Seen::SenderReport`).
+#[derive(Default)]
+struct SenderReportTap {
+    reads: std::collections::VecDeque<TaggedPacket>,
+    writes: std::collections::VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(pkts) = &msg.message.packet {
+            if pkts.iter().any(|p| p.as_any().is::<SenderReport>()) {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.reads.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.writes.pop_front()
+    }
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl Interceptor for SenderReportTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -1,6 +1,7 @@
 //! The forwarding hot path: one inbound RTP packet fanned out to every subscriber of its track
 //! (WebRTC legs and in-process subscribers), keyframe requests to publishers.
 
+use super::egress;
 use super::membership::local_media_has_room;
 use super::*;
 use crate::metrics::Metrics;
@@ -9,6 +10,7 @@ use crate::sfu::peer;
 use crate::sfu::speakers;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::time::Instant;
 use tracing::debug;
@@ -19,13 +21,26 @@ impl Worker {
         match m.message {
             RTCMessage::RtpPacket(track_id, pkt) => self.forward_rtp(pc_id, &track_id, pkt, now),
             RTCMessage::RtcpPacket(track_id, packets) => {
-                // Only PLI/FIR reach us (see peer::KeyframeRequests). On a subscriber leg the local
-                // track id is the track sid: ask that track's publisher for a keyframe.
+                // Only PLI/FIR and NACKs reach us (see peer::SubscriberFeedback). On a subscriber
+                // leg the local track id is the track sid.
                 let Some(pc) = self.pcs.get(&pc_id) else {
                     return;
                 };
-                if pc.role.subscribes() && !packets.is_empty() {
-                    if let Some(room) = self.parts.get(&pc.owner).map(|p| p.room.clone()) {
+                if !pc.role.subscribes() {
+                    return;
+                }
+                let owner = pc.owner;
+                let mut keyframe = false;
+                for p in &packets {
+                    if let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() {
+                        self.counters.nacks += 1;
+                        self.answer_nack(pc_id, &track_id, nack);
+                    } else {
+                        keyframe = true;
+                    }
+                }
+                if keyframe {
+                    if let Some(room) = self.parts.get(&owner).map(|p| p.room.clone()) {
                         self.request_keyframe(&room, &track_id, now);
                     }
                 }
@@ -104,8 +119,8 @@ impl Worker {
             arrival_us: now.saturating_duration_since(self.epoch).as_micros() as u64,
         };
         let sid_ref: &str = &track.sid;
-        self.scratch.clear();
         let mut needs_kf = false;
+        let payload: &[u8] = &pkt.payload;
         for sub in &track.subscribers {
             let Some(sp) = self.parts.get_mut(sub) else {
                 continue;
@@ -132,14 +147,14 @@ impl Worker {
                 }
                 continue;
             }
-            let (Some(pt), Some(sender_id)) = (out.pt, out.sender_id) else {
+            let (Some(pt), Some(_)) = (out.pt, out.sender_id) else {
                 continue;
             };
-            // Until DTLS is up the sender has no SRTP context: writing would fail (and rtc logs a
-            // WARN per packet). The forwarder starts with the first packet it actually forwards.
-            if !self.pcs.get(&sp.sub_pc).is_some_and(|pc| pc.connected) {
+            // Until DTLS is up the leg has no SRTP context. The forwarder starts with the first
+            // packet it actually forwards.
+            let Some(spc) = self.pcs.get_mut(&sp.sub_pc).filter(|pc| pc.connected) else {
                 continue;
-            }
+            };
             let before = out.forwarder.current_layer();
             let decision = out.forwarder.on_packet(&meta);
             if out.forwarder.current_layer() != before {
@@ -152,8 +167,27 @@ impl Worker {
             }
             match decision {
                 Decision::Forward { seq, ts } => {
-                    self.scratch
-                        .push((sp.sub_pc, sender_id, out.ssrc, pt, seq, ts));
+                    // The direct egress (see `egress`): protected into one datagram, queued for
+                    // this wake-up's sendmmsg.
+                    let p = crate::sfu::egress::Rtp {
+                        marker: pkt.header.marker,
+                        pt,
+                        seq,
+                        ts,
+                        ssrc: out.ssrc,
+                        payload,
+                    };
+                    let mut sinks = egress::Sinks {
+                        plain: &mut self.plain,
+                        batch: &mut self.batch,
+                        tcp: &mut self.tcp_conns,
+                    };
+                    if egress::send(spc, &mut out.egress, &mut sinks, &p, now) {
+                        self.counters.packets_out += 1;
+                        self.counters.bytes_out += payload.len() as u64;
+                    } else {
+                        self.counters.send_failures += 1;
+                    }
                 }
                 Decision::Drop(reason) => {
                     if reason == crate::sfu::forwarder::DropReason::WaitingForKeyframe {
@@ -172,43 +206,6 @@ impl Worker {
             let room_name = room.name.clone();
             let sid = track.sid.clone();
             self.request_keyframe(&room_name, &sid, now);
-        }
-        let n = self.scratch.len();
-        for i in 0..n {
-            let (sub_pc, sender_id, ssrc, pt, seq, ts) = self.scratch[i];
-            // A fresh header (no extension or CSRC vectors to clone: no heap allocation) around the
-            // shared payload. Extension ids differ per leg and the sender rejects ids it did not
-            // negotiate, so extensions are not forwarded.
-            let out = rtc::rtp::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    marker: pkt.header.marker,
-                    payload_type: pt,
-                    sequence_number: seq,
-                    timestamp: ts,
-                    ssrc,
-                    ..Default::default()
-                },
-                payload: pkt.payload.clone(),
-            };
-            let Some(spc) = self.pcs.get_mut(&sub_pc) else {
-                continue;
-            };
-            let ok = spc
-                .rtc
-                .rtp_sender(sender_id)
-                .map(|mut s| s.write_rtp(now, out).is_ok())
-                .unwrap_or(false);
-            if ok {
-                self.counters.packets_out += 1;
-                self.counters.bytes_out += pkt.payload.len() as u64;
-            } else {
-                self.counters.send_failures += 1;
-            }
-            // No `update_timeout` here: writing RTP only pushes a leg's deadlines later (sender
-            // reports and ICE keepalives are on fixed schedules), so the known deadline stays a
-            // safe lower bound; skipping it saves walking the whole `rtc` stack per packet copy.
-            self.flush(sub_pc);
         }
     }
 

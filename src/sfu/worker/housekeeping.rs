@@ -12,6 +12,7 @@ use tracing::info;
 impl Worker {
     pub(super) fn housekeeping(&mut self, now: Instant) {
         self.counters.flush(&self.metrics);
+        self.send_reports(now);
         self.retarget_layers(now);
         self.retry_single_pc_renegotiations(now);
         // Sessions that went away without a Leave (an in-process participant dropped while the

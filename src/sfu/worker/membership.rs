@@ -107,7 +107,7 @@ impl Worker {
                     created_at_ms: now_ms,
                     max_participants,
                     participants: Vec::new(),
-                    tracks: HashMap::new(),
+                    tracks: FastMap::default(),
                     // Empty until the join below completes (if it fails, the room still closes).
                     empty_since: Some(now),
                     had_member: false,
@@ -169,7 +169,7 @@ impl Worker {
             media_connected_at_ms: None,
             pending: HashMap::new(),
             tracks: Vec::new(),
-            subs: HashMap::new(),
+            subs: FastMap::default(),
             sub_offer_id: 0,
             sub_awaiting_answer: false,
             sub_needs_offer: false,

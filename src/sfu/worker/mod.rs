@@ -11,6 +11,7 @@
 
 mod admin;
 mod data;
+mod egress;
 mod forwarding;
 mod housekeeping;
 mod lifecycle;

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+/// The maps the packet path looks up (peer connections, participants, rooms, tracks, subscriptions,
+/// address routing): foldhash, seeded per map like std's SipHash (so a peer choosing source ports
+/// cannot aim collisions) but several times cheaper per lookup.
+pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Per-packet counters kept by the worker itself and added to the shared `Metrics` on every
 /// housekeeping tick: no atomic read-modify-write shared between worker threads per packet.
 #[derive(Default)]
@@ -29,6 +34,9 @@ pub(super) struct Counters {
     pub(super) bytes_out: u64,
     pub(super) dropped: u64,
     pub(super) send_failures: u64,
+    /// NACKs received from subscribers, and the packets resent from send caches for them.
+    pub(super) nacks: u64,
+    pub(super) retransmits: u64,
     /// STUN packets dropped before the ICE agent, by `StunFault` index.
     pub(super) stun_dropped: [u64; StunFault::ALL.len()],
 }
@@ -42,6 +50,8 @@ impl Counters {
         Metrics::add(&m.rtp_bytes_out, c.bytes_out);
         Metrics::add(&m.rtp_dropped, c.dropped);
         Metrics::add(&m.rtp_send_failures, c.send_failures);
+        Metrics::add(&m.nacks_received, c.nacks);
+        Metrics::add(&m.retransmits, c.retransmits);
         for (total, n) in m.stun_dropped.iter().zip(c.stun_dropped) {
             Metrics::add(total, n);
         }
@@ -77,8 +87,11 @@ pub(super) struct Pc {
     pub(super) addrs: Vec<(SocketAddr, bool)>,
     pub(super) next_timeout: Option<Instant>,
     pub(super) connected: bool,
+    /// Where the direct egress sends this leg's RTP: the selected ICE pair, refreshed each time
+    /// the connection is driven (a selection changes only while `rtc` handles input or timers).
+    pub(super) route: Option<rtc::peer_connection::DirectRoute>,
     /// rtc track id → (track sid) for inbound tracks (publisher PCs).
-    pub(super) inbound: HashMap<String, Arc<str>>,
+    pub(super) inbound: FastMap<String, Arc<str>>,
     /// Data channels by label (publisher PCs).
     pub(super) reliable_dc: Option<rtc::data_channel::RTCDataChannelId>,
     pub(super) lossy_dc: Option<rtc::data_channel::RTCDataChannelId>,
@@ -97,6 +110,8 @@ pub(super) struct SubOut {
     /// Payload type negotiated on this subscriber's sender (None until the answer arrives).
     pub(super) pt: Option<u8>,
     pub(super) forwarder: Forwarder,
+    /// Sender state of the direct egress (counts for sender reports, video send cache).
+    pub(super) egress: crate::sfu::egress::OutStream,
 }
 
 pub(super) struct Participant {
@@ -121,7 +136,7 @@ pub(super) struct Participant {
     /// Published tracks by sid.
     pub(super) tracks: Vec<String>,
     /// Subscriptions by track sid.
-    pub(super) subs: HashMap<String, SubOut>,
+    pub(super) subs: FastMap<String, SubOut>,
     /// Subscriber PC negotiation.
     pub(super) sub_offer_id: u32,
     pub(super) sub_awaiting_answer: bool,
@@ -176,7 +191,7 @@ pub(super) struct Room {
     /// Visible participants allowed (the stored room's limit, else the configured one).
     pub(super) max_participants: usize,
     pub(super) participants: Vec<Pid>,
-    pub(super) tracks: HashMap<String, TrackIn>,
+    pub(super) tracks: FastMap<String, TrackIn>,
     pub(super) empty_since: Option<Instant>,
     /// A member (a participant neither hidden nor an agent) has joined.
     pub(super) had_member: bool,
@@ -213,21 +228,21 @@ pub(crate) struct Worker {
     pub(super) local_addr: SocketAddr,
     pub(super) candidate_addr: SocketAddr,
     pub(super) cfg: WorkerConfig,
-    pub(super) pcs: HashMap<PcId, Pc>,
+    pub(super) pcs: FastMap<PcId, Pc>,
     /// (remote address, is TCP) → peer connection.
-    pub(super) by_addr: HashMap<(SocketAddr, bool), PcId>,
+    pub(super) by_addr: FastMap<(SocketAddr, bool), PcId>,
     /// ICE-TCP: our listener's address and the writer queue of each accepted connection.
     pub(super) tcp_local: Option<SocketAddr>,
     pub(super) tcp_conns: HashMap<SocketAddr, crate::sfu::tcp::TcpConn>,
     pub(super) by_ufrag: HashMap<String, PcId>,
-    pub(super) rooms: HashMap<String, Room>,
-    pub(super) parts: HashMap<Pid, Participant>,
+    pub(super) rooms: FastMap<String, Room>,
+    pub(super) parts: FastMap<Pid, Participant>,
     pub(super) next_id: u64,
     pub(super) sfu: SfuHandle,
     pub(super) metrics: Arc<Metrics>,
     pub(super) clock: crate::clock::SharedClock,
-    /// Scratch space reused on every forwarded packet (no per-packet allocation).
-    pub(super) scratch: Vec<(PcId, RTCRtpSenderId, u32, u8, u16, u32)>,
+    /// The plaintext RTP packet being protected (reused on every output packet).
+    pub(super) plain: Vec<u8>,
     /// Peer connections whose timer is due (reused by `on_timers`).
     pub(super) due_scratch: Vec<PcId>,
     pub(super) earliest: Option<Instant>,
@@ -274,18 +289,18 @@ impl Worker {
             local_addr,
             candidate_addr,
             cfg,
-            pcs: HashMap::new(),
-            by_addr: HashMap::new(),
+            pcs: FastMap::default(),
+            by_addr: FastMap::default(),
             tcp_local,
             tcp_conns: HashMap::new(),
             by_ufrag: HashMap::new(),
-            rooms: HashMap::new(),
-            parts: HashMap::new(),
+            rooms: FastMap::default(),
+            parts: FastMap::default(),
             next_id: ((index as u64) << 48) + 1,
             sfu,
             metrics,
             clock,
-            scratch: Vec::with_capacity(64),
+            plain: Vec::with_capacity(1500),
             due_scratch: Vec::new(),
             earliest: None,
             epoch,

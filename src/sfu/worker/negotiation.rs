@@ -244,6 +244,10 @@ impl Worker {
                     ssrc: 0,
                     pt: None,
                     forwarder,
+                    egress: crate::sfu::egress::OutStream::new(
+                        t.kind == RtpCodecKind::Video,
+                        codec.clock_rate,
+                    ),
                 },
             );
             t.subscribers.push(pid);
@@ -280,6 +284,7 @@ impl Worker {
                 ssrc,
                 pt: None,
                 forwarder,
+                egress: crate::sfu::egress::OutStream::new(is_video, codec.clock_rate),
             },
         );
         t.subscribers.push(pid);

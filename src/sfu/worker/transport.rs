@@ -12,7 +12,6 @@ use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, R
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 use tracing::{debug, warn};
@@ -118,6 +117,9 @@ impl Worker {
         }
         self.flush(pc_id);
         self.update_timeout(pc_id);
+        if let Some(pc) = self.pcs.get_mut(&pc_id) {
+            pc.route = pc.rtc.direct_route();
+        }
     }
 
     pub(super) fn flush(&mut self, pc_id: PcId) {
@@ -132,7 +134,8 @@ impl Worker {
                     .is_some_and(|c| c.send(out.message.to_vec()))
             } else {
                 // Queued; `send_batch` hands the whole fan-out to the kernel at once.
-                self.batch.push(out.transport.peer_addr, out.message);
+                self.batch
+                    .push(out.transport.peer_addr, out.message.freeze());
                 true
             };
             if !sent {
@@ -273,7 +276,8 @@ impl Worker {
                 addrs: Vec::new(),
                 next_timeout: None,
                 connected: false,
-                inbound: HashMap::new(),
+                route: None,
+                inbound: FastMap::default(),
                 reliable_dc: None,
                 lossy_dc: None,
             },

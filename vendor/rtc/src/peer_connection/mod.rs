@@ -244,6 +244,8 @@
 pub mod certificate;
 pub mod configuration;
 pub mod event;
+mod direct;
+pub use direct::DirectRoute;
 pub(crate) mod handler;
 mod internal;
 pub mod message;
