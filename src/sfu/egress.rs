@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn sender_report_counts_and_extrapolates() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::system().now();
         let mut s = OutStream::new(false, 48_000);
         assert!(s.report_due(7, t0, 0).is_none(), "nothing sent: no report");
         let d = Bytes::from_static(&[0u8; 10]);
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn video_cache_answers_the_last_packets_only() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::system().now();
         let mut s = OutStream::new(true, 90_000);
         for i in 0..300u16 {
             let d = Bytes::from(i.to_be_bytes().to_vec());

@@ -245,7 +245,10 @@ pub(crate) struct Worker {
     pub(super) plain: Vec<u8>,
     /// Peer connections whose timer is due (reused by `on_timers`).
     pub(super) due_scratch: Vec<PcId>,
-    pub(super) earliest: Option<Instant>,
+    /// Peer-connection deadlines, earliest first: (deadline, connection). An entry whose
+    /// connection is gone or has moved its deadline (`Pc::next_timeout` differs) is stale and
+    /// skipped when it comes up, so rescheduling costs one push, never a search.
+    pub(super) timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, PcId)>>,
     /// Origin of the arrival times the forwarders get (microseconds since the worker started).
     pub(super) epoch: Instant,
     /// Participants whose session queue reached its reserve during this wake-up: disconnected at its
@@ -302,7 +305,7 @@ impl Worker {
             clock,
             plain: Vec::with_capacity(1500),
             due_scratch: Vec::new(),
-            earliest: None,
+            timers: Default::default(),
             epoch,
             overflowed: Vec::new(),
             wake_unix_ms,

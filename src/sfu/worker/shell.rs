@@ -180,7 +180,7 @@ impl Worker {
             // is met up to TIMER_SLACK late, so that deadlines close together share one wake-up
             // (the timers are RTCP reports, NACK scans, ICE checks: a millisecond does not matter).
             let sleep_until = self
-                .earliest
+                .earliest()
                 .map_or(now + Duration::from_secs(1), |t| t + TIMER_SLACK);
             let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
             let wake = tokio::select! {
@@ -261,7 +261,7 @@ impl Worker {
             // Due timers run on whatever woke the worker: under a steady packet stream the UDP arm
             // (polled first) would otherwise starve the timer arm, and a timer due meanwhile costs
             // no wake-up of its own.
-            if self.earliest.is_some_and(|t| t <= now) {
+            if self.earliest().is_some_and(|t| t <= now) {
                 self.on_timers(now);
             }
             self.disconnect_overflowed(now);

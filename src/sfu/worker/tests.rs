@@ -252,3 +252,42 @@ async fn agents_do_not_fill_a_room_nor_keep_it_open_after_its_members() {
         "room not closed after its departure timeout"
     );
 }
+
+/// Deadlines come from the timer heap: the earliest live one, stale entries (a dropped connection,
+/// a moved deadline) skipped; a due connection is run and rescheduled with what `rtc` asks next.
+#[tokio::test]
+async fn timers_come_from_the_heap() {
+    let mut w = worker().await;
+    let now = w.wake();
+    let a = w.new_pc(1, Role::Subscriber, now).expect("pc a");
+    let b = w.new_pc(2, Role::Subscriber, now).expect("pc b");
+    assert_eq!(w.earliest(), None, "nothing scheduled yet");
+    // As `update_timeout` does when `rtc` moves a deadline.
+    let schedule = |w: &mut Worker, id: PcId, t: Instant| {
+        w.pcs.get_mut(&id).expect("pc").next_timeout = Some(t);
+        w.timers.push(std::cmp::Reverse((t, id)));
+    };
+    let ms = Duration::from_millis;
+    schedule(&mut w, a, now + ms(10));
+    schedule(&mut w, b, now + ms(20));
+    assert_eq!(w.earliest(), Some(now + ms(10)));
+    // a's deadline moves later: its first entry is stale.
+    schedule(&mut w, a, now + ms(30));
+    assert_eq!(w.earliest(), Some(now + ms(20)));
+    assert_eq!(w.timers.len(), 2, "the stale entry was dropped on the way");
+    // Due at 25 ms: only b runs, and gets whatever `rtc` schedules next.
+    w.on_timers(now + ms(25));
+    let b_next = w.pcs[&b].next_timeout;
+    assert_eq!(
+        b_next,
+        rtc::sansio::Protocol::poll_timeout(&mut w.pcs.get_mut(&b).expect("b").rtc)
+    );
+    assert_eq!(w.pcs[&a].next_timeout, Some(now + ms(30)), "a untouched");
+    assert_eq!(
+        w.earliest(),
+        b_next.map_or(Some(now + ms(30)), |t| Some(t.min(now + ms(30))))
+    );
+    // A dropped connection's entry is stale too.
+    w.drop_pc(a);
+    assert_eq!(w.earliest(), b_next);
+}

@@ -154,23 +154,51 @@ impl Worker {
 
     pub(super) fn update_timeout(&mut self, pc_id: PcId) {
         if let Some(pc) = self.pcs.get_mut(&pc_id) {
-            pc.next_timeout = pc.rtc.poll_timeout();
-            if let Some(t) = pc.next_timeout {
-                self.earliest = Some(self.earliest.map_or(t, |e| e.min(t)));
+            let next = pc.rtc.poll_timeout();
+            // Most drives leave the deadline where it was: nothing to schedule then.
+            if next != pc.next_timeout {
+                pc.next_timeout = next;
+                if let Some(t) = next {
+                    self.timers.push(std::cmp::Reverse((t, pc_id)));
+                }
             }
         }
     }
 
+    /// The earliest live peer-connection deadline (stale heap entries dropped on the way).
+    pub(super) fn earliest(&mut self) -> Option<Instant> {
+        while let Some(std::cmp::Reverse((t, id))) = self.timers.peek().copied() {
+            if self
+                .pcs
+                .get(&id)
+                .is_some_and(|pc| pc.next_timeout == Some(t))
+            {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Run every peer connection whose deadline is due: popped from the timer heap, no scan of
+    /// the other connections.
     pub(super) fn on_timers(&mut self, now: Instant) {
         // Reused list (timers fire hundreds of times a second under load).
         let mut due = std::mem::take(&mut self.due_scratch);
         due.clear();
-        due.extend(
-            self.pcs
-                .iter()
-                .filter(|(_, pc)| pc.next_timeout.is_some_and(|t| t <= now))
-                .map(|(id, _)| *id),
-        );
+        while let Some(std::cmp::Reverse((t, id))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(pc) = self.pcs.get_mut(&id) {
+                if pc.next_timeout == Some(t) {
+                    // Taken off the schedule: `drive` below schedules what `rtc` wants next.
+                    pc.next_timeout = None;
+                    due.push(id);
+                }
+            }
+        }
         for &id in &due {
             if let Some(pc) = self.pcs.get_mut(&id) {
                 let _ = pc.rtc.handle_timeout(now);
@@ -178,7 +206,6 @@ impl Worker {
             self.drive(id, now);
         }
         self.due_scratch = due;
-        self.earliest = self.pcs.values().filter_map(|pc| pc.next_timeout).min();
     }
 
     pub(super) fn on_pc_event(&mut self, pc_id: PcId, ev: RTCPeerConnectionEvent, now: Instant) {
