@@ -158,6 +158,9 @@ kill "$JPID" && wait "$JPID" 2>/dev/null || true
 KEY=APIbench
 SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 mkdir -p "$WORK/parlor"
+# Every participant holds a signaling WebSocket from 127.0.0.1: raise the per-IP HTTP connection limit
+# (default 256) above the participant count, or joins past 256 fail (e.g. 25 x (2, 10) = 300).
+PARLOR_LIMITS_HTTP_MAX_CONNECTIONS_PER_IP=$((ROOMS * (PUBS + SUBS) + 64)) \
 PARLOR_KEYS="$KEY:$SECRET" PARLOR_TURN_ENABLED=false RUST_LOG=warn \
   "$PARLOR_BIN" serve --bind "127.0.0.1:$PARLOR_HTTP_PORT" --data-dir "$WORK/parlor" \
   --udp-port "$PARLOR_UDP_PORT" >"$WORK/parlor.log" 2>&1 &
