@@ -95,6 +95,12 @@ async fn a_video_packet_lost_on_the_way_to_a_subscriber_is_resent_from_the_send_
     let resent =
         metric(&after, "parlor_retransmits_total") - metric(&before, "parlor_retransmits_total");
     assert!(nacks >= 1, "no NACK counted");
+    let plis = metric(&after, "parlor_plis_forwarded_total")
+        - metric(&before, "parlor_plis_forwarded_total");
+    assert_eq!(
+        plis, 0,
+        "a NACK (in a compound RTCP packet) became a keyframe request"
+    );
     assert!(resent >= 2, "resent {resent} packets, 2 were lost");
     s.stop().await;
 }

@@ -9,6 +9,7 @@ use crate::sfu::forwarder::{is_keyframe, Decision, PacketMeta};
 use crate::sfu::peer;
 use crate::sfu::speakers;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -32,10 +33,13 @@ impl Worker {
                 let owner = pc.owner;
                 let mut keyframe = false;
                 for p in &packets {
-                    if let Some(nack) = p.as_any().downcast_ref::<TransportLayerNack>() {
+                    // A compound packet carries its receiver report too: only PLI/FIR ask for a
+                    // keyframe (every NACK must not become one).
+                    let a = p.as_any();
+                    if let Some(nack) = a.downcast_ref::<TransportLayerNack>() {
                         self.counters.nacks += 1;
                         self.answer_nack(pc_id, &track_id, nack);
-                    } else {
+                    } else if a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>() {
                         keyframe = true;
                     }
                 }
