@@ -8,7 +8,7 @@ mod lk;
 
 use common::*;
 use futures_util::StreamExt;
-use lk::{Client, Seen};
+use lk::{vp8_keyframe, Client, Seen};
 use parlor_signaling::protocol::{self, proto};
 use parlor_signaling::{AccessToken, Claims, VideoGrant};
 use proto::signal_request::Message as Req;
@@ -18,13 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMsg;
-
-/// A VP8 keyframe payload (RFC 7741: S=1, PID=0, no extensions; payload header P=0) carrying `i`.
-fn vp8_keyframe(i: u16) -> Vec<u8> {
-    let mut v = vec![0x10, 0x00, 0x9d, 0x01, 0x2a, (i >> 8) as u8, i as u8];
-    v.extend(std::iter::repeat_n(0x55, 200));
-    v
-}
 
 async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

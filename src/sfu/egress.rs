@@ -102,25 +102,6 @@ pub fn ntp_of_unix_us(unix_us: u64) -> u64 {
     (secs << 32) | frac
 }
 
-/// Write a plain RTP header (version 2, no padding, extensions or CSRCs) and `payload` into `buf`.
-pub fn marshal_rtp(
-    buf: &mut Vec<u8>,
-    marker: bool,
-    pt: u8,
-    seq: u16,
-    ts: u32,
-    ssrc: u32,
-    payload: &[u8],
-) {
-    buf.clear();
-    buf.push(0x80);
-    buf.push((u8::from(marker) << 7) | (pt & 0x7f));
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(&ts.to_be_bytes());
-    buf.extend_from_slice(&ssrc.to_be_bytes());
-    buf.extend_from_slice(payload);
-}
-
 /// One outgoing RTP packet (the header fields the forwarder chose, the shared payload).
 pub struct Rtp<'a> {
     pub marker: bool,
@@ -129,6 +110,32 @@ pub struct Rtp<'a> {
     pub ts: u32,
     pub ssrc: u32,
     pub payload: &'a [u8],
+}
+
+impl Rtp<'_> {
+    /// Its header: version 2, no padding, extensions or CSRCs.
+    pub fn header(&self) -> rtc::rtp::header::Header {
+        rtc::rtp::header::Header {
+            version: 2,
+            marker: self.marker,
+            payload_type: self.pt,
+            sequence_number: self.seq,
+            timestamp: self.ts,
+            ssrc: self.ssrc,
+            ..Default::default()
+        }
+    }
+
+    /// Marshal it (the 12-byte header, then the payload) into `buf`.
+    pub fn marshal_into(&self, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.push(0x80);
+        buf.push((u8::from(self.marker) << 7) | (self.pt & 0x7f));
+        buf.extend_from_slice(&self.seq.to_be_bytes());
+        buf.extend_from_slice(&self.ts.to_be_bytes());
+        buf.extend_from_slice(&self.ssrc.to_be_bytes());
+        buf.extend_from_slice(self.payload);
+    }
 }
 
 /// SRTP-protect `p` for the leg `rtc` (marshalled into the reused `plain` buffer, then one
@@ -141,17 +148,8 @@ pub fn protect(
     p: &Rtp<'_>,
     now: Instant,
 ) -> Option<Bytes> {
-    marshal_rtp(plain, p.marker, p.pt, p.seq, p.ts, p.ssrc, p.payload);
-    let header = rtc::rtp::header::Header {
-        version: 2,
-        marker: p.marker,
-        payload_type: p.pt,
-        sequence_number: p.seq,
-        timestamp: p.ts,
-        ssrc: p.ssrc,
-        ..Default::default()
-    };
-    let datagram = rtc.protect_rtp(&header, plain).ok()?.freeze();
+    p.marshal_into(plain);
+    let datagram = rtc.protect_rtp(&p.header(), plain).ok()?.freeze();
     stream.sent(p.seq, p.ts, p.payload.len(), &datagram, now);
     Some(datagram)
 }
@@ -163,7 +161,15 @@ mod tests {
     #[test]
     fn header_is_rfc3550() {
         let mut b = Vec::new();
-        marshal_rtp(&mut b, true, 111, 0x1234, 0xdeadbeef, 0x01020304, &[9, 9]);
+        let p = Rtp {
+            marker: true,
+            pt: 111,
+            seq: 0x1234,
+            ts: 0xdeadbeef,
+            ssrc: 0x01020304,
+            payload: &[9, 9],
+        };
+        p.marshal_into(&mut b);
         assert_eq!(
             b,
             [

@@ -197,7 +197,7 @@ pub fn build(
         // Send side: RTP leaves through the worker's direct egress (`worker::egress`), which
         // answers NACKs from its own send cache and writes the sender reports; this tap hands the
         // subscriber's keyframe requests (PLI/FIR, relayed to the publisher) and NACKs to it.
-        registry = registry.with(Slot::from(14_000), SubscriberFeedback::default());
+        registry = registry.with(Slot::from(14_000), RtcpTap::new(subscriber_feedback));
     }
     if publisher {
         // Receive side: NACK generation for lost video, receiver reports, and transport-wide CC
@@ -245,15 +245,32 @@ pub fn build(
     Ok(pc)
 }
 
-/// Interceptor that marks inbound RTCP carrying PLI, FIR or a generic NACK for delivery to the
-/// application (the worker), which acts on them.
-#[derive(Default)]
-struct SubscriberFeedback {
+/// Interceptor that marks inbound RTCP for delivery to the application when one of its packets is
+/// of interest (`wants`); everything passes through unchanged. Subscriber legs hand PLI, FIR and
+/// generic NACKs to the worker with it (`subscriber_feedback`).
+pub struct RtcpTap {
+    wants: fn(&dyn rtc::rtcp::Packet) -> bool,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberFeedback {
+impl RtcpTap {
+    pub fn new(wants: fn(&dyn rtc::rtcp::Packet) -> bool) -> RtcpTap {
+        RtcpTap {
+            wants,
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+        }
+    }
+}
+
+/// What a subscriber leg's RTCP the worker acts on: keyframe requests and NACKs.
+fn subscriber_feedback(p: &dyn rtc::rtcp::Packet) -> bool {
+    let a = p.as_any();
+    a.is::<PictureLossIndication>() || a.is::<FullIntraRequest>() || a.is::<TransportLayerNack>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -262,12 +279,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberFeedback {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(pkts) = &msg.message.packet {
-            let for_worker = pkts.iter().any(|p| {
-                let a = p.as_any();
-                a.is::<PictureLossIndication>()
-                    || a.is::<FullIntraRequest>()
-                    || a.is::<TransportLayerNack>()
-            });
+            let for_worker = pkts.iter().any(|p| (self.wants)(p.as_ref()));
             if for_worker {
                 msg.message.add(Attribute::DeliverToApplication);
             }
@@ -293,7 +305,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberFeedback {
     }
 }
 
-impl Interceptor for SubscriberFeedback {
+impl Interceptor for RtcpTap {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use parlor_signaling::protocol::{self, proto, CandidateInit};
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
@@ -34,6 +34,13 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMsg;
+
+/// A VP8 keyframe payload (RFC 7741: S=1, PID=0, no extensions; payload header P=0) carrying `i`.
+pub fn vp8_keyframe(i: u16) -> Vec<u8> {
+    let mut v = vec![0x10, 0x00, 0x9d, 0x01, 0x2a, (i >> 8) as u8, i as u8];
+    v.extend(std::iter::repeat_n(0x55, 200));
+    v
+}
 
 /// What the test observes.
 #[derive(Debug)]
@@ -220,7 +227,10 @@ fn build_pc_on(
     me.register_default_codecs().unwrap();
     let reg = register_default_interceptors(Registry::new(), &mut me)
         .unwrap()
-        .with(Slot::from(14_000), SenderReportTap::default());
+        .with(
+            Slot::from(14_000),
+            parlor::sfu::peer::RtcpTap::new(|p| p.as_any().is::<SenderReport>()),
+        );
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(se)
@@ -682,52 +692,4 @@ pub fn candidate_json(c: &str) -> String {
         username_fragment: None,
     }
     .to_json()
-}
-
-/// Interceptor that hands inbound sender reports to the application (`Seen::SenderReport`).
-#[derive(Default)]
-struct SenderReportTap {
-    reads: std::collections::VecDeque<TaggedPacket>,
-    writes: std::collections::VecDeque<TaggedPacket>,
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(pkts) = &msg.message.packet {
-            if pkts.iter().any(|p| p.as_any().is::<SenderReport>()) {
-                msg.message.add(Attribute::DeliverToApplication);
-            }
-        }
-        self.reads.push_back(msg);
-        Ok(())
-    }
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.reads.pop_front()
-    }
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.writes.pop_front()
-    }
-    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
-        Ok(())
-    }
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        None
-    }
-}
-
-impl Interceptor for SenderReportTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

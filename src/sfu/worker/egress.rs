@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Where protected datagrams go: the reused plaintext buffer, this wake-up's UDP batch, ICE-TCP
-/// connections. (Separate borrows of the worker's fields, so the forwarding loop can send while
-/// it holds the room and the subscriber.)
+/// Where the worker's datagrams go: this wake-up's UDP batch, or an ICE-TCP connection. Every
+/// datagram leaves through `queue` (the direct egress, NACK answers, and `rtc`'s own output in
+/// `Worker::flush`). Separate borrows of the worker's fields, so the forwarding loop can send
+/// while it holds the room and the subscriber.
 pub(super) struct Sinks<'a> {
-    pub(super) plain: &'a mut Vec<u8>,
     pub(super) batch: &'a mut SendBatch,
     pub(super) tcp: &'a mut HashMap<SocketAddr, TcpConn>,
 }
@@ -26,7 +26,12 @@ pub(super) struct Sinks<'a> {
 impl Sinks<'_> {
     /// Queue a datagram for the peer at `to` (UDP: the batch; TCP: its connection's queue, which
     /// drops when full — the worker never waits).
-    fn queue(&mut self, to: SocketAddr, protocol: TransportProtocol, datagram: Bytes) -> bool {
+    pub(super) fn queue(
+        &mut self,
+        to: SocketAddr,
+        protocol: TransportProtocol,
+        datagram: Bytes,
+    ) -> bool {
         if protocol == TransportProtocol::TCP {
             return self
                 .tcp
@@ -38,11 +43,13 @@ impl Sinks<'_> {
     }
 }
 
-/// Protect `p` for the leg `pc` and queue the datagram (see `egress::protect`). False if it could
-/// not be sent (no selected route or SRTP context yet, TCP queue full).
+/// Protect `p` for the leg `pc` (marshalled into the reused `plain`) and queue the datagram (see
+/// `egress::protect`). False if it could not be sent (no selected route or SRTP context yet, TCP
+/// queue full).
 pub(super) fn send(
     pc: &mut Pc,
     stream: &mut OutStream,
+    plain: &mut Vec<u8>,
     sinks: &mut Sinks<'_>,
     p: &Rtp<'_>,
     now: Instant,
@@ -50,7 +57,7 @@ pub(super) fn send(
     let Some(route) = pc.route else {
         return false;
     };
-    match egress::protect(&mut pc.rtc, stream, sinks.plain, p, now) {
+    match egress::protect(&mut pc.rtc, stream, plain, p, now) {
         Some(datagram) => sinks.queue(route.peer_addr, route.protocol, datagram),
         None => false,
     }
@@ -71,22 +78,17 @@ impl Worker {
         if out.ssrc != nack.media_ssrc {
             return;
         }
-        let mut resend: Vec<Bytes> = Vec::new();
-        for pair in &nack.nacks {
-            for seq in pair.packet_list() {
-                if let Some(d) = out.egress.cached(seq) {
-                    resend.push(d.clone());
-                }
-            }
-        }
         let mut sinks = Sinks {
-            plain: &mut self.plain,
             batch: &mut self.batch,
             tcp: &mut self.tcp_conns,
         };
-        for d in resend {
-            if sinks.queue(route.peer_addr, route.protocol, d) {
-                self.counters.retransmits += 1;
+        for pair in &nack.nacks {
+            for seq in pair.packet_list() {
+                if let Some(d) = out.egress.cached(seq) {
+                    if sinks.queue(route.peer_addr, route.protocol, d.clone()) {
+                        self.counters.retransmits += 1;
+                    }
+                }
             }
         }
     }

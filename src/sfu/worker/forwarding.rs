@@ -22,7 +22,7 @@ impl Worker {
         match m.message {
             RTCMessage::RtpPacket(track_id, pkt) => self.forward_rtp(pc_id, &track_id, pkt, now),
             RTCMessage::RtcpPacket(track_id, packets) => {
-                // Only PLI/FIR and NACKs reach us (see peer::SubscriberFeedback). On a subscriber
+                // Only PLI/FIR and NACKs reach us (see peer::subscriber_feedback). On a subscriber
                 // leg the local track id is the track sid.
                 let Some(pc) = self.pcs.get(&pc_id) else {
                     return;
@@ -182,11 +182,11 @@ impl Worker {
                         payload,
                     };
                     let mut sinks = egress::Sinks {
-                        plain: &mut self.plain,
                         batch: &mut self.batch,
                         tcp: &mut self.tcp_conns,
                     };
-                    if egress::send(spc, &mut out.egress, &mut sinks, &p, now) {
+                    let plain = &mut self.plain;
+                    if egress::send(spc, &mut out.egress, plain, &mut sinks, &p, now) {
                         self.counters.packets_out += 1;
                         self.counters.bytes_out += payload.len() as u64;
                     } else {

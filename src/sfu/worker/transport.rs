@@ -126,19 +126,15 @@ impl Worker {
         let Some(pc) = self.pcs.get_mut(&pc_id) else {
             return;
         };
+        let mut sinks = super::egress::Sinks {
+            batch: &mut self.batch,
+            tcp: &mut self.tcp_conns,
+        };
         while let Some(out) = pc.rtc.poll_write() {
-            // Never block the worker: a full socket buffer or TCP queue drops the packet (congestion).
-            let sent = if out.transport.transport_protocol == TransportProtocol::TCP {
-                self.tcp_conns
-                    .get_mut(&out.transport.peer_addr)
-                    .is_some_and(|c| c.send(out.message.to_vec()))
-            } else {
-                // Queued; `send_batch` hands the whole fan-out to the kernel at once.
-                self.batch
-                    .push(out.transport.peer_addr, out.message.freeze());
-                true
-            };
-            if !sent {
+            // Never blocks: a full TCP queue drops the packet (congestion); UDP waits in the batch
+            // that `send_batch` hands to the kernel at once.
+            let t = &out.transport;
+            if !sinks.queue(t.peer_addr, t.transport_protocol, out.message.freeze()) {
                 self.counters.send_failures += 1;
             }
         }
