@@ -422,6 +422,24 @@ impl MediaThread {
                 }
             };
             let now = Instant::now();
+            if pc.connected {
+                // Media on a connected transport: the direct ingress (as the server takes it),
+                // so the generator's own cost per received packet stays small beside the
+                // server's.
+                match pc.rtc.read_rtp_direct(now, &self.buf[..n]) {
+                    Ok(true) => {
+                        self.rx_ns = rx_ns;
+                        self.drive_media(slot, now);
+                        self.rx_ns = None;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        debug!(error = %e, "srtp read");
+                        continue;
+                    }
+                }
+            }
             let msg = TaggedBytesMut {
                 now,
                 transport: TransportContext {
@@ -438,6 +456,27 @@ impl MediaThread {
             self.rx_ns = rx_ns;
             self.drive(slot, now);
             self.rx_ns = None;
+        }
+    }
+
+    /// After the direct ingress: the media it delivered; the whole drive only if a handler raised
+    /// an event (nothing is written on a read).
+    fn drive_media(&mut self, slot: usize, now: Instant) {
+        let Some(pc) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        while let Some(m) = pc.rtc.poll_media_read() {
+            if let RTCMessage::RtpPacket(_, pkt) = m.message {
+                record_rtp(&mut self.local, pc, self.rx_ns, &pkt, now);
+            }
+        }
+        if pc.rtc.has_pending_events() {
+            self.drive(slot, now);
+            return;
+        }
+        pc.next_timeout = pc.rtc.poll_timeout();
+        if let Some(t) = pc.next_timeout {
+            self.earliest = Some(self.earliest.map_or(t, |e| e.min(t)));
         }
     }
 
@@ -495,44 +534,7 @@ impl MediaThread {
         }
         while let Some(m) = pc.rtc.poll_read() {
             if let RTCMessage::RtpPacket(_, pkt) = m.message {
-                self.local.packets_recv += 1;
-                self.local.bytes_recv += pkt.payload.len() as u64;
-                let Some((stream, seq, sent_ns)) = stats::read_stamp(&pkt.payload) else {
-                    continue;
-                };
-                let app_ns = crate::sock::realtime_ns();
-                let arrived_ns = self.rx_ns.unwrap_or(app_ns);
-                let _ = self
-                    .local
-                    .latency
-                    .record(arrived_ns.saturating_sub(sent_ns).max(1));
-                let _ = self
-                    .local
-                    .app_latency
-                    .record(app_ns.saturating_sub(sent_ns).max(1));
-                if !pc.got_first {
-                    pc.got_first = true;
-                    debug!(
-                        pc = pc.id,
-                        at_ms = now.saturating_duration_since(pc.join_started).as_millis() as u64,
-                        "first packet"
-                    );
-                    let d = now.saturating_duration_since(pc.join_started);
-                    let _ = self.local.first_packet.record((d.as_nanos() as u64).max(1));
-                }
-                match pc.recv.iter_mut().find(|r| r.stream == stream) {
-                    Some(r) => {
-                        r.received += 1;
-                        r.max_seq = r.max_seq.max(seq);
-                        r.first_seq = r.first_seq.min(seq);
-                    }
-                    None => pc.recv.push(RecvStream {
-                        stream,
-                        first_seq: seq,
-                        max_seq: seq,
-                        received: 1,
-                    }),
-                }
+                record_rtp(&mut self.local, pc, self.rx_ns, &pkt, now);
             }
         }
         pc.next_timeout = pc.rtc.poll_timeout();
@@ -693,5 +695,52 @@ impl MediaThread {
         l.latency.reset();
         l.app_latency.reset();
         l.first_packet.reset();
+    }
+}
+
+/// Count one received RTP packet and record its latency (from its stamp) and, the first time, the
+/// connection's join-to-first-packet.
+fn record_rtp(
+    local: &mut Local,
+    pc: &mut ClientPc,
+    rx_ns: Option<u64>,
+    pkt: &rtc::rtp::Packet,
+    now: Instant,
+) {
+    local.packets_recv += 1;
+    local.bytes_recv += pkt.payload.len() as u64;
+    let Some((stream, seq, sent_ns)) = stats::read_stamp(&pkt.payload) else {
+        return;
+    };
+    let app_ns = crate::sock::realtime_ns();
+    let arrived_ns = rx_ns.unwrap_or(app_ns);
+    let _ = local
+        .latency
+        .record(arrived_ns.saturating_sub(sent_ns).max(1));
+    let _ = local
+        .app_latency
+        .record(app_ns.saturating_sub(sent_ns).max(1));
+    if !pc.got_first {
+        pc.got_first = true;
+        debug!(
+            pc = pc.id,
+            at_ms = now.saturating_duration_since(pc.join_started).as_millis() as u64,
+            "first packet"
+        );
+        let d = now.saturating_duration_since(pc.join_started);
+        let _ = local.first_packet.record((d.as_nanos() as u64).max(1));
+    }
+    match pc.recv.iter_mut().find(|r| r.stream == stream) {
+        Some(r) => {
+            r.received += 1;
+            r.max_seq = r.max_seq.max(seq);
+            r.first_seq = r.first_seq.min(seq);
+        }
+        None => pc.recv.push(RecvStream {
+            stream,
+            first_seq: seq,
+            max_seq: seq,
+            received: 1,
+        }),
     }
 }

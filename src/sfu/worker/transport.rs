@@ -61,6 +61,22 @@ impl Worker {
         let Some(pc) = self.pcs.get_mut(&pc_id) else {
             return;
         };
+        if known.is_some() {
+            // Publisher media from a connected peer: the direct ingress (decrypted, then only the
+            // interceptor and endpoint handlers; see vendor/README.md) instead of the whole
+            // pipeline and its sweeps.
+            match pc.rtc.read_rtp_direct(now, data) {
+                Ok(true) => {
+                    self.drive_media(pc_id, now);
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    debug!(pc = pc_id, error = %e, "srtp read");
+                    return;
+                }
+            }
+        }
         let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -119,6 +135,28 @@ impl Worker {
         self.update_timeout(pc_id);
         if let Some(pc) = self.pcs.get_mut(&pc_id) {
             pc.route = pc.rtc.direct_route();
+        }
+    }
+
+    /// After the direct ingress: the media it delivered, then only what the two handlers it ran
+    /// can have changed (an event, the connection's next deadline). Nothing was written: the
+    /// receive-side interceptors write on their timers.
+    fn drive_media(&mut self, pc_id: PcId, now: Instant) {
+        while let Some(m) = self
+            .pcs
+            .get_mut(&pc_id)
+            .and_then(|pc| pc.rtc.poll_media_read())
+        {
+            self.on_pc_read(pc_id, m, now);
+        }
+        if self
+            .pcs
+            .get(&pc_id)
+            .is_some_and(|pc| pc.rtc.has_pending_events())
+        {
+            self.drive(pc_id, now);
+        } else {
+            self.update_timeout(pc_id);
         }
     }
 

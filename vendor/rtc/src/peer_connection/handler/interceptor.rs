@@ -30,7 +30,8 @@ use std::time::Instant;
 
 #[derive(Default)]
 pub(crate) struct InterceptorHandlerContext {
-    is_dtls_handshake_complete: bool,
+    // Parlor patch: crate-visible, for the direct ingress (`peer_connection/direct.rs`).
+    pub(crate) is_dtls_handshake_complete: bool,
 
     pub(crate) read_outs: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) write_outs: VecDeque<TaggedRTCMessageInternal>,

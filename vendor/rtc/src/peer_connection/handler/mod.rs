@@ -312,7 +312,14 @@ impl RTCPeerConnection {
         }));
 
         // Finally, put intermediate_routs into RTCPeerConnection's routs
-        while let Some(msg) = intermediate_routs.pop_front() {
+        self.deliver_reads(&mut intermediate_routs);
+        self.pipeline_context.read_queue = intermediate_routs;
+    }
+
+    /// Parlor patch: the last stage of a read (factored out of `pump_reads`, shared with the
+    /// direct ingress): what reached the end of the pipeline goes to the application's queues.
+    pub(crate) fn deliver_reads(&mut self, queue: &mut VecDeque<TaggedRTCMessageInternal>) {
+        while let Some(msg) = queue.pop_front() {
             let rtc_message = match msg.message {
                 RTCMessageInternal::Dtls(DTLSMessage::DataChannel(application_message)) => {
                     if let DataChannelEvent::Message(data_channel_message) =
@@ -357,7 +364,6 @@ impl RTCPeerConnection {
                 }
             }
         }
-        self.pipeline_context.read_queue = intermediate_routs;
     }
 
     /// Returns whether any handler raised an event during the sweep.
