@@ -177,6 +177,26 @@ impl Pair {
     }
 }
 
+/// `iters` packets written by A (untimed) and received by B through `ingress` (timed).
+fn timed_ingress(
+    p: &mut Pair,
+    iters: u64,
+    ingress: fn(&mut Pair, &[u8], Instant) -> usize,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut out = Vec::with_capacity(4);
+    for _ in 0..iters {
+        out.clear();
+        p.write(Instant::now(), &mut out);
+        let t = Instant::now();
+        for d in &out {
+            black_box(ingress(p, d, t));
+        }
+        total += t.elapsed();
+    }
+    total
+}
+
 fn bench(c: &mut Criterion) {
     let mut p = pair();
     let mut g = c.benchmark_group("rtc_path");
@@ -190,38 +210,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("ingress_handle_read_decrypt", |bch| {
-        bch.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut out = Vec::with_capacity(4);
-            for _ in 0..iters {
-                out.clear();
-                let now = Instant::now();
-                p.write(now, &mut out);
-                let t = Instant::now();
-                for d in &out {
-                    black_box(p.ingress(d, t));
-                }
-                total += t.elapsed();
-            }
-            total
-        })
+        bch.iter_custom(|iters| timed_ingress(&mut p, iters, Pair::ingress))
     });
     g.bench_function("ingress_direct_decrypt", |bch| {
-        bch.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut out = Vec::with_capacity(4);
-            for _ in 0..iters {
-                out.clear();
-                let now = Instant::now();
-                p.write(now, &mut out);
-                let t = Instant::now();
-                for d in &out {
-                    black_box(p.ingress_direct(d, t));
-                }
-                total += t.elapsed();
-            }
-            total
-        })
+        bch.iter_custom(|iters| timed_ingress(&mut p, iters, Pair::ingress_direct))
     });
     for n in [1u64, 9, 50] {
         g.throughput(Throughput::Elements(n));

@@ -175,6 +175,16 @@ impl Worker {
         let mut tcp_enabled = self.tcp_local.is_some();
         let mut media_open = true;
         let mut now = self.wake();
+        // Per-wake cost (issue 21): the loop wakes about once per inbound packet under load, so the
+        // futures that live across iterations are made once. A `cancelled()` future registers with
+        // the token's waiter list (a mutex) when polled and unregisters when dropped; the timer is
+        // one `Sleep`, moved in the timer wheel only when the deadline changes.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let mut timer_at = now + Duration::from_secs(1);
+        let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(timer_at));
+        tokio::pin!(timer);
+        let mut timer_fired = false;
         loop {
             // With no peer-connection deadline, look again a second after this wake-up. A deadline
             // is met up to TIMER_SLACK late, so that deadlines close together share one wake-up
@@ -182,10 +192,19 @@ impl Worker {
             let sleep_until = self
                 .earliest()
                 .map_or(now + Duration::from_secs(1), |t| t + TIMER_SLACK);
-            let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until));
+            // An idle worker's one-second look-ahead is not moved forward on every wake-up: only an
+            // earlier deadline, or a timer that fired (a completed `Sleep` stays ready), resets it. A
+            // later deadline costs at most one early wake-up.
+            if timer_fired || sleep_until < timer_at {
+                timer_fired = false;
+                timer_at = sleep_until;
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(timer_at));
+            }
             let wake = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = &mut cancelled => break,
                 res = self.socket.recv_from(&mut buf) => Wake::Udp(res),
                 ev = tcp_rx.recv(), if tcp_enabled => Wake::Tcp(ev),
                 cmd = rx.recv() => match cmd {
@@ -193,7 +212,7 @@ impl Worker {
                     None => break,
                 },
                 pkt = media_rx.recv(), if media_open => Wake::Media(pkt),
-                _ = timer => Wake::Timer,
+                _ = &mut timer => Wake::Timer,
                 _ = housekeeping.tick() => Wake::Housekeeping,
             };
             // The one clock read of this wake-up: everything below takes `now` as an argument.
@@ -255,7 +274,7 @@ impl Worker {
                 Wake::Cmd(cmd) => self.on_cmd(cmd, now),
                 Wake::Media(Some(pkt)) => self.on_local_rtp(pkt, now),
                 Wake::Media(None) => media_open = false,
-                Wake::Timer => {}
+                Wake::Timer => timer_fired = true,
                 Wake::Housekeeping => self.housekeeping(now),
             }
             // Due timers run on whatever woke the worker: under a steady packet stream the UDP arm
