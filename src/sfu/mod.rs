@@ -8,6 +8,7 @@ pub mod forwarder;
 pub mod layers;
 pub mod local;
 pub mod peer;
+pub mod recvmmsg;
 pub mod sendmmsg;
 pub mod speakers;
 pub mod stun_check;

@@ -8,7 +8,6 @@ use crate::metrics::Metrics;
 use crate::sfu::SfuHandle;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 
 /// The remote address the harness's datagrams come from (registered on the publisher PC).
 pub const FUZZ_FROM: SocketAddr = SocketAddr::new(
@@ -37,8 +36,12 @@ impl FuzzWorker {
                 .enable_all()
                 .build()?,
         );
-        let socket = rt.block_on(UdpSocket::bind("127.0.0.1:0"))?;
-        let local_addr = socket.local_addr()?;
+        let std_socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let local_addr = std_socket.local_addr()?;
+        let socket = {
+            let _in_runtime = rt.enter();
+            crate::sfu::recvmmsg::media_socket(std_socket)?
+        };
         let w = Worker::new(
             0,
             socket,

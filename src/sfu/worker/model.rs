@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// The maps the packet path looks up (peer connections, participants, rooms, tracks, subscriptions,
@@ -224,7 +223,7 @@ impl Room {
 pub(crate) struct Worker {
     /// This worker's index (0..workers): its rooms are placed on it in `SfuHandle`.
     pub(super) index: usize,
-    pub(super) socket: Arc<UdpSocket>,
+    pub(super) socket: crate::sfu::recvmmsg::MediaSocket,
     pub(super) local_addr: SocketAddr,
     pub(super) candidate_addr: SocketAddr,
     pub(super) cfg: WorkerConfig,
@@ -275,7 +274,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         index: usize,
-        socket: UdpSocket,
+        socket: crate::sfu::recvmmsg::MediaSocket,
         candidate_addr: SocketAddr,
         tcp_local: Option<SocketAddr>,
         cfg: WorkerConfig,
@@ -283,12 +282,12 @@ impl Worker {
         metrics: Arc<Metrics>,
         clock: crate::clock::SharedClock,
     ) -> std::io::Result<Worker> {
-        let local_addr = socket.local_addr()?;
+        let local_addr = socket.get_ref().local_addr()?;
         let epoch = clock.now();
         let wake_unix_ms = clock.unix_ms();
         Ok(Worker {
             index,
-            socket: Arc::new(socket),
+            socket,
             local_addr,
             candidate_addr,
             cfg,

@@ -10,7 +10,6 @@ use parlor_signaling::protocol::{leave_response, proto};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -131,7 +130,7 @@ impl Worker {
                     set_realtime_priority(index, cfg.realtime_priority);
                 }
                 runtime.block_on(async move {
-                    let socket = match UdpSocket::from_std(std_socket) {
+                    let socket = match crate::sfu::recvmmsg::media_socket(std_socket) {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::error!(worker = index, error = %e, "media socket");
@@ -169,7 +168,8 @@ impl Worker {
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         info!(worker = self.index, udp = %self.local_addr, candidate = %self.candidate_addr, "media worker started");
-        let mut buf = vec![0u8; 1500 * 2];
+        // Every datagram queued at a wake-up, in one recvmmsg (buffers allocated once).
+        let mut recv = crate::sfu::recvmmsg::RecvBatch::new();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         // With ICE-TCP off the channel's sender is gone: never poll a closed channel in a loop.
         let mut tcp_enabled = self.tcp_local.is_some();
@@ -205,7 +205,7 @@ impl Worker {
             let wake = tokio::select! {
                 biased;
                 _ = &mut cancelled => break,
-                res = self.socket.recv_from(&mut buf) => Wake::Udp(res),
+                res = self.socket.readable() => Wake::Udp(res.map(drop)),
                 ev = tcp_rx.recv(), if tcp_enabled => Wake::Tcp(ev),
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Wake::Cmd(cmd),
@@ -218,19 +218,31 @@ impl Worker {
             // The one clock read of this wake-up: everything below takes `now` as an argument.
             now = self.wake();
             match wake {
-                Wake::Udp(Ok((n, from))) => {
-                    self.on_datagram(&buf[..n], from, false, now);
-                    self.send_batch();
-                    // Drain what else is queued before going back to select!: one wake-up (and one
-                    // timer registration) per burst instead of per datagram.
-                    for _ in 0..RECV_BATCH {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => {
-                                self.on_datagram(&buf[..n], from, false, now);
-                                // Each packet's fan-out leaves before the next is read.
+                Wake::Udp(Ok(())) => {
+                    // Drain what is queued before going back to select!: one wake-up (and one
+                    // timer registration) per burst instead of per datagram, one recvmmsg per
+                    // CAPACITY datagrams, and no call that only finds the queue empty (a short
+                    // read clears the readiness). At most RECV_BATCH datagrams per wake-up, so
+                    // commands and timers are not starved.
+                    for _ in 0..RECV_BATCH.div_ceil(crate::sfu::recvmmsg::RecvBatch::CAPACITY) {
+                        let n = match recv.recv(&self.socket) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                if e.kind() != std::io::ErrorKind::WouldBlock {
+                                    debug!(error = %e, "udp recv error");
+                                }
+                                break;
+                            }
+                        };
+                        for i in 0..n {
+                            if let Some((data, from)) = recv.get(i) {
+                                self.on_datagram(data, from, false, now);
+                                // Each packet's fan-out leaves before the next is handled.
                                 self.send_batch();
                             }
-                            Err(_) => break,
+                        }
+                        if n < crate::sfu::recvmmsg::RecvBatch::CAPACITY {
+                            break;
                         }
                     }
                 }
@@ -375,7 +387,7 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// What woke the worker's loop up.
 enum Wake {
-    Udp(std::io::Result<(usize, SocketAddr)>),
+    Udp(std::io::Result<()>),
     Tcp(Option<crate::sfu::tcp::TcpEvent>),
     Cmd(Cmd),
     Media(Option<LocalPacket>),

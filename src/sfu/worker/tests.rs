@@ -7,11 +7,11 @@ use crate::metrics::Metrics;
 use crate::sfu::SfuHandle;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 
 async fn worker() -> Worker {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let addr = socket.local_addr().expect("addr");
+    let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = std_socket.local_addr().expect("addr");
+    let socket = crate::sfu::recvmmsg::media_socket(std_socket).expect("register");
     let cfg = WorkerConfig {
         workers: 1,
         realtime_priority: 0,
